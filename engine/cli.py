@@ -1,0 +1,151 @@
+"""Service layer: the engine's command line (`python -m engine ...`): serve, extract, train, merge, bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+
+from .errors import EngineError
+
+
+def _progress_printer(stream=sys.stderr):
+    """A one-line progress bar for jobs run from a terminal."""
+    def show(job: dict) -> None:
+        width = 30
+        filled = int(job["progress"] * width)
+        eta = f" ETA {job['eta']:.0f}s" if job.get("eta") else ""
+        stats = job.get("stats") or {}
+        extra = f" it {stats['iteration']} loss {stats['loss']:.4f}" if "loss" in stats else ""
+        stream.write(f"\r[{'#' * filled}{' ' * (width - filled)}] {job['progress'] * 100:5.1f}% {job['message'][:50]:50}{extra}{eta}")
+        if job["state"] not in ("queued", "running"):
+            stream.write("\n")
+        stream.flush()
+    return show
+
+
+def run_job(workspace: str, kind: str, params: dict) -> int:
+    """Run one job in-process with a progress bar; Ctrl-C cancels it cleanly (training saves first)."""
+    from .jobs import JobRunner
+    from .recipes import STAGES
+    from .workspace import Workspace
+
+    ws = Workspace(workspace)
+    runner = JobRunner(ws, STAGES, on_change=_progress_printer())
+    job = runner.submit(kind, params)
+    try:
+        job = runner.wait(job["id"])
+    except KeyboardInterrupt:
+        runner.cancel(job["id"])
+        job = runner.wait(job["id"])
+    runner.shutdown()
+    if job["state"] == "done":
+        print(json.dumps(job["result"]))
+        return 0
+    err = job["error"] or {"code": job["state"], "message": job["message"]}
+    print(f"{kind} {job['state']}: {err['message']} [{err['code']}]", file=sys.stderr)
+    return 1 if job["state"] == "failed" else 130
+
+
+def _serve(args) -> int:
+    from .service import EngineService
+
+    token = args.token
+    if args.token_file:
+        token = Path(args.token_file).read_text().strip()
+    if not token:
+        token = secrets.token_urlsafe(24)
+        print(f"token: {token}", flush=True)
+    service = EngineService(Path(args.workspace), host=args.host, port=args.port, token=token)
+    port = service.start()
+    print(f"swapline-engine listening on {args.host}:{port}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *a: service.server.stop())
+    try:
+        service.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
+    return 0
+
+
+def _frames(value: str | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m engine", description="Swapline engine: extract, train, merge faces.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="serve the bridge protocol for the Blender add-on")
+    s.add_argument("--workspace", required=True)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=0)
+    s.add_argument("--token")
+    s.add_argument("--token-file")
+
+    e = sub.add_parser("extract", help="find, align and store the faces of a video")
+    e.add_argument("--workspace", required=True)
+    e.add_argument("--video", required=True)
+    e.add_argument("--faceset", required=True)
+    e.add_argument("--start", type=int, default=0)
+    e.add_argument("--end", type=_frames, default=None, help="exclusive end frame")
+    e.add_argument("--size", type=int, default=256)
+
+    t = sub.add_parser("train", help="train a swap model on two facesets")
+    t.add_argument("--workspace", required=True)
+    t.add_argument("--model", required=True)
+    t.add_argument("--source", required=True)
+    t.add_argument("--destination", required=True)
+    t.add_argument("--iterations", type=int, default=2000)
+    t.add_argument("--minutes", type=float, default=None)
+    t.add_argument("--resolution", type=int, default=64)
+    t.add_argument("--batch-size", type=int, default=8)
+
+    m = sub.add_parser("merge", help="merge the swapped face into every frame of a video")
+    m.add_argument("--workspace", required=True)
+    m.add_argument("--model", required=True)
+    m.add_argument("--video", required=True)
+    m.add_argument("--faceset", required=True)
+    m.add_argument("--start", type=int, default=0)
+    m.add_argument("--end", type=_frames, default=None)
+    m.add_argument("--output")
+
+    b = sub.add_parser("bench", help="run benchmarks and print medians against a reference")
+    b.add_argument("name", nargs="?", default="all")
+    b.add_argument("--seconds", type=float, default=10.0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "extract":
+            return run_job(args.workspace, "extract", {
+                "video": str(Path(args.video).resolve()), "faceset": args.faceset, "frame_start": args.start,
+                "frame_end": args.end, "size": args.size})
+        if args.command == "train":
+            return run_job(args.workspace, "train", {
+                "model": args.model, "source": args.source, "destination": args.destination,
+                "iterations": args.iterations, "max_seconds": args.minutes * 60 if args.minutes else None,
+                "resolution": args.resolution, "batch_size": args.batch_size})
+        if args.command == "merge":
+            return run_job(args.workspace, "merge", {
+                "model": args.model, "video": str(Path(args.video).resolve()), "faceset": args.faceset,
+                "frame_start": args.start, "frame_end": args.end, "output": args.output})
+        if args.command == "bench":
+            from .bench import run_benchmarks
+
+            return run_benchmarks(args.name, args.seconds)
+    except EngineError as exc:
+        print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
+        return 2
+    return 0

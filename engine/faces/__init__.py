@@ -1,0 +1,1 @@
+"""Stage: find faces in video frames, align them and store them in facesets."""

@@ -1,0 +1,1 @@
+"""Shared piece: face geometry (landmark layout, alignment, hull masks) used by every stage."""

@@ -1,0 +1,194 @@
+"""Service layer: long work as jobs, run one at a time on a worker thread, persisted in the workspace.
+
+A job's stage function gets a `JobContext` (report progress, ask whether to stop) and never sees the
+socket. Jobs outlive the client that started them; an exception in a stage fails that job only.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import Cancelled, EngineError
+from .workspace import Workspace
+
+log = logging.getLogger("swapline.engine.jobs")
+
+ACTIVE = ("queued", "running")
+EVENT_INTERVAL = 0.2  # progress events per job at most ~5 a second: Blender redraws on each
+
+StageFn = Callable[[Workspace, dict, "JobContext"], dict]
+
+
+@dataclass
+class JobContext:
+    """What a running stage may do with its job: report progress and check for cancellation."""
+
+    job_id: str
+    _runner: "JobRunner"
+    _cancel: threading.Event = field(default_factory=threading.Event)
+
+    def report(self, progress: float, message: str = "", stats: dict | None = None) -> None:
+        self._runner._progress(self.job_id, progress, message, stats)
+
+    def should_stop(self) -> bool:
+        return self._cancel.is_set()
+
+    def check(self) -> None:
+        if self._cancel.is_set():
+            raise Cancelled()
+
+
+class JobRunner:
+    """Queue of jobs with one worker thread; `on_change(job)` is called on every visible change."""
+
+    def __init__(self, workspace: Workspace, stages: dict[str, StageFn], on_change: Callable[[dict], None] | None = None):
+        self.workspace = workspace
+        self.stages = stages
+        self.on_change = on_change or (lambda job: None)
+        self._jobs: dict[str, dict] = {}
+        self._contexts: dict[str, JobContext] = {}
+        self._started: dict[str, float] = {}
+        self._last_event: dict[str, float] = {}
+        self._lock = threading.RLock()
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        for job in workspace.load_jobs():
+            if job["state"] in ACTIVE:
+                # The engine stopped under this job; training resumes from its checkpoint when restarted.
+                job["state"] = "failed"
+                job["error"] = {"code": "interrupted", "message": "the engine stopped while this job ran; start it again"}
+                workspace.save_job(job)
+            self._jobs[job["id"]] = job
+        self._worker = threading.Thread(target=self._work, name="swapline-jobs", daemon=True)
+        self._worker.start()
+
+    # Public ------------------------------------------------------------------------------------
+
+    def submit(self, kind: str, params: dict) -> dict:
+        if kind not in self.stages:
+            raise EngineError("bad_request", f"unknown job kind {kind!r}; expected one of {', '.join(self.stages)}")
+        if not isinstance(params, dict):
+            raise EngineError("bad_request", "job params must be a map")
+        job = {
+            "id": uuid.uuid4().hex[:12], "kind": kind, "state": "queued", "params": params, "progress": 0.0,
+            "message": "waiting for earlier jobs", "eta": None, "stats": {}, "result": None, "error": None,
+            "created": time.time(),
+        }
+        with self._lock:
+            self._jobs[job["id"]] = job
+            self._contexts[job["id"]] = JobContext(job["id"], self)
+            self.workspace.save_job(job)
+        self._emit(job)
+        self._queue.put(job["id"])
+        return dict(job)
+
+    def get(self, job_id: str) -> dict:
+        with self._lock:
+            if job_id not in self._jobs:
+                raise EngineError("not_found", f"no job {job_id!r}")
+            return dict(self._jobs[job_id])
+
+    def list(self) -> list[dict]:
+        with self._lock:
+            return [dict(j) for j in sorted(self._jobs.values(), key=lambda j: j["created"], reverse=True)]
+
+    def cancel(self, job_id: str) -> dict:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise EngineError("not_found", f"no job {job_id!r}")
+            if job["state"] == "queued":
+                self._finish(job, "cancelled", message="cancelled before it started")
+            elif job["state"] == "running":
+                self._contexts[job_id]._cancel.set()
+                job["message"] = "stopping…"
+                self._emit(job)
+            return dict(job)
+
+    def wait(self, job_id: str, timeout: float | None = None) -> dict:
+        """Block until the job leaves the queue (for the CLI and tests, never for the server loop)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if job["state"] not in ACTIVE:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise EngineError("timeout", f"job {job_id} still {job['state']} after {timeout} s")
+            time.sleep(0.05)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            for ctx in self._contexts.values():
+                ctx._cancel.set()
+        self._queue.put(None)
+        self._worker.join(timeout=30)
+
+    # Worker ------------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            if job_id is None:
+                return
+            with self._lock:
+                job = self._jobs[job_id]
+                if job["state"] != "queued":
+                    continue
+                job["state"], job["message"] = "running", "starting"
+                self._started[job_id] = time.monotonic()
+                self.workspace.save_job(job)
+                ctx = self._contexts[job_id]
+            self._emit(job)
+            try:
+                result = self.stages[job["kind"]](self.workspace, job["params"], ctx)
+            except Cancelled as exc:
+                self._finish(job, "cancelled", message=exc.message)
+            except EngineError as exc:
+                self._finish(job, "failed", error={"code": exc.code, "message": exc.message})
+            except MemoryError:
+                self._finish(job, "failed", error={"code": "out_of_memory", "message": "the engine ran out of memory"})
+            except Exception as exc:  # a bug in a stage fails its job, never the engine
+                log.error("job %s (%s) crashed:\n%s", job_id, job["kind"], traceback.format_exc())
+                self._finish(job, "failed", error={"code": "internal", "message": f"{type(exc).__name__}: {exc}"})
+            else:
+                self._finish(job, "done", result=result, message="done")
+
+    def _finish(self, job: dict, state: str, *, result: Any = None, error: dict | None = None, message: str = "") -> None:
+        with self._lock:
+            job["state"], job["eta"] = state, None
+            job["result"], job["error"] = result, error
+            job["message"] = message or (error or {}).get("message", state)
+            if state == "done":
+                job["progress"] = 1.0
+            self.workspace.save_job(job)
+            self._contexts.pop(job["id"], None)
+        self._emit(job)
+
+    def _progress(self, job_id: str, progress: float, message: str, stats: dict | None) -> None:
+        with self._lock:
+            job = self._jobs[job_id]
+            job["progress"] = max(0.0, min(1.0, float(progress)))
+            if message:
+                job["message"] = message
+            if stats:
+                job["stats"] = {**job["stats"], **stats}
+            elapsed = time.monotonic() - self._started.get(job_id, time.monotonic())
+            job["eta"] = elapsed * (1 - job["progress"]) / job["progress"] if job["progress"] > 0.01 else None
+            now = time.monotonic()
+            if now - self._last_event.get(job_id, 0.0) < EVENT_INTERVAL:
+                return
+            self._last_event[job_id] = now
+            self.workspace.save_job(job)
+        self._emit(job)
+
+    def _emit(self, job: dict) -> None:
+        try:
+            self.on_change(dict(job))
+        except Exception:
+            log.exception("job event listener failed")

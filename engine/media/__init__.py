@@ -1,0 +1,1 @@
+"""Shared piece: video decoding, frame and video encoding."""

@@ -1,0 +1,1 @@
+"""Stage: put the swapped face back into every destination frame."""

@@ -1,0 +1,91 @@
+"""Merge stage: the merge job, from a trained model and a destination video to merged PNG frames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import Cancelled, EngineError
+from ..geometry.align import rescale, transform_points
+from ..geometry.hull import feather, hull_mask
+from ..media.decode import frame_range, iter_frames, probe
+from ..media.encode import write_image
+from ..models.swapper import FaceSwapper
+from ..workspace import Workspace
+from .blend import paste_face, reinhard_transfer
+
+CROP = 256  # aligned crop size used while merging; the model's output is upscaled to it
+
+
+@dataclass(frozen=True)
+class MergeParams:
+    model: str
+    video: str
+    faceset: str
+    frame_start: int = 0
+    frame_end: int | None = None
+    output: str | None = None
+    erode: float = 0.04  # mask erosion, fraction of the crop: keeps the seam inside the face
+    blur: float = 0.06   # mask feather, fraction of the crop
+    batch_size: int = 8
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MergeParams":
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise EngineError("bad_request", f"unknown merge option(s): {', '.join(sorted(unknown))}")
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise EngineError("bad_request", f"merge options: {exc}") from None
+
+
+def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should_stop) -> dict:
+    """Swap every frame of [frame_start, frame_end) that has a face; copy the others unchanged."""
+    info = probe(Path(params.video))
+    start, end = frame_range(info, params.frame_start, params.frame_end)
+    media_id = ws.media_id(info.path)
+    faces = {f.frame: f for f in ws.faces(params.faceset, media_id)} if media_id is not None else {}
+    if not faces:
+        raise EngineError("no_faces", f"faceset {params.faceset!r} has no faces of {info.path.name}; extract it first")
+    swapper = FaceSwapper.load(ws.model_dir(params.model))
+    size = ws.faceset(params.faceset)["size"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pending: list[tuple[int, np.ndarray]] = []
+    total, swapped, written = end - start, 0, 0
+
+    def flush() -> None:
+        nonlocal swapped, written
+        with_face = [(i, fr) for i, fr in pending if i in faces]
+        if with_face:
+            ms = [rescale(faces[i].transform, CROP / size) for i, _ in with_face]
+            crops = np.stack([cv2.warpAffine(fr, m, (CROP, CROP), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+                              for (_, fr), m in zip(with_face, ms)])
+            predicted, _ = swapper.swap(crops)
+        merged = {}
+        for k, (i, fr) in enumerate(with_face):
+            lm = transform_points(ms[k], faces[i].landmarks68)
+            mask = feather(hull_mask(lm, (CROP, CROP)), int(params.erode * CROP), int(params.blur * CROP))
+            face = reinhard_transfer(predicted[k], crops[k], mask)
+            merged[i] = paste_face(fr, face, mask, ms[k])
+        for i, fr in pending:
+            write_image(out_dir / f"frame_{i:06d}.png", merged.get(i, fr))
+        swapped += len(with_face)
+        written += len(pending)
+        pending.clear()
+
+    for index, frame in iter_frames(info.path, start, end):
+        if should_stop():
+            raise Cancelled()
+        pending.append((index, frame))
+        if len(pending) >= params.batch_size:
+            flush()
+            done = index - start + 1
+            report(done / total, f"frame {done}/{total}", {"frames": done, "swapped": swapped})
+    flush()
+    ws.record_render(out_dir.name, params.model, media_id, out_dir, start, written)
+    return {"directory": str(out_dir), "pattern": "frame_%06d.png", "first_frame": start, "count": written,
+            "swapped": swapped}

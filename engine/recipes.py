@@ -1,0 +1,70 @@
+"""Service layer: recipes that wire the workspace to each stage, one function per job kind.
+
+A recipe takes (workspace, params dict, context) and returns the job's result. The server runs them
+as jobs; the command line runs the same functions in-process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import EngineError
+from .faces.extract import ExtractParams, extract_faces
+from .geometry.align import transform_points
+from .jobs import JobContext
+from .merge.shot import MergeParams, merge_shot
+from .workspace import Workspace
+
+
+def extract(ws: Workspace, params: dict, ctx: JobContext) -> dict:
+    return extract_faces(ws, ExtractParams.from_dict(params), ctx.report, ctx.should_stop)
+
+
+def load_samples(ws: Workspace, faceset: str):
+    """A faceset's aligned crops and their landmarks in crop pixels, as the trainer takes them."""
+    from .train.samples import FaceSamples
+
+    records = ws.faces(faceset)
+    if not records:
+        raise EngineError("no_faces", f"faceset {faceset!r} is empty; extract faces into it first")
+    images, landmarks = [], []
+    for r in records:
+        img = cv2.imread(str(r.image))
+        if img is None:
+            continue  # a face file deleted by hand is skipped, not fatal
+        images.append(img)
+        landmarks.append(transform_points(r.transform, r.landmarks68).astype(np.float32))
+    if not images:
+        raise EngineError("not_found", f"the face images of faceset {faceset!r} are missing from {ws.root}")
+    return FaceSamples(images=np.stack(images), landmarks=np.stack(landmarks))
+
+
+def train(ws: Workspace, params: dict, ctx: JobContext) -> dict:
+    from .train.loop import TrainSettings, train_pair
+
+    params = dict(params)
+    try:
+        model, source, destination = params.pop("model"), params.pop("source"), params.pop("destination")
+    except KeyError as exc:
+        raise EngineError("bad_request", f"train needs {exc.args[0]!r}") from None
+    try:
+        settings = TrainSettings.from_dict(params)
+    except ValueError as exc:
+        raise EngineError("bad_request", str(exc)) from None
+    src, dst = load_samples(ws, source), load_samples(ws, destination)
+    ctx.report(0.0, f"training on {len(src.images)} source and {len(dst.images)} destination faces")
+    result = train_pair(src, dst, ws.model_dir(model), settings, ctx.report, ctx.should_stop)
+    ws.record_model(model, source, destination, result["iterations"], result["loss"])
+    return {"model": model, **result}
+
+
+def merge(ws: Workspace, params: dict, ctx: JobContext) -> dict:
+    p = MergeParams.from_dict(params)
+    out_dir = Path(p.output) if p.output else ws.render_dir(ctx.job_id)
+    return merge_shot(ws, p, out_dir, ctx.report, ctx.should_stop)
+
+
+STAGES = {"extract": extract, "train": train, "merge": merge}
