@@ -59,16 +59,19 @@ CREATE TABLE IF NOT EXISTS renders (
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` so that `path` holds either the old content or all of the new, never a mix."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # the folder itself is unusable; there is no temp file to clean up
         raise EngineError("io_error", f"could not write {path}: {exc.strerror or exc}") from exc
 
 

@@ -1,0 +1,95 @@
+import threading
+import time
+
+import pytest
+
+from engine.errors import EngineError
+from engine.jobs import JobRunner
+from engine.workspace import Workspace
+
+
+def _slow(ws, params, ctx):
+    for i in range(200):
+        ctx.check()
+        ctx.report(i / 200, f"step {i}", {"iteration": i})
+        time.sleep(0.01)
+    return {"steps": 200}
+
+
+def _boom(ws, params, ctx):
+    raise RuntimeError("stage bug")
+
+
+def _no_faces(ws, params, ctx):
+    raise EngineError("no_faces", "nothing there")
+
+
+def _quick(ws, params, ctx):
+    ctx.report(0.5, "half")
+    return {"echo": params["x"]}
+
+
+@pytest.fixture
+def runner(tmp_path):
+    events = []
+    r = JobRunner(Workspace(tmp_path), {"slow": _slow, "boom": _boom, "nf": _no_faces, "quick": _quick}, events.append)
+    r.events = events
+    yield r
+    r.shutdown()
+
+
+def test_job_runs_and_reports(runner):
+    job = runner.submit("quick", {"x": 3})
+    done = runner.wait(job["id"], timeout=10)
+    assert done["state"] == "done" and done["result"] == {"echo": 3} and done["progress"] == 1.0
+    states = [e["state"] for e in runner.events if e["id"] == job["id"]]
+    assert states[0] == "queued" and "running" in states and states[-1] == "done"
+
+
+def test_failures_stay_in_their_job(runner):
+    a = runner.submit("boom", {})
+    b = runner.submit("nf", {})
+    c = runner.submit("quick", {"x": 1})
+    assert runner.wait(a["id"], 10)["error"]["code"] == "internal"
+    assert runner.wait(b["id"], 10)["error"] == {"code": "no_faces", "message": "nothing there"}
+    assert runner.wait(c["id"], 10)["state"] == "done"
+
+
+def test_cancel_running_and_queued(runner):
+    a = runner.submit("slow", {})
+    b = runner.submit("quick", {"x": 1})
+    while runner.get(a["id"])["state"] != "running":
+        time.sleep(0.01)
+    assert runner.cancel(b["id"])["state"] == "cancelled"
+    runner.cancel(a["id"])
+    assert runner.wait(a["id"], 10)["state"] == "cancelled"
+    assert runner.get(b["id"])["state"] == "cancelled"
+
+
+def test_progress_events_are_rate_limited(runner):
+    job = runner.submit("slow", {})
+    runner.wait(job["id"], 20)
+    progress_events = [e for e in runner.events if e["id"] == job["id"] and e["state"] == "running"]
+    # 200 reports over ~2 s: at most ~5 a second get through, plus the state changes
+    assert 3 <= len(progress_events) <= 20
+    assert any(e["eta"] is not None for e in progress_events)
+
+
+def test_unknown_kind_and_missing_job(runner):
+    with pytest.raises(EngineError) as err:
+        runner.submit("paint", {})
+    assert err.value.code == "bad_request"
+    with pytest.raises(EngineError):
+        runner.get("nope")
+
+
+def test_interrupted_jobs_are_marked_failed_on_restart(tmp_path):
+    ws = Workspace(tmp_path)
+    ws.save_job({"id": "old", "kind": "train", "state": "running", "params": {}, "progress": 0.3, "message": "",
+                 "stats": {}, "result": None, "error": None, "created": 1.0})
+    r = JobRunner(ws, {"train": _quick})
+    try:
+        job = r.get("old")
+        assert job["state"] == "failed" and job["error"]["code"] == "interrupted"
+    finally:
+        r.shutdown()
