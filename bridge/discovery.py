@@ -1,0 +1,158 @@
+"""Discovery layer of the bridge: announce and find engines on the LAN with mDNS/DNS-SD.
+
+Opt-in: nothing here runs unless called, and zeroconf is imported only then, so a machine that only
+ever talks to a local engine never touches the network or needs zeroconf to import the bridge.
+Honouring Blender's online-access setting is the add-on's job, before it calls browse_engines().
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .protocol import PROTOCOL_VERSION, SERVICE_TYPE, BridgeError
+
+__all__ = ["DiscoveredEngine", "EngineAdvertiser", "browse_engines"]
+
+_RESOLVE_BUDGET = 1.0  # seconds for resolving every name found, after the browse period
+
+
+@dataclass(frozen=True)
+class DiscoveredEngine:
+    """One engine seen on the LAN; connect with BridgeClient(host, port, token)."""
+
+    name: str
+    host: str
+    port: int
+    properties: dict[str, str] = field(default_factory=dict)
+
+
+def _instance_label(name: str) -> str:
+    # A dot would split the DNS-SD instance label, and a label holds at most 63 bytes.
+    label = name.replace(".", "-").strip() or "swapline"
+    return label.encode()[:63].decode(errors="ignore")
+
+
+def _lan_addresses() -> list[str]:
+    """IPv4 addresses a LAN peer could reach: not loopback, not link-local; loopback if none."""
+    import ifaddr
+
+    found = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str) and not ip.ip.startswith(("127.", "169.254.")):
+                found.append(ip.ip)
+    return sorted(set(found)) or ["127.0.0.1"]
+
+
+class EngineAdvertiser:
+    """Announce one engine as `<name>._swapline._tcp.local.` until stop().
+
+    The TXT record carries `properties` plus "protocol" (the bridge version). Never put the token
+    there: anyone on the LAN can read it. If another engine holds the name, zeroconf picks a new one.
+    """
+
+    def __init__(self, name: str, port: int, properties: dict[str, str] | None = None, *,
+                 addresses: list[str] | None = None) -> None:
+        self.name = _instance_label(name)
+        self.port = port
+        self.properties = {"protocol": str(PROTOCOL_VERSION), **(properties or {})}
+        self.addresses = list(addresses) if addresses else None
+        self._zeroconf: Any = None
+        self._info: Any = None
+
+    def start(self) -> None:
+        from zeroconf import InterfaceChoice, ServiceInfo, Zeroconf
+
+        if self._zeroconf is not None:
+            return
+        addresses = self.addresses or _lan_addresses()
+        host_label = _instance_label(socket.gethostname().split(".")[0])
+        info = ServiceInfo(SERVICE_TYPE, f"{self.name}.{SERVICE_TYPE}", port=self.port,
+                           properties=self.properties, server=f"{host_label}.local.",
+                           parsed_addresses=addresses)
+        try:
+            zeroconf = Zeroconf(interfaces=self.addresses or InterfaceChoice.All)
+        except OSError as exc:
+            raise BridgeError("unreachable", f"LAN announcement is unavailable: {exc}") from None
+        try:
+            zeroconf.register_service(info, allow_name_change=True)
+        except Exception as exc:
+            zeroconf.close()
+            raise BridgeError("unreachable", f"LAN announcement failed: {exc}") from None
+        self._zeroconf, self._info = zeroconf, info
+
+    def stop(self) -> None:
+        zeroconf, info = self._zeroconf, self._info
+        self._zeroconf = self._info = None
+        if zeroconf is None:
+            return
+        try:
+            zeroconf.unregister_service(info)
+        finally:
+            zeroconf.close()
+
+
+def browse_engines(timeout: float = 2.0, *, interfaces: list[str] | None = None) -> list[DiscoveredEngine]:
+    """Listen for engines for `timeout` seconds (plus at most ~1 s to resolve them), sorted by name.
+
+    interfaces: IPv4 addresses to browse on (default: all). Raises BridgeError("unreachable") when
+    multicast cannot be used at all.
+    """
+    from zeroconf import InterfaceChoice, ServiceBrowser, ServiceStateChange, Zeroconf
+
+    try:
+        zeroconf = Zeroconf(interfaces=interfaces or InterfaceChoice.All)
+    except OSError as exc:
+        raise BridgeError("unreachable", f"LAN discovery is unavailable: {exc}") from None
+    names: dict[str, None] = {}  # an ordered set, written by zeroconf's thread
+    lock = threading.Lock()
+
+    def on_change(zeroconf: Zeroconf, service_type: str, name: str,
+                  state_change: ServiceStateChange) -> None:
+        with lock:
+            if state_change is ServiceStateChange.Removed:
+                names.pop(name, None)
+            else:
+                names[name] = None
+
+    try:
+        browser = ServiceBrowser(zeroconf, SERVICE_TYPE, handlers=[on_change])
+        time.sleep(timeout)
+        browser.cancel()
+        with lock:
+            found = list(names)
+        deadline = time.monotonic() + _RESOLVE_BUDGET
+        engines = []
+        for name in found:
+            # Usually answered from the cache: responders send SRV/TXT/A along with the PTR.
+            wait_ms = max(100, int((deadline - time.monotonic()) * 1000))
+            info = zeroconf.get_service_info(SERVICE_TYPE, name, timeout=wait_ms)
+            engine = _engine_from_info(name, info)
+            if engine is not None:
+                engines.append(engine)
+    finally:
+        zeroconf.close()
+    return sorted(engines, key=lambda engine: engine.name)
+
+
+def _engine_from_info(name: str, info: Any) -> DiscoveredEngine | None:
+    if info is None or not info.port:
+        return None
+    addresses = info.parsed_addresses()
+    if not addresses:
+        return None
+    # Prefer IPv4: the engine binds an IPv4 address unless told otherwise.
+    host = next((address for address in addresses if ":" not in address), addresses[0])
+    properties = {_text(key): _text(value) for key, value in (info.properties or {}).items()}
+    label = name[:-len(SERVICE_TYPE)].rstrip(".") if name.endswith(SERVICE_TYPE) else name
+    return DiscoveredEngine(label, host, info.port, properties)
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

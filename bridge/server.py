@@ -1,0 +1,301 @@
+"""RPC layer, server side: accept connections, run the handshake, dispatch requests to a handler.
+
+Threads: one accept thread; per connection one reader thread (handshake, then requests) and, once
+authenticated, the Session's writer thread. Requests from one connection are dispatched one after
+another on its reader thread, so its responses come back in request order; a slow request holds up
+only its own connection. All threads are daemons, and stop() returns within about two seconds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import threading
+import time
+from typing import Any, Callable
+
+from .framing import FrameDecoder, encode_frame, write_frame
+from .protocol import (HANDSHAKE_TIMEOUT, BridgeError, check_hello, hello_accepted, hello_refused,
+                       message_kind, protocol_error, response_error, response_ok)
+from .session import Session, check_event
+
+__all__ = ["BridgeServer", "Session", "Handler"]
+
+logger = logging.getLogger("swapline.bridge")
+
+Handler = Callable[[str, dict, Session], Any]
+
+_RECV_SIZE = 256 * 1024
+
+
+class BridgeServer:
+    """The engine's end of the bridge: `handler(op, args, session)` answers every request.
+
+    token None disables authentication: any hello with the right protocol version is accepted, whatever
+    token it carries. That exists for tests and trusted scripts; the engine always passes a token.
+    A stopped server cannot be started again.
+    """
+
+    handshake_timeout = HANDSHAKE_TIMEOUT
+    max_connections = 64      # bounds the threads an unauthenticated flood can make us start
+    accept_poll = 0.2         # accept() wakes this often to notice stop(); portable, unlike close()
+    close_grace = 2.0         # how long a closing connection may take to flush its last frames
+    linger = 1.0              # how long we drain a closing peer's input (see _close_socket)
+
+    def __init__(self, handler: Handler, *, host: str = "127.0.0.1", port: int = 0,
+                 token: str | None = None, engine_info: dict | None = None) -> None:
+        self._handler = handler
+        self._host = host
+        self._port = port
+        self._token = token
+        self._engine_info = dict(engine_info or {})
+        encode_frame(hello_accepted(self._engine_info))  # fail here, not at every handshake
+        self._listener: socket.socket | None = None
+        self._accept_thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()        # every live connection, authenticated or not
+        self._threads: set[threading.Thread] = set()
+        self._sessions: dict[int, Session] = {}
+        self._ids = itertools.count(1)
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    def start(self) -> int:
+        """Bind, listen, start accepting; returns the bound port (useful with port=0)."""
+        if self._stopping.is_set():
+            raise RuntimeError("a stopped BridgeServer cannot be started again")
+        if self._listener is not None:
+            return self._port
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        listener = socket.create_server((self._host, self._port), family=family)
+        listener.settimeout(self.accept_poll)
+        self._listener = listener
+        self._port = listener.getsockname()[1]
+        if self._token is None:
+            logger.warning("bridge on %s:%d accepts any client: no token set", self._host, self._port)
+        self._accept_thread = threading.Thread(target=self._accept_loop, daemon=True,
+                                               name="swapline-bridge-accept")
+        self._accept_thread.start()
+        logger.info("bridge listening on %s:%d", self._host, self._port)
+        return self._port
+
+    def broadcast(self, event: dict) -> None:
+        """Send an event to every authenticated session; thread-safe, never blocks on a socket."""
+        frame = encode_frame(check_event(event))
+        with self._lock:
+            sessions = list(self._sessions.values())
+        for session in sessions:
+            session.send_frame(frame)
+
+    def serve_forever(self) -> None:
+        """Block until stop() is called from another thread, or until Ctrl-C (which stops too)."""
+        self.start()
+        try:
+            # A timed wait keeps Ctrl-C deliverable on every platform.
+            while not self._stopping.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            logger.info("bridge interrupted")
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop accepting, drop every connection, wait briefly for the threads; idempotent."""
+        self._stopping.set()
+        if self._accept_thread is not None and self._accept_thread is not threading.current_thread():
+            self._accept_thread.join(self.accept_poll + 1.0)
+        if self._listener is not None:
+            self._listener.close()
+        with self._lock:
+            sockets = list(self._sockets)
+            threads = list(self._threads)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # the connection is already gone
+        # A handler cannot be interrupted; a thread still inside one is left behind (it is a daemon).
+        deadline = time.monotonic() + self.close_grace
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+    # -- connections -----------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self._stopping.is_set():
+            try:
+                sock, address = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                if self._stopping.is_set():
+                    break
+                # e.g. out of file descriptors: pause instead of spinning on the same error.
+                logger.warning("bridge accept failed: %s", exc)
+                time.sleep(self.accept_poll)
+                continue
+            peer = f"{address[0]}:{address[1]}"
+            thread = threading.Thread(target=self._serve_connection, args=(sock, peer), daemon=True,
+                                      name=f"swapline-bridge-conn-{peer}")
+            with self._lock:
+                admitted = not self._stopping.is_set() and len(self._sockets) < self.max_connections
+                if admitted:
+                    self._sockets.add(sock)
+                    self._threads.add(thread)
+            if not admitted:
+                logger.warning("bridge refused %s: %d connections open", peer, self.max_connections)
+                sock.close()
+                continue
+            thread.start()
+
+    def _serve_connection(self, sock: socket.socket, peer: str) -> None:
+        session: Session | None = None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            decoder = FrameDecoder()
+            greeting = self._read_hello(sock, peer, decoder)
+            if greeting is not None:
+                hello, backlog = greeting
+                session = self._open_session(sock, peer, hello)
+                if session is not None:
+                    self._serve_session(sock, session, decoder, backlog)
+        except OSError as exc:
+            logger.debug("bridge connection %s: %s", peer, exc)
+        except Exception:  # noqa: BLE001 - one broken connection must not take the server down
+            logger.exception("bridge connection %s failed", peer)
+        finally:
+            self._end_connection(sock, session)
+
+    def _read_hello(self, sock: socket.socket, peer: str,
+                    decoder: FrameDecoder) -> tuple[dict, list[dict]] | None:
+        """Wait for the first frame; None means close without a word (nothing else is answered)."""
+        # One deadline for the whole handshake, so a client dripping a byte at a time cannot stay.
+        deadline = time.monotonic() + self.handshake_timeout
+        messages: list[dict] = []
+        while not messages:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                logger.info("bridge: no handshake from %s in %g s", peer, self.handshake_timeout)
+                return None
+            sock.settimeout(remaining)
+            try:
+                data = sock.recv(_RECV_SIZE)
+                if not data:
+                    return None
+                messages = decoder.feed(data)
+            except TimeoutError:
+                continue
+            except BridgeError as err:
+                logger.info("bridge: closing %s before the handshake: %s", peer, err.message)
+                return None
+        first, backlog = messages[0], messages[1:]
+        if not isinstance(first, dict) or not isinstance(first.get("hello"), dict):
+            logger.info("bridge: %s sent something other than a hello first; closing", peer)
+            return None
+        return first["hello"], backlog
+
+    def _open_session(self, sock: socket.socket, peer: str, hello: dict) -> Session | None:
+        try:
+            client = check_hello(hello, self._token)
+        except BridgeError as err:
+            logger.warning("bridge refused %s: %s", peer, err)
+            # The handshake timeout is still set, so a client that never reads cannot hold us here.
+            write_frame(sock, hello_refused(err))
+            return None
+        session = Session(next(self._ids), sock, peer, client)
+        write_frame(sock, hello_accepted(self._engine_info))
+        sock.settimeout(None)  # the writer's sendall must not time out mid-frame; stop() shuts down
+        with self._lock:
+            if self._stopping.is_set():
+                return None
+            self._sessions[session.id] = session
+        session.start()
+        logger.info("bridge session %d: %r from %s", session.id, client, peer)
+        return session
+
+    def _serve_session(self, sock: socket.socket, session: Session, decoder: FrameDecoder,
+                       backlog: list[dict]) -> None:
+        messages = backlog
+        while True:
+            for message in messages:
+                try:
+                    kind = message_kind(message)
+                except BridgeError as err:
+                    self._refuse(session, err.message)
+                    return
+                if kind != "request":
+                    self._refuse(session, f"a client may not send a {kind} frame here")
+                    return
+                self._dispatch(session, message)
+            if session.closed:
+                return
+            data = sock.recv(_RECV_SIZE)
+            if not data:
+                if decoder.buffered:
+                    logger.info("bridge session %d: closed inside a frame", session.id)
+                return
+            try:
+                messages = decoder.feed(data)
+            except BridgeError as err:
+                self._refuse(session, err.message)
+                return
+
+    def _refuse(self, session: Session, reason: str) -> None:
+        logger.warning("bridge session %d: protocol error, closing: %s", session.id, reason)
+        session.send_frame(encode_frame(protocol_error(reason)))
+        session.finish()
+
+    def _dispatch(self, session: Session, message: dict) -> None:
+        request_id, op = message["id"], message["op"]
+        try:
+            result = self._handler(op, message.get("args", {}), session)
+        except BridgeError as err:
+            reply = response_error(request_id, err)
+        except Exception as exc:  # noqa: BLE001 - any handler bug becomes `internal`, logged in full
+            logger.exception("bridge op %r from session %d failed", op, session.id)
+            summary = f"{op} failed: {type(exc).__name__}: {exc}"
+            reply = response_error(request_id, BridgeError("internal", summary[:200]))
+        else:
+            reply = response_ok(request_id, result)
+        try:
+            frame = encode_frame(reply)
+        except BridgeError as err:
+            logger.error("bridge op %r: reply cannot be sent: %s", op, err.message)
+            failure = BridgeError("internal", f"the result of {op} cannot be sent: {err.message}"[:200])
+            frame = encode_frame(response_error(request_id, failure))
+        session.send_frame(frame)
+
+    def _end_connection(self, sock: socket.socket, session: Session | None) -> None:
+        if session is not None:
+            with self._lock:
+                self._sessions.pop(session.id, None)
+            session.finish()
+            if not session.join_writer(self.close_grace):
+                session.abort()
+                session.join_writer(self.close_grace)
+        self._close_socket(sock)
+        with self._lock:
+            self._sockets.discard(sock)
+            self._threads.discard(threading.current_thread())
+
+    def _close_socket(self, sock: socket.socket) -> None:
+        # Closing with unread input makes the kernel send RST, which can destroy our last frame
+        # (a refusal, a protocol error) before the peer reads it. So: FIN first, then read and
+        # discard the peer's input until it closes too, for at most `linger` seconds.
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + self.linger
+            while not self._stopping.is_set() and (remaining := deadline - time.monotonic()) > 0:
+                sock.settimeout(remaining)
+                if not sock.recv(_RECV_SIZE):
+                    break
+        except OSError:
+            pass  # the peer is gone already, which is all the draining waits for
+        finally:
+            sock.close()
