@@ -1,0 +1,75 @@
+"""Service layer: `python -m engine bench [name]`, figures with a reference measured in the same run.
+
+These machines are noisy, so every figure is the median of several runs, printed with min and max,
+next to a reference (pure decode speed, or fp32 training speed) and the ratio to it.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+RUNS = 3
+
+
+def _measure(fn: Callable[[], float], runs: int = RUNS) -> dict:
+    values = [fn() for _ in range(runs)]
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": runs}
+
+
+def _clip(tmp: Path) -> Path:
+    from .media.synthetic import make_clip
+
+    return make_clip("hopper", tmp / "bench.mp4", seconds=2.0, fps=25, size=(640, 480))
+
+
+def bench_extract(seconds: float) -> dict:
+    """Extraction frames/s against plain decoding frames/s of the same clip."""
+    from .faces.extract import ExtractParams, extract_faces
+    from .media.decode import iter_frames
+    from .workspace import Workspace
+
+    with tempfile.TemporaryDirectory() as d:
+        clip = _clip(Path(d))
+
+        def decode() -> float:
+            t = time.perf_counter()
+            n = sum(1 for _ in iter_frames(clip))
+            return n / (time.perf_counter() - t)
+
+        def extract() -> float:
+            ws = Workspace(Path(d) / f"ws{time.monotonic_ns()}")
+            t = time.perf_counter()
+            r = extract_faces(ws, ExtractParams(video=str(clip), faceset="b"), lambda *a: None, lambda: False)
+            return r["frames"] / (time.perf_counter() - t)
+
+        ref, fig = _measure(decode), _measure(extract)
+    return {"unit": "frames/s", "figure": fig, "reference": {"name": "decode only", **ref},
+            "ratio": fig["median"] / ref["median"]}
+
+
+def bench_train(seconds: float) -> dict:
+    from .train.bench import bench_training
+
+    return bench_training(seconds=seconds)
+
+
+BENCHMARKS: dict[str, Callable[[float], dict]] = {"extract": bench_extract, "train": bench_train}
+
+
+def run_benchmarks(name: str, seconds: float) -> int:
+    names = list(BENCHMARKS) if name == "all" else [name]
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark {unknown[0]!r}; choose from: all, {', '.join(BENCHMARKS)}")
+        return 2
+    results = {}
+    for n in names:
+        results[n] = r = BENCHMARKS[n](seconds)
+        print(f"{n}: {json.dumps(r, default=float)}")
+    Path("bench_results.json").write_text(json.dumps(results, indent=2, default=float))
+    return 0
