@@ -15,7 +15,6 @@ from .errors import EngineError
 from .faces.extract import ExtractParams, extract_faces
 from .geometry.align import transform_points
 from .jobs import JobContext
-from .merge.shot import MergeParams, merge_shot
 from .workspace import Workspace
 
 
@@ -43,7 +42,7 @@ def load_samples(ws: Workspace, faceset: str):
 
 
 def train(ws: Workspace, params: dict, ctx: JobContext) -> dict:
-    from .train.loop import TrainSettings, train_pair
+    from .train.loop import TrainSettings, train_pair  # torch loads only when a job needs it
 
     params = dict(params)
     try:
@@ -62,6 +61,8 @@ def train(ws: Workspace, params: dict, ctx: JobContext) -> dict:
 
 
 def merge(ws: Workspace, params: dict, ctx: JobContext) -> dict:
+    from .merge.shot import MergeParams, merge_shot  # torch loads only when a job needs it
+
     p = MergeParams.from_dict(params)
     out_dir = Path(p.output) if p.output else ws.render_dir(ctx.job_id)
     return merge_shot(ws, p, out_dir, ctx.report, ctx.should_stop)

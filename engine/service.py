@@ -20,7 +20,7 @@ log = logging.getLogger("swapline.engine")
 
 def describe_device() -> str:
     """The compute device in words, for the add-on's engine list."""
-    import torch
+    import torch  # the engine needs it for every job; loading it here keeps first jobs prompt
 
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
