@@ -1,0 +1,27 @@
+"""The engine's command line runs the same jobs as the server, with a progress bar."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _engine(*args):
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_extract_from_the_command_line(tmp_path, portrait_clips):
+    run = _engine("extract", "--workspace", str(tmp_path), "--video", str(portrait_clips["hopper"]),
+                  "--faceset", "src", "--end", "6", "--size", "128")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.strip().splitlines()[-1])["faces"] == 6
+    assert "100.0%" in run.stderr  # the progress bar reached the end
+
+
+def test_command_line_errors_are_readable(tmp_path):
+    run = _engine("extract", "--workspace", str(tmp_path), "--video", str(tmp_path / "missing.mp4"), "--faceset", "s")
+    assert run.returncode == 1
+    assert "video file not found" in run.stderr and "[not_found]" in run.stderr
+    assert "Traceback" not in run.stderr
