@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	$(PY) -m engine.demo $(if $(SRC),--source $(SRC)) $(if $(DST),--destination $(DST))
+	$(PY) tools/demo.py $(if $(SRC),--source $(SRC)) $(if $(DST),--destination $(DST)) $(if $(MINUTES),--minutes $(MINUTES))
 
 extension: $(STAMP)
 	$(PY) tools/build_extension.py
