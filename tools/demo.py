@@ -26,13 +26,13 @@ def load_extension():
     return module
 
 
-def make_clips(out: Path) -> tuple[Path, Path]:
+def make_clips(out: Path, seconds: float) -> tuple[Path, Path]:
     sys.path.insert(0, str(ROOT))
     from engine.media.synthetic import make_clip
 
     print("demo: making clips from bundled portraits (Grace Hopper → Eileen Collins)", flush=True)
-    src = make_clip("hopper", out / "clips" / "hopper.mp4", seconds=4.0, fps=25)
-    dst = make_clip("astronaut", out / "clips" / "astronaut.mp4", seconds=4.0, fps=25, audio=True, seed=1)
+    src = make_clip("hopper", out / "clips" / "hopper.mp4", seconds=seconds, fps=25)
+    dst = make_clip("astronaut", out / "clips" / "astronaut.mp4", seconds=seconds, fps=25, audio=True, seed=1)
     return src, dst
 
 
@@ -116,13 +116,14 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "demo_out")
     p.add_argument("--minutes", type=float, default=4.0, help="training time budget")
     p.add_argument("--resolution", type=int, default=64)
+    p.add_argument("--clip-seconds", type=float, default=4.0, help="length of the generated clips")
     args = p.parse_args(argv)
     t0 = time.monotonic()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     if bool(args.source) != bool(args.destination):
         raise SystemExit("demo: give both SRC and DST, or neither")
-    src, dst = (args.source.resolve(), args.destination.resolve()) if args.source else make_clips(out)
+    src, dst = (args.source.resolve(), args.destination.resolve()) if args.source else make_clips(out, args.clip_seconds)
     for clip in (src, dst):
         if not clip.is_file():
             raise SystemExit(f"demo: no such clip: {clip}")
