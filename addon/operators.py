@@ -1,0 +1,261 @@
+"""Blender layer: operators. Each one validates, sends one request through the link, and reports.
+
+Nothing here waits for the engine: answers and job progress arrive through the drain in sync.py.
+"""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+from bpy.props import EnumProperty, StringProperty
+
+from . import preferences, strips, sync
+from .engine_link import CONNECTED, CONNECTING, LinkError
+from .properties import ROLE_ITEMS
+
+ACTIVE = sync.ACTIVE
+
+
+def _scene(context):
+    return strips.sequencer_scene(context)
+
+
+def _ensure_link(op, context) -> bool:
+    """Start connecting (or launching) when there is no link yet; False after reporting why not."""
+    link = sync.link()
+    if link.state in (CONNECTING, CONNECTED):
+        return True
+    config = preferences.link_config(context, _scene(context))
+    if config.mode == "LOCAL" and not os.path.isfile(config.python):
+        op.report({"ERROR"}, f"Engine Python not found: {config.python}. "
+                             "Set 'Engine Python' in the Swapline add-on preferences.")
+        return False
+    if config.mode == "REMOTE" and not config.host:
+        op.report({"ERROR"}, "Set the engine host in the Swapline add-on preferences")
+        return False
+    link.connect(config)
+    return True
+
+
+def _request(op, context, engine_op: str, args: dict, tag: dict) -> bool:
+    if not _ensure_link(op, context):
+        return False
+    try:
+        sync.link().request(engine_op, args, tag)
+    except LinkError as exc:
+        op.report({"ERROR"}, str(exc))
+        return False
+    return True
+
+
+def _movie_strip(op, scene, role: str):
+    """The strip marked `role`, checked to be a movie whose file exists; None after reporting."""
+    strip = strips.find_role(scene, role)
+    label = role.capitalize()
+    if strip is None:
+        op.report({"ERROR"}, f"No {label} strip marked: select a movie strip and press '{label}' "
+                             "in the Swapline panel")
+        return None
+    if strip.type != "MOVIE":
+        op.report({"ERROR"}, f"The {label} strip '{strip.name}' is not a movie strip")
+        return None
+    if not os.path.isfile(strips.video_path(strip)):
+        op.report({"ERROR"}, f"The {label} strip's file is missing: {strips.video_path(strip)}")
+        return None
+    return strip
+
+
+def _active_jobs(context, kind: str) -> list:
+    return [job for job in sync.status(context).jobs if job.kind == kind and job.state in ACTIVE]
+
+
+class SWAPLINE_OT_connect(bpy.types.Operator):
+    """Launch the local engine or connect to the remote one (see the add-on preferences)"""
+
+    bl_idname = "swapline.connect"
+    bl_label = "Connect Engine"
+
+    def execute(self, context):
+        if sync.link().state in (CONNECTING, CONNECTED):
+            self.report({"INFO"}, "Swapline engine already connected")
+            return {"CANCELLED"}
+        if not _ensure_link(self, context):
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class SWAPLINE_OT_disconnect(bpy.types.Operator):
+    """Close the engine connection; a local engine is stopped"""
+
+    bl_idname = "swapline.disconnect"
+    bl_label = "Disconnect Engine"
+
+    def execute(self, context):
+        sync.link().disconnect()
+        return {"FINISHED"}
+
+
+class SWAPLINE_OT_mark_role(bpy.types.Operator):
+    """Mark the active strip as the Source (face to put in) or the Destination (shot to change)"""
+
+    bl_idname = "swapline.mark_role"
+    bl_label = "Mark Strip Role"
+    bl_options = {"REGISTER", "UNDO"}
+
+    role: EnumProperty(items=ROLE_ITEMS)
+
+    def execute(self, context):
+        scene = _scene(context)
+        editor = scene.sequence_editor if scene else None
+        strip = editor.active_strip if editor else None
+        if strip is None:
+            self.report({"ERROR"}, "No active strip: click a movie strip first")
+            return {"CANCELLED"}
+        if self.role != "NONE" and strip.type != "MOVIE":
+            self.report({"ERROR"}, f"'{strip.name}' is not a movie strip")
+            return {"CANCELLED"}
+        strips.set_role(scene, strip, self.role)
+        return {"FINISHED"}
+
+
+class SWAPLINE_OT_extract(bpy.types.Operator):
+    """Extract the faces of the Source and Destination strips (within their in/out points)"""
+
+    bl_idname = "swapline.extract"
+    bl_label = "Extract Faces"
+
+    which: EnumProperty(items=[("BOTH", "Both", ""), ("SOURCE", "Source", ""), ("DESTINATION", "Destination", "")],
+                        default="BOTH")
+
+    def execute(self, context):
+        scene = _scene(context)
+        settings = scene.swapline
+        roles = ("SOURCE", "DESTINATION") if self.which == "BOTH" else (self.which,)
+        facesets = {"SOURCE": settings.source_faceset, "DESTINATION": settings.destination_faceset}
+        work = []
+        for role in roles:
+            strip = _movie_strip(self, scene, role)
+            if strip is None:
+                return {"CANCELLED"}
+            if not facesets[role].strip():
+                self.report({"ERROR"}, f"Name the {role.lower()} faceset first")
+                return {"CANCELLED"}
+            work.append((strip, facesets[role].strip()))
+        for strip, faceset in work:
+            start, end = strips.source_range(strip)
+            params = {"video": strips.video_path(strip), "faceset": faceset, "frame_start": start,
+                      "frame_end": end, "size": settings.face_size}
+            tag = {"purpose": "extract", "kind": "extract", "label": f"Extract {faceset}"}
+            if not _request(self, context, "job.start", {"kind": "extract", "params": params}, tag):
+                return {"CANCELLED"}
+        self.report({"INFO"}, "Extracting faces: " + ", ".join(f"'{s.name}' → {f}" for s, f in work))
+        return {"FINISHED"}
+
+
+class SWAPLINE_OT_train(bpy.types.Operator):
+    """Train the model on the source and destination facesets (resumes from its last checkpoint)"""
+
+    bl_idname = "swapline.train"
+    bl_label = "Train"
+
+    def execute(self, context):
+        settings = _scene(context).swapline
+        names = {"model": settings.model.strip(), "source faceset": settings.source_faceset.strip(),
+                 "destination faceset": settings.destination_faceset.strip()}
+        for what, value in names.items():
+            if not value:
+                self.report({"ERROR"}, f"Set the {what} name first")
+                return {"CANCELLED"}
+        if _active_jobs(context, "train"):
+            self.report({"ERROR"}, "Training is already running: stop it first")
+            return {"CANCELLED"}
+        params = {"model": names["model"], "source": names["source faceset"],
+                  "destination": names["destination faceset"], "iterations": settings.iterations,
+                  "max_seconds": settings.time_budget * 60.0 if settings.time_budget > 0 else None,
+                  "resolution": settings.resolution, "batch_size": settings.batch_size}
+        tag = {"purpose": "train", "kind": "train", "label": f"Train {names['model']}"}
+        if not _request(self, context, "job.start", {"kind": "train", "params": params}, tag):
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Training '{names['model']}'")
+        return {"FINISHED"}
+
+
+class SWAPLINE_OT_train_stop(bpy.types.Operator):
+    """Stop training; the engine saves a checkpoint first"""
+
+    bl_idname = "swapline.train_stop"
+    bl_label = "Stop Training"
+
+    def execute(self, context):
+        running = _active_jobs(context, "train")
+        if not running:
+            self.report({"ERROR"}, "No training job is running")
+            return {"CANCELLED"}
+        for job in running:
+            tag = {"purpose": "cancel", "kind": "train", "label": "Stop training"}
+            if not _request(self, context, "job.cancel", {"id": job.job_id}, tag):
+                return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class SWAPLINE_OT_merge(bpy.types.Operator):
+    """Merge the Destination strip's visible frames with the trained model; the result lands above it"""
+
+    bl_idname = "swapline.merge"
+    bl_label = "Merge"
+
+    def execute(self, context):
+        scene = _scene(context)
+        settings = scene.swapline
+        destination = _movie_strip(self, scene, "DESTINATION")
+        if destination is None:
+            return {"CANCELLED"}
+        if not settings.model.strip():
+            self.report({"ERROR"}, "Set the model name first")
+            return {"CANCELLED"}
+        start, end = strips.source_range(destination)
+        params = {"model": settings.model.strip(), "video": strips.video_path(destination),
+                  "faceset": settings.destination_faceset.strip(), "frame_start": start, "frame_end": end}
+        tag = {"purpose": "merge", "kind": "merge", "label": f"Merge {settings.model.strip()}",
+               "scene": scene.name, "destination": destination.name}
+        if not _request(self, context, "job.start", {"kind": "merge", "params": params}, tag):
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Merging '{destination.name}' (frames {start}-{end - 1})")
+        return {"FINISHED"}
+
+
+class SWAPLINE_OT_cancel_job(bpy.types.Operator):
+    """Cancel this engine job"""
+
+    bl_idname = "swapline.cancel_job"
+    bl_label = "Cancel Job"
+
+    job_id: StringProperty()
+    kind: StringProperty()
+
+    def execute(self, context):
+        tag = {"purpose": "cancel", "kind": self.kind or None, "label": "Cancel"}
+        if not _request(self, context, "job.cancel", {"id": self.job_id}, tag):
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class SWAPLINE_OT_report(bpy.types.Operator):
+    """Show a message from the engine in Blender's status bar (used by the drain)"""
+
+    bl_idname = "swapline.report"
+    bl_label = "Swapline Report"
+    bl_options = {"INTERNAL"}
+
+    level: EnumProperty(items=[("INFO", "Info", ""), ("WARNING", "Warning", ""), ("ERROR", "Error", "")])
+    message: StringProperty()
+
+    def execute(self, context):
+        self.report({self.level}, self.message)
+        return {"FINISHED"}
+
+
+classes = (SWAPLINE_OT_connect, SWAPLINE_OT_disconnect, SWAPLINE_OT_mark_role, SWAPLINE_OT_extract,
+           SWAPLINE_OT_train, SWAPLINE_OT_train_stop, SWAPLINE_OT_merge, SWAPLINE_OT_cancel_job,
+           SWAPLINE_OT_report)

@@ -1,0 +1,108 @@
+"""Blender layer: where each kind of state lives.
+
+Per-.blend intent on the Scene (`scene.swapline`) and on strips (`strip.swapline_role`, ...);
+live engine status on the WindowManager (`window_manager.swapline`, not saved, written only by
+the drain in `sync.py`).
+"""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
+                       PointerProperty, StringProperty)
+
+ROLE_ITEMS = [
+    ("NONE", "None", "Not used by Swapline"),
+    ("SOURCE", "Source", "The face to put in: extracted into the source faceset"),
+    ("DESTINATION", "Destination", "The shot to change: extracted, then merged"),
+]
+
+CONNECTION_ITEMS = [
+    ("DISCONNECTED", "Disconnected", ""),
+    ("CONNECTING", "Connecting", ""),
+    ("CONNECTED", "Connected", ""),
+    ("FAILED", "Failed", ""),
+]
+
+
+class SwaplineMergeRequest(bpy.types.PropertyGroup):
+    """A merge this scene asked for: its result strip goes above `destination` when it is done."""
+
+    job_id: StringProperty()
+    destination: StringProperty(description="Name of the destination strip")
+
+
+class SwaplineSceneSettings(bpy.types.PropertyGroup):
+    workspace: StringProperty(
+        name="Workspace", subtype="DIR_PATH",
+        description="Engine workspace folder; empty: '<blend name>_swapline' next to the .blend file",
+    )
+    source_faceset: StringProperty(name="Source Faceset", default="source")
+    destination_faceset: StringProperty(name="Destination Faceset", default="destination")
+    face_size: IntProperty(name="Face Size", description="Size of the extracted aligned faces in pixels",
+                           default=256, min=64, max=1024)
+    model: StringProperty(name="Model", default="model")
+    iterations: IntProperty(name="Iterations", default=2000, min=1, soft_max=1_000_000)
+    time_budget: FloatProperty(name="Time Budget (min)", description="Stop training after this many minutes; "
+                               "0: no limit", default=0.0, min=0.0, soft_max=24 * 60.0)
+    resolution: IntProperty(name="Resolution", description="Model resolution in pixels",
+                            default=64, min=32, max=512, step=16)
+    batch_size: IntProperty(name="Batch Size", default=8, min=1, max=256)
+    merges: CollectionProperty(type=SwaplineMergeRequest)
+
+
+class SwaplineJob(bpy.types.PropertyGroup):
+    """Mirror of one engine job (the engine owns the real state)."""
+
+    job_id: StringProperty()
+    kind: StringProperty()
+    label: StringProperty()
+    state: StringProperty()
+    progress: FloatProperty(min=0.0, max=1.0, subtype="FACTOR")
+    message: StringProperty()
+    eta: FloatProperty(default=-1.0)
+    iteration: IntProperty(default=-1)
+    loss: FloatProperty(default=-1.0, precision=5)
+    error_code: StringProperty()
+    error_message: StringProperty()
+    created: FloatProperty()
+    ours: BoolProperty(description="Started from this Blender session")
+
+
+class SwaplineStatus(bpy.types.PropertyGroup):
+    connection: EnumProperty(items=CONNECTION_ITEMS, default="DISCONNECTED")
+    connection_message: StringProperty()
+    engine_name: StringProperty()
+    engine_version: StringProperty()
+    engine_device: StringProperty()
+    engine_workspace: StringProperty()
+    jobs: CollectionProperty(type=SwaplineJob)
+    last_error: StringProperty()
+
+
+STRIP_PROPS = {
+    "swapline_role": EnumProperty(name="Swapline Role", items=ROLE_ITEMS, default="NONE"),
+    "swapline_result_for": StringProperty(name="Swap Of",
+                                          description="The destination strip this merge result belongs to"),
+    "swapline_job": StringProperty(name="Merge Job", description="The engine job that rendered this strip"),
+}
+
+classes = (SwaplineMergeRequest, SwaplineSceneSettings, SwaplineJob, SwaplineStatus)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.swapline = PointerProperty(type=SwaplineSceneSettings)
+    bpy.types.WindowManager.swapline = PointerProperty(type=SwaplineStatus)
+    for name, prop in STRIP_PROPS.items():
+        setattr(bpy.types.Strip, name, prop)
+
+
+def unregister() -> None:
+    for name in STRIP_PROPS:
+        delattr(bpy.types.Strip, name)
+    del bpy.types.WindowManager.swapline
+    del bpy.types.Scene.swapline
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,346 @@
+"""Blender layer: the drain, the only code that writes what the engine reports into Blender properties.
+
+A persistent `bpy.app.timers` callback runs `drain()` every 0.1 s on the main thread; it applies the
+link's messages within a small time budget and tags the sequencer for redraw. Timers never fire in
+background runs, so headless drivers and tests call `drain()` themselves, or `wait_for_jobs()`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import bpy
+
+from . import strips
+from .engine_link import (CONNECTED, CONNECTING, Connection, EngineLink, JobList, JobUpdate, Reply,
+                          RequestFailed)
+
+INTERVAL = 0.1
+BUDGET = 0.02  # seconds of main-thread time per timer tick
+ACTIVE = ("queued", "running")
+_RANK = {"queued": 0, "running": 1, "done": 2, "failed": 2, "cancelled": 2}
+MAX_MIRRORED = 50
+
+_link: EngineLink | None = None
+_jobs: dict[str, dict] = {}  # latest engine dict per job id: params and result, which props don't hold
+_ours: list[str] = []  # ids of jobs started from this session, oldest first
+_returned: set[str] = set()  # ids that wait_for_jobs() already handed back
+_announced: set[str] = set()  # ids of our failed jobs already reported
+_failures: list[dict] = []  # requests the engine (or the connection) refused
+_failures_seen = 0
+
+
+class JobError(RuntimeError):
+    """Raised by wait_for_jobs(check=True) when a job or its start request failed."""
+
+
+def link() -> EngineLink:
+    if _link is None:
+        raise RuntimeError("Swapline is not registered")
+    return _link
+
+
+def status(context=None):
+    return (context or bpy.context).window_manager.swapline
+
+
+def jobs(kind: str | None = None) -> list[dict]:
+    """Every job the engine reported, newest first (plain dicts as on the wire)."""
+    found = [dict(j) for j in _jobs.values() if kind is None or j.get("kind") == kind]
+    return sorted(found, key=lambda j: j.get("created") or 0.0, reverse=True)
+
+
+# The drain ---------------------------------------------------------------------------------------
+
+def drain(budget: float | None = BUDGET) -> int:
+    """Apply queued engine messages to Blender properties; returns how many were applied.
+
+    `budget` bounds the time spent (None: until the queue is empty). Main thread only.
+    """
+    if _link is None:
+        return 0
+    deadline = None if budget is None else time.monotonic() + budget
+    count = 0
+    while deadline is None or time.monotonic() < deadline:
+        try:
+            message = _link.inbox.get_nowait()
+        except Exception:  # queue.Empty
+            break
+        try:
+            apply(message)
+        except Exception as exc:  # a bad message must not stop the drain for good
+            _report("ERROR", f"Swapline could not apply an engine message: {exc}")
+        count += 1
+    if count:
+        _tag_redraw()
+    return count
+
+
+def drain_timer() -> float:
+    drain()
+    return INTERVAL
+
+
+def apply(message) -> None:
+    """Apply one message from the link (see engine_link for the kinds)."""
+    if isinstance(message, Connection):
+        _apply_connection(message)
+    elif isinstance(message, JobUpdate):
+        _apply_job(message.job, message.tag)
+    elif isinstance(message, JobList):
+        for job in sorted(message.jobs, key=lambda j: j.get("created") or 0.0):
+            _apply_job(job, None)
+    elif isinstance(message, RequestFailed):
+        label = (message.tag or {}).get("label") or message.op
+        _failures.append({"op": message.op, "code": message.code, "message": message.message,
+                          "kind": (message.tag or {}).get("kind"), "label": label})
+        _set_error(f"{label} failed: {message.message}")
+    elif isinstance(message, Reply) and message.op == "engine.info" and isinstance(message.result, dict):
+        _apply_engine_info(status(), message.result)
+
+
+def _apply_connection(message: Connection) -> None:
+    st = status()
+    st.connection = message.state
+    st.connection_message = message.message
+    if message.engine is not None:
+        _apply_engine_info(st, message.engine)
+    if message.state == "FAILED":
+        _set_error(message.message)
+    elif message.state == "CONNECTED":
+        st.last_error = ""
+
+
+def _apply_engine_info(st, engine: dict) -> None:
+    st.engine_name = str(engine.get("name") or "")
+    st.engine_version = str(engine.get("version") or "")
+    st.engine_device = str(engine.get("device") or "")
+    st.engine_workspace = str(engine.get("workspace") or "")
+
+
+def _apply_job(job: dict, tag: dict | None) -> None:
+    job_id = str(job.get("id", ""))
+    if not job_id:
+        return
+    old = _jobs.get(job_id)
+    stale = old is not None and _RANK.get(old.get("state"), 0) > _RANK.get(job.get("state"), 0)
+    if not stale:
+        _jobs[job_id] = dict(job)
+        _mirror(job, job_id)
+    if tag:
+        _adopt(job_id, tag)
+    current = _jobs[job_id]
+    if job_id in _ours and current.get("state") == "failed" and job_id not in _announced:
+        _announced.add(job_id)
+        error = current.get("error") or {}
+        _set_error(f"{_label(current)} failed: {error.get('message') or error.get('code') or 'unknown error'}")
+    _settle_merge(current)
+
+
+def _adopt(job_id: str, tag: dict) -> None:
+    """The answer to our own job.start: remember the job, and where a merge result must go."""
+    if job_id not in _ours:
+        _ours.append(job_id)
+        item = _find_item(job_id)
+        if item is not None:
+            item.ours = True
+    if tag.get("purpose") == "merge" and tag.get("scene") in bpy.data.scenes:
+        request = bpy.data.scenes[tag["scene"]].swapline.merges.add()
+        request.job_id = job_id
+        request.destination = tag.get("destination", "")
+
+
+def _settle_merge(job: dict) -> None:
+    """Place a finished merge that a scene asked for; forget requests whose job ended otherwise."""
+    if job.get("kind") != "merge" or job.get("state") in ACTIVE:
+        return
+    job_id = str(job["id"])
+    for scene in bpy.data.scenes:
+        merges = scene.swapline.merges
+        for index in reversed(range(len(merges))):
+            if merges[index].job_id != job_id:
+                continue
+            destination_name = merges[index].destination
+            merges.remove(index)
+            if job.get("state") == "done":
+                _place(scene, destination_name, job)
+
+
+def _place(scene, destination_name: str, job: dict) -> None:
+    editor = scene.sequence_editor
+    destination = editor.strips_all.get(destination_name) if editor else None
+    if destination is None:
+        destination = strips.find_role(scene, "DESTINATION")
+    if destination is None:
+        _set_error(f"Merge done, but the destination strip {destination_name!r} is gone")
+        return
+    try:
+        strips.place_result(scene, destination, job.get("result") or {}, job_id=str(job["id"]))
+    except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+        _set_error(f"Could not add the merge result: {exc}")
+
+
+def _mirror(job: dict, job_id: str) -> None:
+    items = status().jobs
+    item = _find_item(job_id)
+    if item is None:
+        item = items.add()
+        item.job_id = job_id
+        item.ours = job_id in _ours
+        _trim(items)
+        item = _find_item(job_id)
+    stats = job.get("stats") or {}
+    error = job.get("error") or {}
+    item.kind = str(job.get("kind") or "")
+    item.label = _label(job)
+    item.state = str(job.get("state") or "")
+    item.progress = min(max(float(job.get("progress") or 0.0), 0.0), 1.0)
+    item.message = str(job.get("message") or "")
+    item.eta = float(job["eta"]) if job.get("eta") is not None else -1.0
+    item.iteration = int(stats["iteration"]) if stats.get("iteration") is not None else -1
+    item.loss = float(stats["loss"]) if stats.get("loss") is not None else -1.0
+    item.error_code = str(error.get("code") or "")
+    item.error_message = str(error.get("message") or "")
+    item.created = float(job.get("created") or 0.0)
+
+
+def _find_item(job_id: str):
+    for item in status().jobs:
+        if item.job_id == job_id:
+            return item
+    return None
+
+
+def _trim(items) -> None:
+    while len(items) > MAX_MIRRORED:
+        finished = [(item.created, index) for index, item in enumerate(items) if item.state not in ACTIVE]
+        if not finished:
+            return
+        items.remove(min(finished)[1])
+
+
+def _label(job: dict) -> str:
+    params = job.get("params") or {}
+    kind = job.get("kind") or "job"
+    name = params.get("faceset") if kind == "extract" else params.get("model")
+    return f"{kind.capitalize()} {name}" if name else kind.capitalize()
+
+
+def _set_error(text: str) -> None:
+    status().last_error = text
+    _report("ERROR", text)
+
+
+def _report(level: str, text: str) -> None:
+    print(f"Swapline: {text}")
+    if bpy.app.background:
+        return
+    try:
+        wm = bpy.context.window_manager
+        window = bpy.context.window or (wm.windows[0] if wm.windows else None)
+        if window is not None:
+            with bpy.context.temp_override(window=window):
+                bpy.ops.swapline.report("EXEC_DEFAULT", level=level, message=text)
+    except Exception:  # reporting is a courtesy; the panel shows last_error anyway
+        pass
+
+
+def _tag_redraw() -> None:
+    wm = bpy.context.window_manager
+    for window in wm.windows if wm else ():
+        for area in window.screen.areas:
+            if area.type == "SEQUENCE_EDITOR":
+                area.tag_redraw()
+
+
+# Headless helpers --------------------------------------------------------------------------------
+
+def wait_for_connection(timeout: float = 180.0) -> dict:
+    """Block (headless only) until the link is connected; returns the engine info or raises JobError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        drain(budget=None)
+        state = link().state
+        if state == CONNECTED and status().connection == "CONNECTED":
+            return dict(link().engine or {})
+        if state not in (CONNECTING, CONNECTED):
+            drain(budget=None)
+            raise JobError(status().connection_message or "not connected")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Swapline: no connection after {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def wait_for_jobs(kind: str | None = None, timeout: float = 600.0, check: bool = True) -> list[dict]:
+    """Block, draining messages, until no job of `kind` (None: any) is queued, running or requested.
+
+    For headless drivers and tests only: it blocks the calling thread, which in an interactive
+    Blender would freeze the UI. Returns this session's jobs of that kind that no earlier call
+    returned (plain dicts, newest first). With `check`, raises JobError when one of them failed or
+    was cancelled, or when a start request was refused; raises TimeoutError after `timeout` s.
+    """
+    global _failures_seen
+    deadline = time.monotonic() + timeout
+    while True:
+        drain(budget=None)
+        if not _busy(kind):
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Swapline: {kind or 'jobs'} still running after {timeout:.0f} s")
+        time.sleep(0.05)
+    finished = [dict(_jobs[i]) for i in reversed(_ours)
+                if i not in _returned and (kind is None or _jobs[i].get("kind") == kind)]
+    _returned.update(j["id"] for j in finished)
+    refused = [f for f in _failures[_failures_seen:] if kind is None or f["kind"] in (kind, None)]
+    _failures_seen = len(_failures)
+    if check:
+        problems = [f"{f['label']}: {f['message']}" for f in refused]
+        problems += [f"{_label(j)} {j['state']}: {(j.get('error') or {}).get('message', '')}".rstrip(": ")
+                     for j in finished if j.get("state") != "done"]
+        if problems:
+            raise JobError("; ".join(problems))
+    return finished
+
+
+def _busy(kind: str | None) -> bool:
+    current = link()
+    if any(kind is None or tag.get("kind") in (kind, None) for tag in current.pending_tags()):
+        return True
+    if current.state == CONNECTING:
+        return True
+    if current.state != CONNECTED:  # nothing will change any more: report what the mirror holds
+        return False
+    return any(j.get("state") in ACTIVE and (kind is None or j.get("kind") == kind) for j in _jobs.values())
+
+
+# Lifecycle ---------------------------------------------------------------------------------------
+
+@bpy.app.handlers.persistent
+def _on_load_post(*_args) -> None:
+    # A loaded file brings its own scenes; ask for the jobs again so the mirror is complete.
+    if _link is not None and _link.state == CONNECTED:
+        _link.request("job.list")
+
+
+def register() -> None:
+    global _link, _failures_seen
+    _link = EngineLink()
+    _jobs.clear()
+    _ours.clear()
+    _returned.clear()
+    _announced.clear()
+    _failures.clear()
+    _failures_seen = 0
+    bpy.app.timers.register(drain_timer, first_interval=INTERVAL, persistent=True)
+    bpy.app.handlers.load_post.append(_on_load_post)
+
+
+def unregister() -> None:
+    global _link
+    if bpy.app.timers.is_registered(drain_timer):
+        bpy.app.timers.unregister(drain_timer)
+    if _on_load_post in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.remove(_on_load_post)
+    if _link is not None:
+        _link.disconnect()
+        _link = None
