@@ -85,14 +85,18 @@ def launch(python: str, workspace: str, token: str, *, cwd: str | None = None, t
         raise LaunchError("python_missing",
                           f"Engine Python not found: {python}. Set it in the Swapline add-on preferences.")
     ws = Path(workspace)
+    log_path = ws / LOG_NAME
+    # The token goes through a private file, not argv, which other local users can read (ps).
+    token_path = ws / f".engine-token-{os.getpid()}"
     try:
         ws.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(token)
+        log = open(log_path, "ab", buffering=0)
     except OSError as exc:
-        raise LaunchError("workspace", f"Cannot create the workspace {ws}: {exc.strerror or exc}") from exc
-    log_path = ws / LOG_NAME
-    log = open(log_path, "ab", buffering=0)
+        raise LaunchError("workspace", f"Cannot write to the workspace {ws}: {exc.strerror or exc}") from exc
     command = [str(python_path), "-m", "engine", "serve", "--workspace", str(ws),
-               "--host", "127.0.0.1", "--port", "0", "--token", token]
+               "--host", "127.0.0.1", "--port", "0", "--token-file", str(token_path)]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if sys.platform == "win32" else 0
     try:
@@ -100,6 +104,7 @@ def launch(python: str, workspace: str, token: str, *, cwd: str | None = None, t
                                    stdin=subprocess.DEVNULL, env=env, creationflags=flags)
     except OSError as exc:
         log.close()
+        token_path.unlink(missing_ok=True)
         raise LaunchError("launch_failed", f"Could not start the engine with {python}: {exc.strerror or exc}") from exc
 
     engine = LocalEngine(process, "", 0, log_path)
@@ -120,21 +125,28 @@ def launch(python: str, workspace: str, token: str, *, cwd: str | None = None, t
 
     threading.Thread(target=pump_stdout, name="swapline-engine-stdout", daemon=True).start()
 
-    deadline = time.monotonic() + timeout
-    while not ready_event.wait(0.1):
-        if should_stop():
-            engine.stop()
-            raise LaunchError("cancelled", "Engine launch cancelled")
-        if time.monotonic() > deadline:
-            engine.stop()
-            raise LaunchError("timeout", f"The engine did not report ready within {timeout:.0f} s; "
-                                         f"see {log_path}")
+    try:
+        _wait_ready(engine, ready_event, timeout, should_stop)
+    finally:
+        token_path.unlink(missing_ok=True)  # read by the engine before it reports ready
     if not ready:
         code = process.wait(timeout=5)
         raise LaunchError("engine_exited", f"The engine exited (code {code}) before it was ready: "
                                            f"{_stderr_tail(log_path)} (log: {log_path})")
     engine.host, engine.port = ready["host"], int(ready["port"])
     return engine
+
+
+def _wait_ready(engine: LocalEngine, ready: threading.Event, timeout: float, should_stop: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready.wait(0.1):
+        if should_stop():
+            engine.stop()
+            raise LaunchError("cancelled", "Engine launch cancelled")
+        if time.monotonic() > deadline:
+            engine.stop()
+            raise LaunchError("timeout", f"The engine did not report ready within {timeout:.0f} s; "
+                                         f"see {engine.log_path}")
 
 
 def _stderr_tail(log_path: Path, lines: int = 3) -> str:

@@ -50,7 +50,8 @@ def video_path(strip) -> str:
 
 def source_range(strip) -> tuple[int, int]:
     """Source frames `[start, end)` that the strip shows on the timeline."""
-    return strip.frame_final_start - strip.frame_start, strip.frame_final_end - strip.frame_start
+    offset = round(strip.frame_start)  # a float in 5.0; movie strips sit on whole frames
+    return strip.frame_final_start - offset, strip.frame_final_end - offset
 
 
 def _overlaps(strip, start: int, end: int) -> bool:
@@ -87,7 +88,7 @@ def place_result(scene, destination, result: dict, job_id: str = ""):
     editor = scene.sequence_editor
     for old in results_of(scene, destination):
         editor.strips.remove(old)
-    start = destination.frame_start + frames[0]
+    start = round(destination.frame_start) + frames[0]
     channel = free_channel_above(scene, destination, start, start + len(frames))
     files = [pattern % frame for frame in frames]
     strip = editor.strips.new_image(name=f"{destination.name} swap", filepath=os.path.join(directory, files[0]),

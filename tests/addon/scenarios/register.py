@@ -1,0 +1,42 @@
+"""Enable, inspect, disable and re-enable the extension like Blender's add-on system does."""
+
+import sys
+
+import bpy
+
+import _blender
+
+sync = _blender.enable()
+prefs = _blender.preferences()
+scene = _blender.new_scene()
+wm = bpy.context.window_manager
+link_module = type(sync.link()).__module__
+bridge_client = sys.modules[f"{_blender.MODULE}.addon.engine_link"].BridgeClient
+registered = {
+    "panel": hasattr(bpy.types, "SEQUENCER_PT_swapline"),
+    "panel_space": getattr(bpy.types.SEQUENCER_PT_swapline, "bl_space_type", None),
+    "panel_region": getattr(bpy.types.SEQUENCER_PT_swapline, "bl_region_type", None),
+    "panel_category": getattr(bpy.types.SEQUENCER_PT_swapline, "bl_category", None),
+    "operators": sorted(name for name in dir(bpy.ops.swapline) if not name.startswith("_")),
+    "strip_role": bpy.types.Strip.bl_rna.properties.get("swapline_role") is not None,
+    "timer": bpy.app.timers.is_registered(sync.drain_timer),
+    "connection": wm.swapline.connection,
+    "defaults": {name: getattr(scene.swapline, name) for name in
+                 ("source_faceset", "destination_faceset", "model", "resolution", "batch_size", "iterations")},
+    "engine_mode": prefs.engine_mode,
+    "default_python": str(sys.modules[f"{_blender.MODULE}.addon.preferences"].default_python()),
+    "bridge_module": bridge_client.__module__,
+    "heavy_modules": sorted(m for m in ("torch", "cv2", "engine") if m in sys.modules),
+    "drained": sync.drain(),
+}
+_blender.disable()
+after_disable = {
+    "panel": hasattr(bpy.types, "SEQUENCER_PT_swapline"),
+    "strip_role": bpy.types.Strip.bl_rna.properties.get("swapline_role") is not None,
+    "scene_settings": hasattr(bpy.types.Scene, "swapline"),
+    "timer": bpy.app.timers.is_registered(sync.drain_timer),
+}
+sync = _blender.enable()
+again = {"panel": hasattr(bpy.types, "SEQUENCER_PT_swapline"), "timer": bpy.app.timers.is_registered(sync.drain_timer)}
+_blender.disable()
+_blender.emit(registered=registered, after_disable=after_disable, again=again)

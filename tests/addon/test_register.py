@@ -1,0 +1,23 @@
+"""The extension registers and unregisters cleanly when enabled the way Blender enables extensions."""
+
+from conftest import REPO
+
+
+def test_enable_disable_enable(run_scenario):
+    result = run_scenario("register")
+    reg = result["registered"]
+    assert reg["panel"] and (reg["panel_space"], reg["panel_region"], reg["panel_category"]) == (
+        "SEQUENCE_EDITOR", "UI", "Swapline")
+    assert {"connect", "disconnect", "mark_role", "extract", "train", "train_stop", "merge"} <= set(reg["operators"])
+    assert reg["strip_role"] and reg["timer"]
+    assert reg["connection"] == "DISCONNECTED"
+    assert reg["defaults"] == {"source_faceset": "source", "destination_faceset": "destination", "model": "model",
+                               "resolution": 64, "batch_size": 8, "iterations": 2000}
+    assert reg["engine_mode"] == "LOCAL"
+    assert reg["default_python"] == str(REPO / ".venv" / "bin" / "python")
+    # bridge/ is reached relatively, inside the extension package, as in the built zip
+    assert reg["bridge_module"] == "bl_ext.swapline_tests.swapline.bridge.client"
+    assert reg["heavy_modules"] == [], "the add-on must not pull torch, cv2 or the engine into Blender"
+    assert reg["drained"] == 0
+    assert result["after_disable"] == {"panel": False, "strip_role": False, "scene_settings": False, "timer": False}
+    assert result["again"] == {"panel": True, "timer": True}
