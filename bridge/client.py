@@ -219,7 +219,7 @@ class BridgeClient:
                     if decoder.buffered:
                         reason = "the engine closed the connection inside a frame"
                     break
-                for message in decoder.feed(data):
+                for message in decoder.decode(data):
                     self._route(message)
         except BridgeError as err:
             reason = f"protocol error: {err.message}"

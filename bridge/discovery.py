@@ -102,7 +102,7 @@ def browse_engines(timeout: float = 2.0, *, interfaces: list[str] | None = None)
     interfaces: IPv4 addresses to browse on (default: all). Raises BridgeError("unreachable") when
     multicast cannot be used at all.
     """
-    from zeroconf import InterfaceChoice, ServiceBrowser, ServiceStateChange, Zeroconf
+    from zeroconf import InterfaceChoice, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 
     try:
         zeroconf = Zeroconf(interfaces=interfaces or InterfaceChoice.All)
@@ -119,21 +119,30 @@ def browse_engines(timeout: float = 2.0, *, interfaces: list[str] | None = None)
             else:
                 names[name] = None
 
+    resolved: dict[str, Any] = {}
     try:
         browser = ServiceBrowser(zeroconf, SERVICE_TYPE, handlers=[on_change])
-        time.sleep(timeout)
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            time.sleep(min(0.1, remaining))
+            # Responders usually send SRV/TXT/A along with the PTR: resolve from the cache as
+            # names appear, so only stragglers cost a query after the browse period.
+            with lock:
+                pending = [name for name in names if name not in resolved]
+            for name in pending:
+                info = ServiceInfo(SERVICE_TYPE, name)
+                if info.load_from_cache(zeroconf):
+                    resolved[name] = info
         browser.cancel()
         with lock:
             found = list(names)
         deadline = time.monotonic() + _RESOLVE_BUDGET
-        engines = []
         for name in found:
-            # Usually answered from the cache: responders send SRV/TXT/A along with the PTR.
-            wait_ms = max(100, int((deadline - time.monotonic()) * 1000))
-            info = zeroconf.get_service_info(SERVICE_TYPE, name, timeout=wait_ms)
-            engine = _engine_from_info(name, info)
-            if engine is not None:
-                engines.append(engine)
+            if name not in resolved:
+                wait_ms = max(100, int((deadline - time.monotonic()) * 1000))
+                resolved[name] = zeroconf.get_service_info(SERVICE_TYPE, name, timeout=wait_ms)
+        engines = [engine for name in found
+                   if (engine := _engine_from_info(name, resolved[name])) is not None]
     finally:
         zeroconf.close()
     return sorted(engines, key=lambda engine: engine.name)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Any
+from typing import Any, Iterator
 
 import msgpack
 
@@ -49,11 +49,12 @@ def _check_length(length: int) -> None:
 
 
 class FrameDecoder:
-    """Streaming decoder: feed it whatever recv() returned, get back the complete maps.
+    """Streaming decoder: give it whatever recv() returned, get back the complete maps.
 
-    After a protocol error the stream cannot be resynchronised, so the decoder stays failed and
-    every later feed() raises the same error. Maps completed earlier in the failing feed() call are
-    dropped with it; the connection is closing anyway.
+    feed() returns a list and, on a bad frame, raises without the good maps decoded before it in
+    the same call. decode() yields each map as soon as it is complete and raises when it reaches
+    the bad frame, so a connection can act on the frames that preceded it; both loops use it.
+    After a protocol error the stream cannot be resynchronised: the decoder stays failed.
     """
 
     def __init__(self) -> None:
@@ -66,26 +67,31 @@ class FrameDecoder:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[dict]:
+        return list(self.decode(data))
+
+    def decode(self, data: bytes) -> Iterator[dict]:
+        # Not a generator itself: the bytes are taken now, even if the caller never iterates.
         if self._error is not None:
             raise self._error
         self._buffer += data
-        messages: list[dict] = []
+        return self._drain()
+
+    def _drain(self) -> Iterator[dict]:
         try:
             while len(self._buffer) >= _HEADER.size:
                 (length,) = _HEADER.unpack_from(self._buffer)
                 _check_length(length)
                 end = _HEADER.size + length
                 if len(self._buffer) < end:
-                    break
+                    return
                 payload = self._buffer[_HEADER.size:end]
                 # bytearray drops its head in O(1), so many small frames per chunk stay cheap.
                 del self._buffer[:end]
-                messages.append(decode_payload(payload))
+                yield decode_payload(payload)
         except BridgeError as err:
             self._error = err
             self._buffer.clear()
             raise
-        return messages
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytearray:

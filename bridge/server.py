@@ -13,7 +13,7 @@ import logging
 import socket
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .framing import FrameDecoder, encode_frame, write_frame
 from .protocol import (HANDSHAKE_TIMEOUT, BridgeError, check_hello, hello_accepted, hello_refused,
@@ -39,7 +39,7 @@ class BridgeServer:
 
     handshake_timeout = HANDSHAKE_TIMEOUT
     max_connections = 64      # bounds the threads an unauthenticated flood can make us start
-    accept_poll = 0.2         # accept() wakes this often to notice stop(); portable, unlike close()
+    accept_poll = 0.2         # accept() wakes this often to notice stop() where shutdown() won't
     close_grace = 2.0         # how long a closing connection may take to flush its last frames
     linger = 1.0              # how long we drain a closing peer's input (see _close_socket)
 
@@ -106,6 +106,11 @@ class BridgeServer:
     def stop(self) -> None:
         """Stop accepting, drop every connection, wait briefly for the threads; idempotent."""
         self._stopping.set()
+        if self._listener is not None:
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() at once on Linux
+            except OSError:
+                pass  # elsewhere accept() notices the flag within accept_poll
         if self._accept_thread is not None and self._accept_thread is not threading.current_thread():
             self._accept_thread.join(self.accept_poll + 1.0)
         if self._listener is not None:
@@ -161,10 +166,10 @@ class BridgeServer:
             decoder = FrameDecoder()
             greeting = self._read_hello(sock, peer, decoder)
             if greeting is not None:
-                hello, backlog = greeting
+                hello, frames = greeting
                 session = self._open_session(sock, peer, hello)
                 if session is not None:
-                    self._serve_session(sock, session, decoder, backlog)
+                    self._serve_session(sock, session, decoder, frames)
         except OSError as exc:
             logger.debug("bridge connection %s: %s", peer, exc)
         except Exception:  # noqa: BLE001 - one broken connection must not take the server down
@@ -173,32 +178,34 @@ class BridgeServer:
             self._end_connection(sock, session)
 
     def _read_hello(self, sock: socket.socket, peer: str,
-                    decoder: FrameDecoder) -> tuple[dict, list[dict]] | None:
-        """Wait for the first frame; None means close without a word (nothing else is answered)."""
+                    decoder: FrameDecoder) -> tuple[dict, Iterator[dict]] | None:
+        """Wait for the first frame; None means close without a word (nothing else is answered).
+
+        Returns the hello payload and the frames that arrived right behind it, still undecoded.
+        """
         # One deadline for the whole handshake, so a client dripping a byte at a time cannot stay.
         deadline = time.monotonic() + self.handshake_timeout
-        messages: list[dict] = []
-        while not messages:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                logger.info("bridge: no handshake from %s in %g s", peer, self.handshake_timeout)
-                return None
+        while (remaining := deadline - time.monotonic()) > 0:
             sock.settimeout(remaining)
             try:
                 data = sock.recv(_RECV_SIZE)
                 if not data:
                     return None
-                messages = decoder.feed(data)
+                frames = decoder.decode(data)
+                first = next(frames, None)
             except TimeoutError:
                 continue
             except BridgeError as err:
                 logger.info("bridge: closing %s before the handshake: %s", peer, err.message)
                 return None
-        first, backlog = messages[0], messages[1:]
-        if not isinstance(first, dict) or not isinstance(first.get("hello"), dict):
-            logger.info("bridge: %s sent something other than a hello first; closing", peer)
-            return None
-        return first["hello"], backlog
+            if first is None:
+                continue
+            if not isinstance(first.get("hello"), dict):
+                logger.info("bridge: %s sent something other than a hello first; closing", peer)
+                return None
+            return first["hello"], frames
+        logger.info("bridge: no handshake from %s in %g s", peer, self.handshake_timeout)
+        return None
 
     def _open_session(self, sock: socket.socket, peer: str, hello: dict) -> Session | None:
         try:
@@ -209,30 +216,35 @@ class BridgeServer:
             write_frame(sock, hello_refused(err))
             return None
         session = Session(next(self._ids), sock, peer, client)
-        write_frame(sock, hello_accepted(self._engine_info))
-        sock.settimeout(None)  # the writer's sendall must not time out mid-frame; stop() shuts down
+        # Registered before the hello goes out, so every broadcast after the client has read its
+        # hello reaches it; events sent meanwhile wait in the queue until the writer starts.
         with self._lock:
             if self._stopping.is_set():
                 return None
             self._sessions[session.id] = session
+        try:
+            write_frame(sock, hello_accepted(self._engine_info))
+        except BaseException:
+            with self._lock:
+                self._sessions.pop(session.id, None)
+            raise
+        sock.settimeout(None)  # the writer's sendall must not time out mid-frame; stop() shuts down
         session.start()
         logger.info("bridge session %d: %r from %s", session.id, client, peer)
         return session
 
     def _serve_session(self, sock: socket.socket, session: Session, decoder: FrameDecoder,
-                       backlog: list[dict]) -> None:
-        messages = backlog
+                       frames: Iterator[dict]) -> None:
         while True:
-            for message in messages:
-                try:
+            try:
+                for message in frames:
                     kind = message_kind(message)
-                except BridgeError as err:
-                    self._refuse(session, err.message)
-                    return
-                if kind != "request":
-                    self._refuse(session, f"a client may not send a {kind} frame here")
-                    return
-                self._dispatch(session, message)
+                    if kind != "request":
+                        raise BridgeError("protocol", f"a client may not send a {kind} frame here")
+                    self._dispatch(session, message)
+            except BridgeError as err:  # from decoding or classifying; _dispatch raises none
+                self._refuse(session, err.message)
+                return
             if session.closed:
                 return
             data = sock.recv(_RECV_SIZE)
@@ -240,11 +252,7 @@ class BridgeServer:
                 if decoder.buffered:
                     logger.info("bridge session %d: closed inside a frame", session.id)
                 return
-            try:
-                messages = decoder.feed(data)
-            except BridgeError as err:
-                self._refuse(session, err.message)
-                return
+            frames = decoder.decode(data)
 
     def _refuse(self, session: Session, reason: str) -> None:
         logger.warning("bridge session %d: protocol error, closing: %s", session.id, reason)

@@ -160,3 +160,20 @@ def test_read_frame_refuses_oversized_length_without_waiting_for_payload(socket_
     with pytest.raises(BridgeError) as caught:
         read_frame(right)
     assert caught.value.code == "protocol"
+
+
+def test_decode_yields_the_frames_before_a_bad_one_then_raises():
+    decoder = FrameDecoder()
+    frames = decoder.decode(encode_frame({"event": "a"}) + encode_frame({"event": "b"}) + raw_frame(b"\xc1"))
+    assert next(frames) == {"event": "a"}
+    assert next(frames) == {"event": "b"}
+    with pytest.raises(BridgeError):
+        next(frames)
+    with pytest.raises(BridgeError):
+        decoder.decode(b"")
+
+
+def test_decode_takes_the_bytes_even_if_never_iterated():
+    decoder = FrameDecoder()
+    decoder.decode(encode_frame({"event": "a"})[:5])
+    assert decoder.buffered == 5

@@ -1,0 +1,85 @@
+"""Tests for bridge.discovery: announce an engine and find it again, on loopback only."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+import pytest
+
+from bridge import PROTOCOL_VERSION, DiscoveredEngine, EngineAdvertiser, browse_engines
+from bridge.discovery import _instance_label
+
+pytestmark = pytest.mark.timeout(20)
+
+LOOPBACK = "127.0.0.1"
+
+
+def loopback_multicast_problem() -> str | None:
+    """Why multicast on loopback cannot work here, or None if a datagram makes the round trip.
+
+    Sandboxes often forbid joining groups or silently drop multicast; mDNS needs both to work.
+    """
+    group = "224.0.0.251"  # the mDNS group; a random port keeps this probe off real mDNS traffic
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP) as receiver, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP) as sender:
+            receiver.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            receiver.bind(("", 0))
+            port = receiver.getsockname()[1]
+            membership = struct.pack("4s4s", socket.inet_aton(group), socket.inet_aton(LOOPBACK))
+            receiver.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+            receiver.settimeout(1.0)
+            sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(LOOPBACK))
+            sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+            sender.sendto(b"swapline-probe", (group, port))
+            data = receiver.recv(64)
+    except TimeoutError:
+        return "multicast datagrams on 127.0.0.1 are not delivered in this environment"
+    except OSError as exc:
+        return f"multicast on 127.0.0.1 is not available in this environment: {exc}"
+    return None if data == b"swapline-probe" else "multicast probe came back altered"
+
+
+@pytest.fixture(scope="module")
+def multicast():
+    problem = loopback_multicast_problem()
+    if problem is not None:
+        pytest.skip(problem)
+
+
+def test_advertised_engine_is_found_on_loopback(multicast):
+    advertiser = EngineAdvertiser("studio.gpu box", 47123, {"version": "0.1.0", "device": "cuda"},
+                                  addresses=[LOOPBACK])
+    advertiser.start()
+    try:
+        found: list[DiscoveredEngine] = []
+        deadline = time.monotonic() + 8.0
+        while not found and time.monotonic() < deadline:
+            found = [engine for engine in browse_engines(2.0, interfaces=[LOOPBACK])
+                     if engine.port == 47123]
+    finally:
+        advertiser.stop()
+    assert len(found) == 1
+    engine = found[0]
+    assert engine.name == "studio-gpu box"
+    assert (engine.host, engine.port) == (LOOPBACK, 47123)
+    assert engine.properties == {"protocol": str(PROTOCOL_VERSION), "version": "0.1.0", "device": "cuda"}
+
+
+def test_instance_names_are_made_into_one_dns_label():
+    assert _instance_label("a.b.c") == "a-b-c"
+    assert _instance_label("   ") == "swapline"
+    assert len(_instance_label("é" * 100).encode()) <= 63
+
+
+def test_discovered_engine_is_an_immutable_value():
+    engine = DiscoveredEngine("e", "10.0.0.2", 5000, {"protocol": "1"})
+    with pytest.raises(AttributeError):
+        engine.port = 1  # type: ignore[misc]
+    assert engine == DiscoveredEngine("e", "10.0.0.2", 5000, {"protocol": "1"})
+
+
+def test_stopping_an_advertiser_that_never_started_is_harmless():
+    EngineAdvertiser("idle", 1).stop()

@@ -1,0 +1,259 @@
+"""Tests for bridge.server, driven through raw sockets so every byte a bad client sends is chosen."""
+
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+import time
+
+import pytest
+
+from bridge import MAX_FRAME, PROTOCOL_VERSION, BridgeClient, BridgeError, BridgeServer
+from bridge.framing import encode_frame
+from bridge.protocol import hello_request, request
+
+pytestmark = pytest.mark.timeout(15)
+
+
+def test_handshake_answers_with_the_engine_info(raw_peer, engine_info):
+    reply = raw_peer().hello()
+    assert reply == {"hello": {"protocol": PROTOCOL_VERSION, "ok": True, "engine": engine_info}}
+
+
+def test_request_and_response_after_handshake(raw_peer):
+    peer = raw_peer()
+    peer.hello()
+    peer.send(request(41, "echo", {"x": [1, 2]}))
+    assert peer.recv() == {"id": 41, "ok": True, "result": {"x": [1, 2]}}
+
+
+def test_wrong_token_gets_only_a_refusal_then_close_and_runs_nothing(raw_peer, handler):
+    peer = raw_peer()
+    peer.send({"hello": {"protocol": PROTOCOL_VERSION, "token": "guess", "client": "intruder"}})
+    peer.send(request(1, "echo", {}))  # pipelined right behind the hello: must never run
+    frames = peer.read_until_closed()
+    assert frames == [{"hello": {"protocol": PROTOCOL_VERSION, "ok": False, "error": {
+        "code": "unauthorized", "message": "the engine refused the token"}}}]
+    assert handler.calls == []
+
+
+def test_other_protocol_version_is_refused(raw_peer, token):
+    peer = raw_peer()
+    peer.send({"hello": {"protocol": PROTOCOL_VERSION + 1, "token": token, "client": "future"}})
+    frames = peer.read_until_closed()
+    assert len(frames) == 1 and frames[0]["hello"]["error"]["code"] == "protocol_version"
+
+
+def test_request_before_handshake_is_not_answered(raw_peer, handler):
+    peer = raw_peer()
+    peer.send(request(1, "echo", {"a": 1}))
+    assert peer.read_until_closed() == []
+    assert handler.calls == []
+
+
+def test_garbage_before_handshake_closes_without_a_word(raw_peer):
+    peer = raw_peer()
+    peer.send_bytes(struct.pack(">I", 2) + b"\xc1\xc1")
+    assert peer.read_until_closed() == []
+
+
+def test_silent_client_is_dropped_after_the_handshake_timeout(server, raw_peer):
+    server.handshake_timeout = 0.3
+    peer = raw_peer()
+    started = time.monotonic()
+    assert peer.read_until_closed() == []
+    assert time.monotonic() - started < 2.0
+
+
+def test_client_dripping_bytes_is_still_held_to_the_handshake_deadline(server, raw_peer):
+    server.handshake_timeout = 0.5
+    peer = raw_peer()
+    started = time.monotonic()
+    peer.send_bytes(struct.pack(">I", 1000))
+    for _ in range(8):  # a byte every 0.1 s, past the deadline: would reset a per-recv timeout
+        peer.send_bytes(b"\x00")
+        time.sleep(0.1)
+    assert peer.read_until_closed() == []
+    assert time.monotonic() - started < 2.0
+
+
+def assert_server_still_serves(raw_peer):
+    fresh = raw_peer()
+    fresh.hello()
+    fresh.send(request(1, "echo", {"still": "alive"}))
+    assert fresh.recv() == {"id": 1, "ok": True, "result": {"still": "alive"}}
+
+
+@pytest.mark.parametrize("data", [
+    struct.pack(">I", 3) + b"\xc1\xc1\xc1",                       # not msgpack at all
+    struct.pack(">I", 4) + b"\x93\x01\x02\x03",                   # msgpack, but a list
+    struct.pack(">I", 5) + b"\x81\xa3foo\x01",                    # a map of no known kind
+    struct.pack(">I", 11) + b"\x81\xa5event\xa4ping",             # a kind clients may not send
+    struct.pack(">I", MAX_FRAME + 1),                             # oversized, refused by length
+], ids=["garbage", "list", "unknown-map", "event-from-client", "oversized"])
+def test_bad_frame_after_handshake_gets_protocol_error_then_close(raw_peer, handler, data):
+    peer = raw_peer()
+    peer.hello()
+    peer.send_bytes(data)
+    frames = peer.read_until_closed()
+    assert len(frames) == 1
+    assert frames[0]["error"]["code"] == "protocol" and "id" not in frames[0]
+    assert handler.calls == []
+    assert_server_still_serves(raw_peer)
+
+
+def test_truncated_frame_then_close_leaves_the_server_serving(raw_peer, handler):
+    peer = raw_peer()
+    peer.hello()
+    peer.send_bytes(struct.pack(">I", 100) + b"0123456789")
+    peer.sock.shutdown(1)  # SHUT_WR: the 90 missing bytes will never come
+    frames = peer.read_until_closed()
+    assert all(frame["error"]["code"] == "protocol" for frame in frames)
+    assert handler.calls == []
+    assert_server_still_serves(raw_peer)
+
+
+def test_oversized_length_before_handshake_closes_and_server_serves_on(raw_peer):
+    peer = raw_peer()
+    peer.send_bytes(struct.pack(">I", MAX_FRAME + 1))
+    assert peer.read_until_closed() == []
+    assert_server_still_serves(raw_peer)
+
+
+def test_pipelined_requests_are_answered_in_order(raw_peer):
+    peer = raw_peer()
+    peer.hello()
+    peer.send_bytes(b"".join(encode_frame(request(n, "echo", {"n": n})) for n in range(1, 21)))
+    assert [peer.recv()["id"] for _ in range(20)] == list(range(1, 21))
+
+
+def test_request_pipelined_behind_the_hello_is_answered(raw_peer, token):
+    peer = raw_peer()
+    peer.send_bytes(encode_frame(hello_request(token, "eager")) + encode_frame(request(1, "echo", {})))
+    assert peer.recv()["hello"]["ok"] is True
+    assert peer.recv() == {"id": 1, "ok": True, "result": {}}
+
+
+def test_request_ahead_of_a_bad_frame_in_one_chunk_is_still_answered(raw_peer):
+    peer = raw_peer()
+    peer.hello()
+    peer.send_bytes(encode_frame(request(1, "echo", {"first": 1})) + struct.pack(">I", 1) + b"\xc1")
+    frames = peer.read_until_closed()
+    assert frames[0] == {"id": 1, "ok": True, "result": {"first": 1}}
+    assert frames[1]["error"]["code"] == "protocol" and len(frames) == 2
+
+
+def test_handler_bridge_error_keeps_its_code(raw_peer):
+    peer = raw_peer()
+    peer.hello()
+    peer.send(request(5, "fail", {"code": "no_faces", "message": "no face in frames 1-9"}))
+    assert peer.recv() == {"id": 5, "ok": False,
+                           "error": {"code": "no_faces", "message": "no face in frames 1-9"}}
+
+
+def test_crashing_handler_gives_internal_logs_traceback_and_keeps_serving(raw_peer, caplog):
+    peer = raw_peer()
+    peer.hello()
+    with caplog.at_level(logging.ERROR, logger="swapline.bridge"):
+        peer.send(request(1, "crash", {}))
+        reply = peer.recv()
+    assert reply["ok"] is False and reply["error"]["code"] == "internal"
+    assert "Traceback" not in reply["error"]["message"] and len(reply["error"]["message"]) <= 200
+    assert any(record.exc_info and "handler exploded" in str(record.exc_info[1])
+               for record in caplog.records)
+    peer.send(request(2, "echo", {"same": "connection"}))
+    assert peer.recv() == {"id": 2, "ok": True, "result": {"same": "connection"}}
+
+
+def test_unencodable_result_gives_internal(raw_peer):
+    peer = raw_peer()
+    peer.hello()
+    peer.send(request(3, "unencodable", {}))
+    reply = peer.recv()
+    assert reply["id"] == 3 and reply["error"]["code"] == "internal"
+
+
+def test_unknown_op_is_the_handlers_answer(raw_peer):
+    peer = raw_peer()
+    peer.hello()
+    peer.send(request(4, "no.such.op", {}))
+    assert peer.recv()["error"]["code"] == "unknown_op"
+
+
+def test_broadcast_reaches_every_session_but_not_unauthenticated_peers(server, raw_peer):
+    peers = [raw_peer() for _ in range(3)]
+    for peer in peers:
+        peer.hello()
+    stranger = raw_peer()
+    server.broadcast({"event": "job", "job": {"id": 1, "state": "running"}})
+    for peer in peers:
+        assert peer.recv() == {"event": "job", "job": {"id": 1, "state": "running"}}
+    stranger.sock.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        stranger.recv()
+
+
+def test_send_event_reaches_only_its_session(raw_peer):
+    first, second = raw_peer(), raw_peer()
+    first.hello()
+    second.hello()
+    first.send(request(1, "notify_me", {}))
+    frames = [first.recv(), first.recv()]
+    assert {"id": 1, "ok": True, "result": True} in frames
+    assert any(frame.get("event") == "note" for frame in frames)
+    second.sock.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        second.recv()
+
+
+def test_malformed_events_are_refused_at_the_sender(server):
+    with pytest.raises(ValueError):
+        server.broadcast({"name": "job"})
+    with pytest.raises(BridgeError):
+        server.broadcast({"event": "job", "payload": object()})
+
+
+def test_stop_is_prompt_with_sessions_and_half_open_peers(server, raw_peer):
+    ready = raw_peer()
+    ready.hello()
+    waiting = raw_peer()  # never says hello
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < 2.0
+    assert ready.read_until_closed() == []
+    assert waiting.read_until_closed() == []
+
+
+def test_server_without_token_accepts_any_token(handler):
+    server = BridgeServer(handler, token=None)
+    server.start()
+    try:
+        client = BridgeClient("127.0.0.1", server.port, "whatever", timeout=3.0)
+        assert client.connect() == {}
+        assert client.call("echo", {"open": True}, timeout=3.0) == {"open": True}
+        client.close()
+    finally:
+        server.stop()
+
+
+def test_stopped_server_cannot_restart_and_stop_is_idempotent(handler):
+    server = BridgeServer(handler, token="t")
+    assert server.start() == server.port > 0
+    server.stop()
+    server.stop()
+    with pytest.raises(RuntimeError):
+        server.start()
+
+
+def test_serve_forever_returns_after_stop_from_another_thread(handler):
+    server = BridgeServer(handler, token="t")
+    threading.Timer(0.2, server.stop).start()
+    started = time.monotonic()
+    server.serve_forever()
+    assert time.monotonic() - started < 3.0
+
+
+def test_unencodable_engine_info_fails_at_construction(handler):
+    with pytest.raises(BridgeError):
+        BridgeServer(handler, token="t", engine_info={"bad": object()})
