@@ -79,7 +79,6 @@ class _Pending:
     op: str
     args: dict
     tag: dict
-    bridge_id: int | None = None
 
 
 @dataclass
@@ -173,7 +172,10 @@ class EngineLink:
             self.state, self.engine = CONNECTED, dict(engine or {})
         self._post(Connection(CONNECTED, f"Connected to {host}:{port}", dict(engine or {})))
         in_flight: dict[int, int] = {}
-        self._send(client, None, "job.list", {}, in_flight)  # re-attach: mirror every job first
+        with self._lock:  # re-attach: mirror every job first; pending until the answer is posted
+            seq = next(self._seq)
+            self._pending[seq] = _Pending("job.list", {}, {"purpose": "attach"})
+        self._send(client, seq, "job.list", {}, in_flight)
         try:
             reason = self._serve(client, stop, outbox, in_flight)
         finally:
@@ -206,7 +208,7 @@ class EngineLink:
                 return f"The local engine exited (code {self._local.process.returncode}); see {self._local.log_path}"
         return "Disconnected"
 
-    def _send(self, client: BridgeClient, seq: int | None, op: str, args: dict, in_flight: dict) -> None:
+    def _send(self, client: BridgeClient, seq: int, op: str, args: dict, in_flight: dict) -> None:
         try:
             bridge_id = client.send(op, args)
         except BridgeError as exc:
@@ -224,19 +226,21 @@ class EngineLink:
             return
         seq = in_flight.pop(payload["id"])
         with self._lock:
-            pending = self._pending.get(seq) if seq is not None else None
-        op = pending.op if pending else "job.list"
+            pending = self._pending.get(seq)
+        if pending is None:  # failed meanwhile
+            return
+        op = pending.op
         if payload.get("ok"):
             self._answer(seq, op, payload.get("result"))
         else:
             error = payload.get("error") or {}
             self._answer(seq, op, None, str(error.get("code", "internal")), str(error.get("message", "")))
 
-    def _answer(self, seq: int | None, op: str, result: Any, code: str | None = None, text: str = "") -> None:
+    def _answer(self, seq: int, op: str, result: Any, code: str | None = None, text: str = "") -> None:
         # Post first, forget second: a headless waiter that sees no pending request must also
         # find the answer already in the inbox.
         with self._lock:
-            pending = self._pending.get(seq) if seq is not None else None
+            pending = self._pending.get(seq)
         tag = pending.tag if pending else None
         if code is not None:
             self._post(RequestFailed(op, code, text or code, tag))

@@ -256,12 +256,16 @@ def _tag_redraw() -> None:
 # Headless helpers --------------------------------------------------------------------------------
 
 def wait_for_connection(timeout: float = 180.0) -> dict:
-    """Block (headless only) until the link is connected; returns the engine info or raises JobError."""
+    """Block (headless only) until connected and the engine's jobs are mirrored.
+
+    Returns the engine info; raises JobError when the connection failed, TimeoutError after `timeout`.
+    """
     deadline = time.monotonic() + timeout
     while True:
         drain(budget=None)
         state = link().state
-        if state == CONNECTED and status().connection == "CONNECTED":
+        attaching = any(tag.get("purpose") == "attach" for tag in link().pending_tags())
+        if state == CONNECTED and status().connection == "CONNECTED" and not attaching:
             return dict(link().engine or {})
         if state not in (CONNECTING, CONNECTED):
             drain(budget=None)
