@@ -267,7 +267,7 @@ class BridgeServer:
             reply = response_error(request_id, err)
         except Exception as exc:  # noqa: BLE001 - any handler bug becomes `internal`, logged in full
             logger.exception("bridge op %r from session %d failed", op, session.id)
-            summary = f"{op} failed: {type(exc).__name__}: {exc}"
+            summary = " ".join(f"{op} failed: {type(exc).__name__}: {exc}".split())  # one line
             reply = response_error(request_id, BridgeError("internal", summary[:200]))
         else:
             reply = response_ok(request_id, result)

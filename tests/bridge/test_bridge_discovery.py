@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import time
@@ -50,20 +51,21 @@ def multicast():
 
 
 def test_advertised_engine_is_found_on_loopback(multicast):
-    advertiser = EngineAdvertiser("studio.gpu box", 47123, {"version": "0.1.0", "device": "cuda"},
-                                  addresses=[LOOPBACK])
+    # The pid keeps two test runs on one machine from claiming the same name.
+    advertiser = EngineAdvertiser(f"studio.gpu box {os.getpid()}", 47123,
+                                  {"version": "0.1.0", "device": "cuda"}, addresses=[LOOPBACK])
     advertiser.start()
     try:
         found: list[DiscoveredEngine] = []
         deadline = time.monotonic() + 8.0
         while not found and time.monotonic() < deadline:
             found = [engine for engine in browse_engines(2.0, interfaces=[LOOPBACK])
-                     if engine.port == 47123]
+                     if engine.name.endswith(str(os.getpid()))]
     finally:
         advertiser.stop()
     assert len(found) == 1
     engine = found[0]
-    assert engine.name == "studio-gpu box"
+    assert engine.name == f"studio-gpu box {os.getpid()}"
     assert (engine.host, engine.port) == (LOOPBACK, 47123)
     assert engine.properties == {"protocol": str(PROTOCOL_VERSION), "version": "0.1.0", "device": "cuda"}
 
