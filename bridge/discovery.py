@@ -53,6 +53,8 @@ class EngineAdvertiser:
 
     The TXT record carries `properties` plus "protocol" (the bridge version). Never put the token
     there: anyone on the LAN can read it. If another engine holds the name, zeroconf picks a new one.
+    start() blocks for about 2 s while mDNS probes that the name is free. The engine must listen on
+    the advertised addresses (not only 127.0.0.1) for a LAN peer to reach it.
     """
 
     def __init__(self, name: str, port: int, properties: dict[str, str] | None = None, *,
@@ -80,7 +82,7 @@ class EngineAdvertiser:
             raise BridgeError("unreachable", f"LAN announcement is unavailable: {exc}") from None
         try:
             zeroconf.register_service(info, allow_name_change=True)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - zeroconf has its own exception family
             zeroconf.close()
             raise BridgeError("unreachable", f"LAN announcement failed: {exc}") from None
         self._zeroconf, self._info = zeroconf, info
@@ -111,6 +113,7 @@ def browse_engines(timeout: float = 2.0, *, interfaces: list[str] | None = None)
     names: dict[str, None] = {}  # an ordered set, written by zeroconf's thread
     lock = threading.Lock()
 
+    # zeroconf calls handlers by keyword, so these parameter names are part of its API.
     def on_change(zeroconf: Zeroconf, service_type: str, name: str,
                   state_change: ServiceStateChange) -> None:
         with lock:
