@@ -60,6 +60,10 @@ def _movie_strip(op, scene, role: str):
     if strip.type != "MOVIE":
         op.report({"ERROR"}, f"The {label} strip '{strip.name}' is not a movie strip")
         return None
+    if len(strip.retiming_keys):
+        op.report({"ERROR"}, f"The {label} strip '{strip.name}' has speed changes (retiming keys), which "
+                             "Swapline cannot follow: reset its retiming")
+        return None
     if not os.path.isfile(strips.video_path(strip)):
         op.report({"ERROR"}, f"The {label} strip's file is missing: {strips.video_path(strip)}")
         return None

@@ -7,6 +7,8 @@ background runs, so headless drivers and tests call `drain()` themselves, or `wa
 
 from __future__ import annotations
 
+import atexit
+import queue
 import time
 
 import bpy
@@ -64,7 +66,7 @@ def drain(budget: float | None = BUDGET) -> int:
     while deadline is None or time.monotonic() < deadline:
         try:
             message = _link.inbox.get_nowait()
-        except Exception:  # queue.Empty
+        except queue.Empty:
             break
         try:
             apply(message)
@@ -109,6 +111,11 @@ def _apply_connection(message: Connection) -> None:
         _set_error(message.message)
     elif message.state == "CONNECTED":
         st.last_error = ""
+    if message.state in ("FAILED", "DISCONNECTED"):
+        # The engine owns job state; until it is reached again these jobs are of unknown fate.
+        for item in st.jobs:
+            if item.state in ACTIVE:
+                item.message = "engine not connected"
 
 
 def _apply_engine_info(st, engine: dict) -> None:
@@ -337,10 +344,18 @@ def register() -> None:
     _failures_seen = 0
     bpy.app.timers.register(drain_timer, first_interval=INTERVAL, persistent=True)
     bpy.app.handlers.load_post.append(_on_load_post)
+    atexit.register(_at_exit)
+
+
+def _at_exit() -> None:
+    # Blender normally unregisters add-ons on quit; this covers the cases where it does not.
+    if _link is not None:
+        _link.disconnect()
 
 
 def unregister() -> None:
     global _link
+    atexit.unregister(_at_exit)
     if bpy.app.timers.is_registered(drain_timer):
         bpy.app.timers.unregister(drain_timer)
     if _on_load_post in bpy.app.handlers.load_post:
