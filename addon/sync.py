@@ -13,15 +13,14 @@ import time
 
 import bpy
 
-from . import strips
+from . import mirror, strips
 from .engine_link import (CONNECTED, CONNECTING, Connection, EngineLink, JobList, JobUpdate, Reply,
                           RequestFailed)
 
 INTERVAL = 0.1
 BUDGET = 0.02  # seconds of main-thread time per timer tick
-ACTIVE = ("queued", "running")
+ACTIVE = mirror.ACTIVE
 _RANK = {"queued": 0, "running": 1, "done": 2, "failed": 2, "cancelled": 2}
-MAX_MIRRORED = 50
 
 _link: EngineLink | None = None
 _jobs: dict[str, dict] = {}  # latest engine dict per job id: params and result, which props don't hold
@@ -98,7 +97,7 @@ def apply(message) -> None:
                           "kind": (message.tag or {}).get("kind"), "label": label})
         _set_error(f"{label} failed: {message.message}")
     elif isinstance(message, Reply) and message.op == "engine.info" and isinstance(message.result, dict):
-        _apply_engine_info(status(), message.result)
+        mirror.write_engine_info(status(), message.result)
 
 
 def _apply_connection(message: Connection) -> None:
@@ -106,23 +105,14 @@ def _apply_connection(message: Connection) -> None:
     st.connection = message.state
     st.connection_message = message.message
     if message.engine is not None:
-        _apply_engine_info(st, message.engine)
+        mirror.write_engine_info(st, message.engine)
     if message.state == "FAILED":
         _set_error(message.message)
     elif message.state == "CONNECTED":
         st.last_error = ""
     if message.state in ("FAILED", "DISCONNECTED"):
         # The engine owns job state; until it is reached again these jobs are of unknown fate.
-        for item in st.jobs:
-            if item.state in ACTIVE:
-                item.message = "engine not connected"
-
-
-def _apply_engine_info(st, engine: dict) -> None:
-    st.engine_name = str(engine.get("name") or "")
-    st.engine_version = str(engine.get("version") or "")
-    st.engine_device = str(engine.get("device") or "")
-    st.engine_workspace = str(engine.get("workspace") or "")
+        mirror.mark_unreachable(st)
 
 
 def _apply_job(job: dict, tag: dict | None) -> None:
@@ -133,14 +123,14 @@ def _apply_job(job: dict, tag: dict | None) -> None:
     stale = old is not None and _RANK.get(old.get("state"), 0) > _RANK.get(job.get("state"), 0)
     if not stale:
         _jobs[job_id] = dict(job)
-        _mirror(job, job_id)
+        mirror.write_job(status(), job, ours=job_id in _ours)
     if tag:
         _adopt(job_id, tag)
     current = _jobs[job_id]
     if job_id in _ours and current.get("state") == "failed" and job_id not in _announced:
         _announced.add(job_id)
         error = current.get("error") or {}
-        _set_error(f"{_label(current)} failed: {error.get('message') or error.get('code') or 'unknown error'}")
+        _set_error(f"{mirror.job_label(current)} failed: {error.get('message') or error.get('code') or 'unknown error'}")
     _settle_merge(current)
 
 
@@ -148,9 +138,7 @@ def _adopt(job_id: str, tag: dict) -> None:
     """The answer to our own job.start: remember the job, and where a merge result must go."""
     if job_id not in _ours:
         _ours.append(job_id)
-        item = _find_item(job_id)
-        if item is not None:
-            item.ours = True
+        mirror.mark_ours(status(), job_id)
     if tag.get("purpose") == "merge" and tag.get("scene") in bpy.data.scenes:
         request = bpy.data.scenes[tag["scene"]].swapline.merges.add()
         request.job_id = job_id
@@ -185,52 +173,6 @@ def _place(scene, destination_name: str, job: dict) -> None:
         strips.place_result(scene, destination, job.get("result") or {}, job_id=str(job["id"]))
     except (KeyError, ValueError, RuntimeError, TypeError) as exc:
         _set_error(f"Could not add the merge result: {exc}")
-
-
-def _mirror(job: dict, job_id: str) -> None:
-    items = status().jobs
-    item = _find_item(job_id)
-    if item is None:
-        item = items.add()
-        item.job_id = job_id
-        item.ours = job_id in _ours
-        _trim(items)
-        item = _find_item(job_id)
-    stats = job.get("stats") or {}
-    error = job.get("error") or {}
-    item.kind = str(job.get("kind") or "")
-    item.label = _label(job)
-    item.state = str(job.get("state") or "")
-    item.progress = min(max(float(job.get("progress") or 0.0), 0.0), 1.0)
-    item.message = str(job.get("message") or "")
-    item.eta = float(job["eta"]) if job.get("eta") is not None else -1.0
-    item.iteration = int(stats["iteration"]) if stats.get("iteration") is not None else -1
-    item.loss = float(stats["loss"]) if stats.get("loss") is not None else -1.0
-    item.error_code = str(error.get("code") or "")
-    item.error_message = str(error.get("message") or "")
-    item.created = float(job.get("created") or 0.0)
-
-
-def _find_item(job_id: str):
-    for item in status().jobs:
-        if item.job_id == job_id:
-            return item
-    return None
-
-
-def _trim(items) -> None:
-    while len(items) > MAX_MIRRORED:
-        finished = [(item.created, index) for index, item in enumerate(items) if item.state not in ACTIVE]
-        if not finished:
-            return
-        items.remove(min(finished)[1])
-
-
-def _label(job: dict) -> str:
-    params = job.get("params") or {}
-    kind = job.get("kind") or "job"
-    name = params.get("faceset") if kind == "extract" else params.get("model")
-    return f"{kind.capitalize()} {name}" if name else kind.capitalize()
 
 
 def _set_error(text: str) -> None:
@@ -306,7 +248,7 @@ def wait_for_jobs(kind: str | None = None, timeout: float = 600.0, check: bool =
     _failures_seen = len(_failures)
     if check:
         problems = [f"{f['label']}: {f['message']}" for f in refused]
-        problems += [f"{_label(j)} {j['state']}: {(j.get('error') or {}).get('message', '')}".rstrip(": ")
+        problems += [f"{mirror.job_label(j)} {j['state']}: {(j.get('error') or {}).get('message', '')}".rstrip(": ")
                      for j in finished if j.get("state") != "done"]
         if problems:
             raise JobError("; ".join(problems))
