@@ -64,12 +64,22 @@ def _serve(args) -> int:
     service = EngineService(Path(args.workspace), host=args.host, port=args.port, token=token)
     port = service.start()
     print(f"swapline-engine listening on {args.host}:{port}", flush=True)
+    advertiser = None
+    if args.advertise:  # LAN discovery is opt-in: a laptop engine should not announce itself
+        from bridge import EngineAdvertiser
+
+        addresses = None if args.host in ("0.0.0.0", "") else [args.host]
+        advertiser = EngineAdvertiser(service.info["name"], port, {
+            "version": service.info["version"], "device": service.info["device"][:200]}, addresses=addresses)
+        advertiser.start()
     signal.signal(signal.SIGTERM, lambda *a: service.server.stop())
     try:
         service.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        if advertiser:
+            advertiser.stop()
         service.stop()
     return 0
 
@@ -88,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=0)
     s.add_argument("--token")
     s.add_argument("--token-file")
+    s.add_argument("--advertise", action="store_true", help="announce this engine on the LAN (zeroconf)")
 
     e = sub.add_parser("extract", help="find, align and store the faces of a video")
     e.add_argument("--workspace", required=True)
