@@ -126,22 +126,14 @@ class EngineLink:
         with self._lock:
             return [dict(p.tag, op=p.op) for p in self._pending.values()]
 
-    def disconnect(self, wait: float = 0.0) -> None:
-        """Close the connection and stop a local engine; the worker does the waiting.
-
-        `wait` > 0 joins the worker for that long (unregister and tests use it so no engine
-        outlives Blender); the terminate signal is sent at once either way.
-        """
+    def disconnect(self) -> None:
+        """Close the connection and stop a local engine: the terminate signal goes at once, the
+        worker does the waiting (and engine_process kills what is left when Python exits)."""
         self._stop.set()
         self._outbox.put(None)
         local = self._local
         if local is not None:
             local.signal_stop()
-        thread = self._thread
-        if wait > 0 and thread is not None and thread is not threading.current_thread():
-            thread.join(wait)
-            if local is not None and local.running():
-                local.process.kill()
 
     # Worker thread ---------------------------------------------------------------------------
 
@@ -159,7 +151,7 @@ class EngineLink:
                                                     timeout=config.launch_timeout, should_stop=stop.is_set)
                 host, port = self._local.host, self._local.port
             if stop.is_set():
-                return
+                raise engine_process.LaunchError("cancelled", "Disconnected")
             client = BridgeClient(host, port, token, client_name="swapline-blender", timeout=config.connect_timeout)
             engine = client.connect()
             client.start()

@@ -6,6 +6,7 @@ many seconds while torch imports, and Blender's main thread must never wait on t
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import subprocess
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+_LIVE: set[subprocess.Popen] = set()  # engines started here and not yet stopped
 READY_LINE = re.compile(r"swapline-engine listening on (?P<host>\S+):(?P<port>\d+)")
 LOG_NAME = "engine.log"
 
@@ -53,16 +55,7 @@ class LocalEngine:
 
     def stop(self, grace: float = 5.0) -> None:
         """Ask the engine to exit, then kill it if it has not after `grace` seconds (worker thread)."""
-        if self.process.poll() is not None:
-            return
-        try:
-            self.process.terminate()
-            self.process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=grace)
-        except OSError:
-            pass
+        _stop_process(self.process, grace)
 
     def signal_stop(self) -> None:
         """Send the terminate signal without waiting (safe on Blender's main thread)."""
@@ -107,6 +100,7 @@ def launch(python: str, workspace: str, token: str, *, cwd: str | None = None, t
         token_path.unlink(missing_ok=True)
         raise LaunchError("launch_failed", f"Could not start the engine with {python}: {exc.strerror or exc}") from exc
 
+    _LIVE.add(process)
     engine = LocalEngine(process, "", 0, log_path)
     ready: dict[str, str] = {}
     ready_event = threading.Event()
@@ -155,3 +149,25 @@ def _stderr_tail(log_path: Path, lines: int = 3) -> str:
     except OSError:
         return ""
     return " | ".join(line.strip() for line in text[-lines:])
+
+
+def _stop_process(process: subprocess.Popen, grace: float) -> None:
+    try:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=grace)
+    except OSError:
+        pass
+    _LIVE.discard(process)
+
+
+@atexit.register
+def _stop_all() -> None:
+    # Blender unregisters add-ons when it quits, which stops the engine; this catches the rest
+    # (a script that exits while an engine is still starting, say), so none is left orphaned.
+    for process in list(_LIVE):
+        _stop_process(process, 3.0)

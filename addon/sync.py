@@ -7,7 +7,6 @@ background runs, so headless drivers and tests call `drain()` themselves, or `wa
 
 from __future__ import annotations
 
-import atexit
 import queue
 import time
 
@@ -286,18 +285,10 @@ def register() -> None:
     _failures_seen = 0
     bpy.app.timers.register(drain_timer, first_interval=INTERVAL, persistent=True)
     bpy.app.handlers.load_post.append(_on_load_post)
-    atexit.register(_at_exit)
-
-
-def _at_exit() -> None:
-    # Blender normally unregisters add-ons on quit; this covers the cases where it does not.
-    if _link is not None:
-        _link.disconnect()
 
 
 def unregister() -> None:
     global _link
-    atexit.unregister(_at_exit)
     if bpy.app.timers.is_registered(drain_timer):
         bpy.app.timers.unregister(drain_timer)
     if _on_load_post in bpy.app.handlers.load_post:
