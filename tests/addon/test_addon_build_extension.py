@@ -4,8 +4,9 @@ the bridge and the wheels, and nothing of the engine or the tests (offline: stan
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
-from conftest import REPO
+REPO = Path(__file__).resolve().parents[2]
 
 STAND_INS = ("msgpack-1.0.0-cp311-cp311-win_amd64.whl", "zeroconf-0.1.0-cp311-cp311-macosx_11_0_arm64.whl",
              "ifaddr-0.2.0-py3-none-any.whl")

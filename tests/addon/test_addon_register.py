@@ -1,6 +1,8 @@
 """The extension registers and unregisters cleanly when enabled the way Blender enables extensions."""
 
-from conftest import REPO
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_enable_disable_enable(run_scenario):

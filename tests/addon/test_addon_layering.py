@@ -2,10 +2,11 @@
 add-on imports the engine or its heavy dependencies (they must never load into Blender)."""
 
 import ast
+from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+REPO = Path(__file__).resolve().parents[2]
 
 ADDON = REPO / "addon"
 HEAVY = {"torch", "cv2", "numpy", "mediapipe", "engine", "scipy", "av"}

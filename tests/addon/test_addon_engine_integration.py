@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO
+REPO = Path(__file__).resolve().parents[2]
 
 SOURCE = "styletalk__samples_source_video_video_Obama_clip1.mp4"
 DESTINATION = "styletalk__samples_source_video_video_andrew_clip_1.mp4"
