@@ -76,14 +76,15 @@ def default_python() -> Path:
 
 
 def workspace_dir(scene) -> str:
-    """The scene's workspace override, else `<blend name>_swapline` beside the .blend, else a temp dir."""
+    """The scene's workspace override, else `<blend name>_swapline` beside the .blend, else a temp folder."""
     override = scene.swapline.workspace if scene is not None else ""
     if override:
         return os.path.abspath(bpy.path.abspath(override))
     if bpy.data.filepath:
         blend = Path(bpy.data.filepath)
         return str(blend.with_name(f"{blend.stem}_swapline"))
-    return os.path.join(tempfile.gettempdir(), "swapline_unsaved")
+    # Per Blender process: two unsaved sessions must not share one engine workspace.
+    return os.path.join(tempfile.gettempdir(), f"swapline-unsaved-{os.getpid()}")
 
 
 def link_config(context, scene) -> LinkConfig:

@@ -1,11 +1,12 @@
 """The extension registers and unregisters cleanly when enabled the way Blender enables extensions."""
 
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_enable_disable_enable(run_scenario):
+def test_enable_disable_enable(run_scenario, tmp_path):
     result = run_scenario("register")
     reg = result["registered"]
     assert reg["panel"] and (reg["panel_space"], reg["panel_region"], reg["panel_category"]) == (
@@ -23,3 +24,9 @@ def test_enable_disable_enable(run_scenario):
     assert reg["drained"] == 0
     assert result["after_disable"] == {"panel": False, "strip_role": False, "scene_settings": False, "timer": False}
     assert result["again"] == {"panel": True, "timer": True}
+
+    ws = result["workspaces"]
+    assert ws["unsaved"] == str(Path(tempfile.gettempdir()) / f"swapline-unsaved-{ws['pid']}")
+    assert ws["saved"] == str(tmp_path / "shot_swapline")
+    assert ws["override"] == str(tmp_path / "elsewhere")
+    assert ws["config"] == ["LOCAL", str(REPO / ".venv" / "bin" / "python"), str(tmp_path / "elsewhere"), str(REPO)]

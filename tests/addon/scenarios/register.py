@@ -1,5 +1,6 @@
 """Enable, inspect, disable and re-enable the extension like Blender's add-on system does."""
 
+import os
 import sys
 
 import bpy
@@ -29,6 +30,15 @@ registered = {
     "heavy_modules": sorted(m for m in ("torch", "cv2", "engine") if m in sys.modules),
     "drained": sync.drain(),
 }
+preferences = sys.modules[f"{_blender.MODULE}.addon.preferences"]
+workspaces = {"unsaved": preferences.workspace_dir(scene), "pid": os.getpid()}
+bpy.ops.wm.save_as_mainfile(filepath=os.path.join(os.getcwd(), "shot.blend"))
+scene = bpy.context.scene
+workspaces["saved"] = preferences.workspace_dir(scene)
+scene.swapline.workspace = "//elsewhere"
+workspaces["override"] = preferences.workspace_dir(scene)
+config = preferences.link_config(bpy.context, scene)
+workspaces["config"] = [config.mode, config.python, config.workspace, config.cwd]
 _blender.disable()
 after_disable = {
     "panel": hasattr(bpy.types, "SEQUENCER_PT_swapline"),
@@ -39,4 +49,4 @@ after_disable = {
 sync = _blender.enable()
 again = {"panel": hasattr(bpy.types, "SEQUENCER_PT_swapline"), "timer": bpy.app.timers.is_registered(sync.drain_timer)}
 _blender.disable()
-_blender.emit(registered=registered, after_disable=after_disable, again=again)
+_blender.emit(registered=registered, after_disable=after_disable, again=again, workspaces=workspaces)
