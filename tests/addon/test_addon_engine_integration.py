@@ -56,6 +56,9 @@ def test_extract_train_merge_through_the_addon(run_scenario, shared_clip, tmp_pa
     [trained] = out["trained"]
     assert trained["state"] == "done" and trained["result"]["iterations"] >= 1
     assert out["iteration_seen"] >= 1
+    # the second run resumed from the first one's checkpoint, and Stop cancelled it
+    [stopped] = out["stopped"]
+    assert stopped["state"] == "cancelled" and out["resumed_at"] > out["iteration_seen"]
     [merged] = out["merged"]
     assert merged["state"] == "done"
 
@@ -82,7 +85,7 @@ def test_extract_train_merge_through_the_addon(run_scenario, shared_clip, tmp_pa
         w, h = x1 - x0, y1 - y0
         core = diff[int(y0 + 0.2 * h):int(y1 - 0.2 * h), int(x0 + 0.2 * w):int(x1 - 0.2 * w)]
         far = np.ones_like(diff, bool)
-        far[max(0, int(y0 - 0.25 * h)):int(y1 + 0.25 * h), max(0, int(x0 - 0.25 * w)):int(x1 + 0.25 * w)] = False
+        far[max(0, int(y0 - 0.3 * h)):int(y1 + 0.3 * h), max(0, int(x0 - 0.3 * w)):int(x1 + 0.3 * w)] = False
         assert far.any()
         inside.append(core.mean())
         outside.append(diff[far].mean())

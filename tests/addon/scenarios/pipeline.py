@@ -49,6 +49,19 @@ trained = sync.wait_for_jobs("train", timeout=300)
 times["train"] = time.monotonic() - t
 iteration_seen = max(j.iteration for j in bpy.context.window_manager.swapline.jobs if j.kind == "train")
 
+# Train again without a limit, watch it resume from the checkpoint, then Stop it from the panel
+t = time.monotonic()
+settings.iterations = 1_000_000
+bpy.ops.swapline.train()
+wm = bpy.context.window_manager
+_blender.check(_blender.drain_until(
+    sync, lambda: any(j.kind == "train" and j.state == "running" and j.iteration > iteration_seen for j in wm.swapline.jobs),
+    timeout=120), "the second training run never got past the first one's iterations")
+resumed_at = max(j.iteration for j in wm.swapline.jobs if j.kind == "train" and j.state == "running")
+bpy.ops.swapline.train_stop()
+stopped = sync.wait_for_jobs("train", timeout=120, check=False)
+times["train_stop"] = time.monotonic() - t
+
 t = time.monotonic()
 bpy.ops.swapline.merge()
 merged = sync.wait_for_jobs("merge", timeout=300)
@@ -58,7 +71,7 @@ results = [s for s in editor.strips if s.swapline_result_for == dst.name]
 result = results[0] if results else None
 out = {
     "engine": engine, "times": times, "iteration_seen": iteration_seen,
-    "extracted": extracted, "trained": trained, "merged": merged,
+    "extracted": extracted, "trained": trained, "merged": merged, "stopped": stopped, "resumed_at": resumed_at,
     "destination": {"name": dst.name, "channel": dst.channel, "frame_start": round(dst.frame_start),
                     "start": dst.frame_final_start, "end": dst.frame_final_end,
                     "source_range": list(strips.source_range(dst)), "video": strips.video_path(dst)},
