@@ -77,7 +77,11 @@ def drain(budget: float | None = BUDGET) -> int:
 
 
 def drain_timer() -> float:
-    drain()
+    # An exception would unregister the timer for good; the drain must outlive any one bad tick.
+    try:
+        drain()
+    except Exception as exc:
+        print(f"Swapline: drain failed: {exc}")
     return INTERVAL
 
 
