@@ -61,6 +61,9 @@ def build_scene(src: Path, dst: Path):
     elem = dst_strip.elements[0] if hasattr(dst_strip, "elements") and len(dst_strip.elements) else None
     w, h = (elem.orig_width, elem.orig_height) if elem and elem.orig_width else (640, 480)
     scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = w, h, 100
+    # Blender 5's default AgX view transform would shift every pixel of the edit; a video edit wants
+    # the footage's own colours back out.
+    scene.view_settings.view_transform = "Standard"
     src_strip.swapline_role = "SOURCE"
     dst_strip.swapline_role = "DESTINATION"
     return scene, src_strip, dst_strip
