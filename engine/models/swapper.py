@@ -1,0 +1,55 @@
+"""Shared piece: inference with a trained pair model (destination faces redrawn by the source decoder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from engine.models import native_bf16
+from engine.models.autoencoder import DFAutoencoder
+from engine.models.checkpoint import load_checkpoint
+
+BATCH = 32  # faces per forward pass: large enough to keep the convolutions busy, small in memory
+
+
+class FaceSwapper:
+    """A loaded model that turns aligned destination crops into source-identity crops and masks."""
+
+    def __init__(self, model: DFAutoencoder, device: str = "cpu", bf16: bool | None = None) -> None:
+        self.device = torch.device(device)
+        self.bf16 = native_bf16(self.device) if bf16 is None else bf16
+        fmt = torch.channels_last if self.bf16 else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=fmt).eval()
+        self.resolution = model.config.resolution
+
+    @classmethod
+    def load(cls, directory: Path, device: str = "cpu") -> "FaceSwapper":
+        model, _, _ = load_checkpoint(Path(directory), device=device)
+        return cls(model, device)
+
+    def swap(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N,S,S,3) uint8 BGR destination crops -> (swapped (N,S,S,3) uint8 BGR, masks (N,S,S) float32 0..1)."""
+        if faces.ndim != 4 or faces.shape[3] != 3 or faces.shape[1] != faces.shape[2] or faces.dtype != np.uint8:
+            raise ValueError(f"faces must be (N,S,S,3) uint8, got {faces.shape} {faces.dtype}")
+        n, s = faces.shape[0], faces.shape[1]
+        swapped = np.empty_like(faces)
+        masks = np.empty((n, s, s), np.float32)
+        r = self.resolution
+        down = cv2.INTER_AREA if s >= r else cv2.INTER_CUBIC
+        up = cv2.INTER_CUBIC if s > r else cv2.INTER_AREA
+        for start in range(0, n, BATCH):
+            chunk = faces[start:start + BATCH]
+            small = np.stack([cv2.resize(f, (r, r), interpolation=down) for f in chunk])
+            x = torch.from_numpy(small.astype(np.float32) * np.float32(1 / 255)).permute(0, 3, 1, 2)
+            with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                rgb, mask = self.model(x.to(self.device), "src")
+            rgb_np = (rgb.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+            mask_np = mask.float()[:, 0].cpu().numpy()
+            for j in range(len(chunk)):
+                swapped[start + j] = cv2.resize(rgb_np[j], (s, s), interpolation=up)
+                masks[start + j] = cv2.resize(mask_np[j], (s, s), interpolation=up)
+        np.clip(masks, 0.0, 1.0, out=masks)  # cubic upscaling overshoots a little at the mask edge
+        return swapped, masks
