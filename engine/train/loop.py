@@ -61,6 +61,10 @@ class TrainSettings:
                 raise ValueError(f"training setting {f.name!r} must be {f.type}, got {value!r}")
         if self.iterations < 0 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ValueError("iterations must be >= 0, batch_size >= 1 and learning_rate > 0")
+        try:
+            torch.device(self.device)
+        except RuntimeError:
+            raise ValueError(f"unknown device {self.device!r}; e.g. 'cpu' or 'cuda'") from None
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
         self.model_config()  # a bad model shape is reported now, not after the data is loaded
@@ -128,13 +132,20 @@ def _is_oom(e: BaseException) -> bool:
 
 def train_pair(source: FaceSamples, destination: FaceSamples, model_dir: Path, settings: TrainSettings,
                report: Callable[[float, str, dict], None], should_stop: Callable[[], bool]) -> dict[str, Any]:
-    """Train (or resume) the pair's model in `model_dir`; returns {iterations, loss, checkpoint}."""
+    """Train (or resume) the pair's model in `model_dir`; returns {iterations, loss, checkpoint}.
+
+    A step's loss is the mean of the source and the destination loss; the returned one is the mean
+    of the last 20 steps. `should_stop` is asked before every step: when it says yes, the model is
+    saved and Cancelled raised.
+    """
     started = time.monotonic()
     model_dir = Path(model_dir)
     for name, faces in (("source", source), ("destination", destination)):
         if len(faces) == 0:
             raise EngineError("no_faces", f"the {name} faceset has no faces to train on")
     device = torch.device(settings.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EngineError("bad_request", "training on 'cuda' was asked for, but this engine has no CUDA device")
     bf16 = use_bf16(settings.precision, device)
     config = settings.model_config()
     previous_threads = torch.get_num_threads()
@@ -151,8 +162,8 @@ def train_pair(source: FaceSamples, destination: FaceSamples, model_dir: Path, s
                     torch.manual_seed(settings.seed)
                 model = build_model(config)
             state, resumed = {"iteration": 0, "loss_history": []}, False
-        # channels_last is what makes bf16 convolutions fast on CPU (oneDNN's blocked layouts)
-        model = model.to(device, memory_format=torch.channels_last if bf16 else torch.contiguous_format)
+        # channels_last: oneDNN's convolutions run ~1.15x faster in it, in bf16 and in fp32 alike
+        model = model.to(device, memory_format=torch.channels_last)
         model.train()
         optimizer = make_optimizer(model, settings.learning_rate)
         if resumed:
@@ -162,7 +173,7 @@ def train_pair(source: FaceSamples, destination: FaceSamples, model_dir: Path, s
         seed = settings.seed
         src_sampler = BatchSampler(source, settings.resolution, settings.augmentation(), seed=seed)
         dst_sampler = BatchSampler(destination, settings.resolution, settings.augmentation(),
-                                   seed=None if seed is None else seed + 1)
+                                   seed=None if seed is None else seed + 1)  # not the same warps twice
 
         def save() -> Path:
             state.update(iteration=iteration, loss_history=history, settings=settings.to_dict())

@@ -7,6 +7,7 @@ import pytest
 from engine.errors import Cancelled, EngineError
 from engine.geometry.align import face_type, template_points
 from engine.models.checkpoint import has_checkpoint, load_checkpoint
+from engine.train import loop
 from engine.train.loop import TrainSettings, train_pair
 from engine.train.samples import FaceSamples
 
@@ -55,6 +56,8 @@ def test_settings_are_strict():
         TrainSettings.from_dict({"resolution": 40})
     with pytest.raises(ValueError, match="precision"):
         TrainSettings.from_dict({"precision": "fp16"})
+    with pytest.raises(ValueError, match="device"):
+        TrainSettings.from_dict({"device": "gpu0"})
     assert TrainSettings.from_dict({"max_seconds": 5, "learning_rate": 1}).learning_rate == 1.0
 
 
@@ -117,6 +120,16 @@ def test_fp32_and_unmasked_training_run(tmp_path, pair):
                                                   random_warp=False, random_flip=False),
                         lambda *a: None, never)
     assert result["iterations"] == 2
+
+
+def test_a_diverged_run_raises_and_keeps_the_last_checkpoint(tmp_path, pair, monkeypatch):
+    train_pair(*pair, tmp_path, settings(iterations=2), lambda *a: None, never)
+    before = (tmp_path / "model.safetensors").read_bytes()
+    monkeypatch.setattr(loop, "train_step", lambda *a: (float("nan"), 1.0))
+    with pytest.raises(EngineError) as e:
+        train_pair(*pair, tmp_path, settings(iterations=4), lambda *a: None, never)
+    assert e.value.code == "training_diverged"
+    assert (tmp_path / "model.safetensors").read_bytes() == before
 
 
 def test_an_empty_faceset_is_no_faces(tmp_path, pair):
