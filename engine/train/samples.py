@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from engine.geometry.align import transform_points
 from engine.geometry.hull import feather, hull_mask
 
 
@@ -68,7 +69,8 @@ class BatchSampler:
         r = resolution
         interp = cv2.INTER_AREA if samples.size >= r else cv2.INTER_CUBIC
         self.images = np.stack([cv2.resize(im, (r, r), interpolation=interp) for im in samples.images])
-        self.landmarks = samples.landmarks.astype(np.float64) * (r / samples.size)
+        # resize maps pixel centres, not pixel corners: x -> (x + 0.5) * r / S - 0.5
+        self.landmarks = (samples.landmarks.astype(np.float64) + 0.5) * (r / samples.size) - 0.5
         self.mask_blur = max(1, r // 32)
         self._order = np.empty(0, np.int64)
         ys, xs = np.mgrid[0:r, 0:r].astype(np.float32)
@@ -89,7 +91,8 @@ class BatchSampler:
         m = cv2.getRotationMatrix2D((r / 2, r / 2), angle, scale)
         m[:, 2] += self.rng.uniform(-a.shift, a.shift, size=2) * r
         if a.flip and self.rng.random() < 0.5:
-            m = np.array([[-1.0, 0.0, r], [0.0, 1.0, 0.0]]) @ np.vstack([m, [0.0, 0.0, 1.0]])
+            # pixel centres sit on integers in OpenCV, so the mirror of x is (r - 1) - x
+            m = np.array([[-1.0, 0.0, r - 1.0], [0.0, 1.0, 0.0]]) @ np.vstack([m, [0.0, 0.0, 1.0]])
         return m
 
     def _warp_offsets(self) -> np.ndarray:
@@ -111,8 +114,7 @@ class BatchSampler:
             m = self._affine()
             image = self.images[i]
             targets[j] = cv2.warpAffine(image, m, (r, r), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            lm = self.landmarks[i] @ m[:, :2].T + m[:, 2]
-            masks[j] = feather(hull_mask(lm, (r, r)), 0, self.mask_blur)
+            masks[j] = feather(hull_mask(transform_points(m, self.landmarks[i]), (r, r)), 0, self.mask_blur)
             if self.aug.random_warp:
                 # one remap from the original: output pixel p reads the source at M^-1(p + offset(p))
                 inv = cv2.invertAffineTransform(m)

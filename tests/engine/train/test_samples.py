@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from engine.geometry.align import face_type, template_points
+from engine.geometry.hull import feather, hull_mask
 from engine.train.samples import Augmentation, BatchSampler, FaceSamples
 
 
@@ -80,3 +81,19 @@ def test_empty_faceset_cannot_be_sampled():
     empty = FaceSamples(faces.images[:0], faces.landmarks[:0])
     with pytest.raises(ValueError):
         BatchSampler(empty, 16)
+
+
+def test_a_flip_mirrors_the_face_and_its_landmarks():
+    faces = synthetic_faces(1)
+    plain = Augmentation(rotation_deg=0, scale=0, shift=0, flip=False, random_warp=False)
+    flipped = Augmentation(rotation_deg=0, scale=0, shift=0, flip=True, random_warp=False)
+    _, target, _ = BatchSampler(faces, 32, plain, seed=0).sample(1)
+    sampler = BatchSampler(faces, 32, flipped, seed=0)
+    for _ in range(20):  # a flip comes half the time
+        _, t, m = sampler.sample(1)
+        if not torch.equal(t, target):
+            break
+    assert torch.equal(t, target.flip(3))
+    mirrored = (faces.landmarks[0] + 0.5) * 32 / 64 - 0.5
+    mirrored[:, 0] = 31 - mirrored[:, 0]
+    assert np.allclose(m[0, 0].numpy(), feather(hull_mask(mirrored, (32, 32)), 0, 1), atol=1e-6)
