@@ -119,12 +119,6 @@ def _read(directory: Path, prefixes: tuple[str, ...]) -> tuple[dict[str, str], d
     return metadata, tensors
 
 
-def read_config(directory: Path) -> tuple[ModelConfig, dict[str, Any]]:
-    """The config and training state of a checkpoint, without reading the weights."""
-    metadata, _ = _read(directory, ())
-    return _config_and_state(directory, metadata)
-
-
 def _config_and_state(directory: Path, metadata: dict[str, str]) -> tuple[ModelConfig, dict[str, Any]]:
     try:
         raw_config = json.loads(metadata["config"])

@@ -124,8 +124,3 @@ def test_optimizer_state_for_another_model_is_a_model_mismatch(tmp_path):
         ckpt.load_optimizer_state(tmp_path, torch.optim.Adam(other.parameters()))
     assert e.value.code == "model_mismatch"
 
-
-def test_read_config_skips_the_weights(tmp_path):
-    model, _ = _trained()
-    ckpt.save_checkpoint(tmp_path, model, TINY, {"iteration": 5})
-    assert ckpt.read_config(tmp_path) == (TINY, {"iteration": 5})
