@@ -26,9 +26,10 @@ class ModelConfig:
     arch: str = "df"
     resolution: int = 64  # side of the square face the network sees; a multiple of 16
     ae_dims: int = 128  # width of the bottleneck vector shared by both identities
+    # e_dims 16 was measured *slower* than 32 on CPU: oneDNN's bf16 kernels do badly on narrow layers
     e_dims: int = 32  # encoder width: channels of its first layer, doubled at each of its 4 levels
     # 16 rather than 32: on a 2-core CPU it runs 1.5x the steps and, in the same 300 CPU-seconds on
-    # the demo pair, ends at a lower loss (0.25 vs 0.30); a bigger decoder pays off only in long runs
+    # the demo pair, ends at a lower loss (0.25 vs 0.30); longer runs may favour 32 (not measured)
     d_dims: int = 16  # decoder width at full resolution, doubled at each coarser level
     d_mask_dims: int = 8  # same for the mask branch, which only draws a smooth blob
 
