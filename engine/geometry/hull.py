@@ -17,9 +17,10 @@ def hull_mask(landmarks68: np.ndarray, shape: tuple[int, int], brow_expand: floa
     brows = pts[17:27].copy()
     brows += (brows - chin) * brow_expand
     outline = np.vstack([pts[0:17], brows[::-1]])
-    hull = cv2.convexHull(outline.astype(np.float32)).astype(np.int32)
+    hull = cv2.convexHull(outline.astype(np.float32))
     mask = np.zeros(shape, np.uint8)
-    cv2.fillConvexPoly(mask, hull, 255, lineType=cv2.LINE_AA)
+    # 4 fractional bits: a hull snapped to whole pixels drifts up-left and breaks mirror symmetry
+    cv2.fillConvexPoly(mask, np.round(hull * 16).astype(np.int32), 255, lineType=cv2.LINE_AA, shift=4)
     return mask.astype(np.float32) / 255.0
 
 
