@@ -30,6 +30,9 @@ class MergeParams:
     output: str | None = None
     erode: float = 0.04  # mask erosion, fraction of the crop: keeps the seam inside the face
     blur: float = 0.06   # mask feather, fraction of the crop
+    # How far the mask reaches above the brows (fraction of brow-to-chin). Less than training's
+    # 0.25: hat brims and fringes that the source had there must not be pasted onto the destination.
+    forehead: float = 0.1
     batch_size: int = 8
 
     @classmethod
@@ -68,7 +71,7 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
         merged = {}
         for k, (i, fr) in enumerate(with_face):
             lm = transform_points(ms[k], faces[i].landmarks68)
-            mask = feather(hull_mask(lm, (CROP, CROP)), int(params.erode * CROP), int(params.blur * CROP))
+            mask = feather(hull_mask(lm, (CROP, CROP), params.forehead), int(params.erode * CROP), int(params.blur * CROP))
             face = reinhard_transfer(predicted[k], crops[k], mask)
             merged[i] = paste_face(fr, face, mask, ms[k])
         for i, fr in pending:
