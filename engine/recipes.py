@@ -18,8 +18,16 @@ from .jobs import JobContext
 from .workspace import Workspace
 
 
+def settings(cls, params: dict):
+    """A stage's settings from a job's params; a bad key or value is the caller's mistake."""
+    try:
+        return cls.from_dict(params)
+    except ValueError as exc:
+        raise EngineError("bad_request", str(exc)) from None
+
+
 def extract(ws: Workspace, params: dict, ctx: JobContext) -> dict:
-    return extract_faces(ws, ExtractParams.from_dict(params), ctx.report, ctx.should_stop)
+    return extract_faces(ws, settings(ExtractParams, params), ctx.report, ctx.should_stop)
 
 
 def load_samples(ws: Workspace, faceset: str):
@@ -49,13 +57,10 @@ def train(ws: Workspace, params: dict, ctx: JobContext) -> dict:
         model, source, destination = params.pop("model"), params.pop("source"), params.pop("destination")
     except KeyError as exc:
         raise EngineError("bad_request", f"train needs {exc.args[0]!r}") from None
-    try:
-        settings = TrainSettings.from_dict(params)
-    except ValueError as exc:
-        raise EngineError("bad_request", str(exc)) from None
+    train_settings = settings(TrainSettings, params)
     src, dst = load_samples(ws, source), load_samples(ws, destination)
     ctx.report(0.0, f"training on {len(src.images)} source and {len(dst.images)} destination faces")
-    result = train_pair(src, dst, ws.model_dir(model), settings, ctx.report, ctx.should_stop)
+    result = train_pair(src, dst, ws.model_dir(model), train_settings, ctx.report, ctx.should_stop)
     ws.record_model(model, source, destination, result["iterations"], result["loss"])
     return {"model": model, **result}
 
@@ -63,7 +68,7 @@ def train(ws: Workspace, params: dict, ctx: JobContext) -> dict:
 def merge(ws: Workspace, params: dict, ctx: JobContext) -> dict:
     from .merge.shot import MergeParams, merge_shot  # torch loads only when a job needs it
 
-    p = MergeParams.from_dict(params)
+    p = settings(MergeParams, params)
     out_dir = Path(p.output) if p.output else ws.render_dir(ctx.job_id)
     return merge_shot(ws, p, out_dir, ctx.report, ctx.should_stop)
 

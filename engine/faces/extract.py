@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 
-from ..errors import EngineError
+from ..config import check_types, from_dict
+from ..errors import Cancelled, EngineError
 from ..geometry.align import FACE_TYPES, align_transform
 from ..media.decode import frame_range, iter_frames, probe
 from ..media.encode import write_image
@@ -25,20 +26,12 @@ class ExtractParams:
     face_type: str = "full"
     max_faces: int = 4
 
+    def __post_init__(self) -> None:
+        check_types(self, "extract option")
+
     @classmethod
     def from_dict(cls, d: dict) -> "ExtractParams":
-        return _strict(cls, d)
-
-
-def _strict(cls, d: dict):
-    known = {f.name for f in fields(cls)}
-    unknown = set(d) - known
-    if unknown:
-        raise EngineError("bad_request", f"unknown {cls.__name__} option(s): {', '.join(sorted(unknown))}")
-    try:
-        return cls(**d)
-    except TypeError as exc:
-        raise EngineError("bad_request", f"{cls.__name__}: {exc}") from None
+        return from_dict(cls, d, "extract option")
 
 
 def extract_faces(ws: Workspace, params: ExtractParams, report, should_stop) -> dict:
@@ -57,8 +50,6 @@ def extract_faces(ws: Workspace, params: ExtractParams, report, should_stop) -> 
     with FaceDetector(max_faces=params.max_faces) as detector:
         for index, frame in iter_frames(info.path, start, end):
             if should_stop():
-                from ..errors import Cancelled
-
                 raise Cancelled()
             faces = detector.detect(frame)
             for k, face in enumerate(faces):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ..config import check_types, from_dict
 from ..errors import Cancelled, EngineError
 from ..geometry.align import rescale, transform_points
 from ..geometry.hull import feather, hull_mask
@@ -35,15 +36,12 @@ class MergeParams:
     forehead: float = 0.1
     batch_size: int = 8
 
+    def __post_init__(self) -> None:
+        check_types(self, "merge option")
+
     @classmethod
     def from_dict(cls, d: dict) -> "MergeParams":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise EngineError("bad_request", f"unknown merge option(s): {', '.join(sorted(unknown))}")
-        try:
-            return cls(**d)
-        except TypeError as exc:
-            raise EngineError("bad_request", f"merge options: {exc}") from None
+        return from_dict(cls, d, "merge option")
 
 
 def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should_stop) -> dict:

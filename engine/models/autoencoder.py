@@ -15,6 +15,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from engine.config import check_types, from_dict
+
 ARCHS = ("df",)
 SIDES = ("src", "dst")
 
@@ -34,12 +36,7 @@ class ModelConfig:
     d_mask_dims: int = 8  # same for the mask branch, which only draws a smooth blob
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            expected = str if f.type == "str" else int
-            # bool is an int subclass; True as a width is a mistake, not a 1
-            if not isinstance(value, expected) or isinstance(value, bool):
-                raise ValueError(f"model setting {f.name!r} must be {expected.__name__}, got {value!r}")
+        check_types(self, "model setting")
         if self.arch not in ARCHS:
             raise ValueError(f"unknown model arch {self.arch!r}; expected one of {', '.join(ARCHS)}")
         if self.resolution < 16 or self.resolution % 16:
@@ -50,11 +47,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown model setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**d)
+        return from_dict(cls, d, "model setting")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import torch
 
+from engine.config import check_types, from_dict
 from engine.errors import Cancelled, EngineError
 from engine.models import native_bf16
 from engine.models.autoencoder import DFAutoencoder, ModelConfig, build_model
@@ -20,10 +21,6 @@ from engine.train.samples import Augmentation, BatchSampler, FaceSamples
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
-    "float | None": (int, float, type(None)), "int | None": (int, type(None)),
-}
 
 
 @dataclass(frozen=True)
@@ -54,11 +51,7 @@ class TrainSettings:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            ok = _TYPES[f.type]
-            if not isinstance(value, ok) or (isinstance(value, bool) and bool not in ok):
-                raise ValueError(f"training setting {f.name!r} must be {f.type}, got {value!r}")
+        check_types(self, "training setting")
         if self.iterations < 0 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ValueError("iterations must be >= 0, batch_size >= 1 and learning_rate > 0")
         try:
@@ -71,11 +64,7 @@ class TrainSettings:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainSettings":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**d)
+        return from_dict(cls, d, "training setting")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
