@@ -118,7 +118,7 @@ def test_slow_request_on_one_client_does_not_block_another(connect):
     started = time.monotonic()
     assert quick.call("echo", {"x": 1}, timeout=2.5) == {"x": 1}
     assert time.monotonic() - started < 2.5  # answered while the slow request still sleeps
-    assert next_message(slow).payload == {"id": slow_id, "ok": True, "result": "slept"}
+    assert next_message(slow, timeout=6.0).payload == {"id": slow_id, "ok": True, "result": "slept"}
 
 
 def test_concurrent_calls_on_one_client_each_get_their_own_answer(connect):
