@@ -52,13 +52,55 @@ def bench_extract(seconds: float) -> dict:
             "ratio": fig["median"] / ref["median"]}
 
 
+def bench_merge(seconds: float) -> dict:
+    """Merge frames/s (predict, colour-match, warp back, blend, write PNG) against decode frames/s.
+
+    The model is the default architecture trained for a few steps: merge speed does not depend on
+    how well it has learned.
+    """
+    from .jobs import JobRunner
+    from .media.decode import iter_frames
+    from .recipes import STAGES
+    from .workspace import Workspace
+
+    with tempfile.TemporaryDirectory() as d:
+        clip = _clip(Path(d))
+        ws = Workspace(Path(d) / "ws")
+        runner = JobRunner(ws, STAGES)
+
+        def run(kind: str, params: dict) -> dict:
+            job = runner.wait(runner.submit(kind, params)["id"])
+            if job["state"] != "done":
+                raise RuntimeError(f"bench {kind} failed: {job['error']}")
+            return job["result"]
+
+        run("extract", {"video": str(clip), "faceset": "f"})
+        run("train", {"model": "m", "source": "f", "destination": "f", "iterations": 5})
+
+        def decode() -> float:
+            t = time.perf_counter()
+            n = sum(1 for _ in iter_frames(clip))
+            return n / (time.perf_counter() - t)
+
+        def merge() -> float:
+            t = time.perf_counter()
+            r = run("merge", {"model": "m", "video": str(clip), "faceset": "f",
+                              "output": str(Path(d) / f"out{time.monotonic_ns()}")})
+            return r["count"] / (time.perf_counter() - t)
+
+        ref, fig = _measure(decode), _measure(merge)
+        runner.shutdown()
+    return {"unit": "frames/s", "figure": fig, "reference": {"name": "decode only", **ref},
+            "ratio": fig["median"] / ref["median"]}
+
+
 def bench_train(seconds: float) -> dict:
     from .train.bench import bench_training
 
     return bench_training(seconds=seconds)
 
 
-BENCHMARKS: dict[str, Callable[[float], dict]] = {"extract": bench_extract, "train": bench_train}
+BENCHMARKS: dict[str, Callable[[float], dict]] = {"extract": bench_extract, "train": bench_train, "merge": bench_merge}
 
 
 def run_benchmarks(name: str, seconds: float) -> int:

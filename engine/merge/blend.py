@@ -29,20 +29,25 @@ def reinhard_transfer(face: np.ndarray, target: np.ndarray, mask: np.ndarray) ->
 def paste_face(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, transform: np.ndarray) -> np.ndarray:
     """Warp an aligned face and its 0..1 mask back through the inverse of `transform` and blend.
 
+    Only the frame region the crop lands on is warped (a face is a small part of a 4K frame).
     Blending is done in float with the warped mask as alpha: outside the mask the frame's pixels are
     returned unchanged, bit for bit.
     """
     h, w = frame.shape[:2]
     back = invert(transform)
-    face_f = cv2.warpAffine(face, back, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    alpha = cv2.warpAffine(mask.astype(np.float32), back, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    alpha = np.clip(alpha, 0.0, 1.0)
-    ys, xs = np.nonzero(alpha > 0)
+    size = face.shape[0]
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) @ back[:, :2].T + back[:, 2]
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 1, 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 1, [w, h])
     out = frame.copy()
-    if len(ys) == 0:
+    if x1 <= x0 or y1 <= y0:
         return out
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    a = alpha[y0:y1, x0:x1, None]
-    region = frame[y0:y1, x0:x1].astype(np.float32) * (1 - a) + face_f[y0:y1, x0:x1].astype(np.float32) * a
-    out[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+    roi = back.copy()
+    roi[:, 2] -= (x0, y0)  # same warp, expressed in the region's own pixel coordinates
+    rw, rh = int(x1 - x0), int(y1 - y0)
+    face_f = cv2.warpAffine(face, roi, (rw, rh), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.warpAffine(mask.astype(np.float32), roi, (rw, rh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    a = np.clip(alpha, 0.0, 1.0)[..., None]
+    region = frame[y0:y1, x0:x1].astype(np.float32) * (1 - a) + face_f.astype(np.float32) * a
+    out[y0:y1, x0:x1] = np.where(a > 0, np.clip(region + 0.5, 0, 255), frame[y0:y1, x0:x1]).astype(np.uint8)
     return out
