@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -124,6 +125,9 @@ def main(argv=None) -> int:
     t0 = time.monotonic()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    # Each demo is its own project: facesets gather every clip extracted into them and a model
+    # resumes its checkpoint, so a workspace left by an earlier demo would mix people.
+    shutil.rmtree(out / "workspace", ignore_errors=True)
     if bool(args.source) != bool(args.destination):
         raise SystemExit("demo: give both SRC and DST, or neither")
     src, dst = (args.source.resolve(), args.destination.resolve()) if args.source else make_clips(out, args.clip_seconds)
