@@ -7,7 +7,6 @@ catalog runs in WAL mode, so killing the engine at any moment leaves a usable wo
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -54,25 +53,6 @@ CREATE TABLE IF NOT EXISTS renders (
     directory TEXT NOT NULL, first_frame INTEGER NOT NULL, count INTEGER NOT NULL, created REAL NOT NULL
 );
 """
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` so that `path` holds either the old content or all of the new, never a mix."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass  # the folder itself is unusable; there is no temp file to clean up
-        raise EngineError("io_error", f"could not write {path}: {exc.strerror or exc}") from exc
 
 
 @dataclass(frozen=True)

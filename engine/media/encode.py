@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from ..errors import EngineError
-from ..workspace import atomic_write
+from ..files import atomic_write
 
 
 def write_image(path: Path, image: np.ndarray) -> None:

@@ -9,8 +9,6 @@ model with an old optimizer. Nothing here pickles or unpickles.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import torch
 from torch import nn
 
 from engine.errors import EngineError
+from engine.files import atomic_write
 from engine.models.autoencoder import DFAutoencoder, ModelConfig, build_model
 
 FILENAME = "model.safetensors"
@@ -46,7 +45,6 @@ def save_checkpoint(
 ) -> Path:
     """Write model weights, optimizer tensors, config and JSON-able `state`; returns the file's path."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     # .contiguous(): channels_last weights are stored in the standard layout; values are unchanged
     tensors = {_MODEL + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     optim_scalars: dict[str, Any] = {}
@@ -70,32 +68,8 @@ def save_checkpoint(
     data = safetensors.torch.save(tensors, metadata=metadata)
 
     final = checkpoint_path(directory)
-    fd, tmp = tempfile.mkstemp(prefix=".model-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(directory)
+    atomic_write(final, data)
     return final
-
-
-def _fsync_dir(directory: Path) -> None:
-    # makes the rename itself durable on POSIX; directories cannot be opened this way on Windows
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _read(directory: Path, prefixes: tuple[str, ...]) -> tuple[dict[str, str], dict[str, torch.Tensor]]:

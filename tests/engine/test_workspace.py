@@ -1,11 +1,11 @@
 import os
-import threading
 
 import numpy as np
 import pytest
 
 from engine.errors import EngineError
-from engine.workspace import Workspace, atomic_write
+from engine.files import atomic_write
+from engine.workspace import Workspace
 
 
 def test_atomic_write_leaves_no_temp_and_replaces(tmp_path):

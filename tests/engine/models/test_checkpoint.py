@@ -5,6 +5,7 @@ import os
 import pytest
 import torch
 
+from engine import files
 from engine.errors import EngineError
 from engine.models import checkpoint as ckpt
 from engine.models.autoencoder import ModelConfig, build_model
@@ -60,9 +61,10 @@ def test_save_leaves_no_temp_file_and_a_failed_save_keeps_the_old_checkpoint(tmp
     def crash(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt.os, "replace", crash)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(files.os, "replace", crash)
+    with pytest.raises(EngineError) as err:
         ckpt.save_checkpoint(tmp_path, model, TINY, {"iteration": 3}, opt)
+    assert err.value.code == "io_error" and "disk full" in err.value.message
     assert os.listdir(tmp_path) == ["model.safetensors"]
     assert (tmp_path / "model.safetensors").read_bytes() == before
 
