@@ -16,9 +16,9 @@ from typing import Callable
 RUNS = 3
 
 
-def _measure(fn: Callable[[], float], runs: int = RUNS) -> dict:
-    values = [fn() for _ in range(runs)]
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": runs}
+def _measure(fn: Callable[[], float]) -> dict:
+    values = [fn() for _ in range(RUNS)]
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": RUNS}
 
 
 def _clip(tmp: Path) -> Path:
@@ -27,19 +27,28 @@ def _clip(tmp: Path) -> Path:
     return make_clip("hopper", tmp / "bench.mp4", seconds=2.0, fps=25, size=(640, 480))
 
 
+def _decode_rate(clip: Path) -> float:
+    """The reference: frames/s of decoding alone, the floor under any per-frame stage."""
+    from .media.decode import iter_frames
+
+    t = time.perf_counter()
+    n = sum(1 for _ in iter_frames(clip))
+    return n / (time.perf_counter() - t)
+
+
+def _against_decode(clip: Path, figure: dict) -> dict:
+    ref = _measure(lambda: _decode_rate(clip))
+    return {"unit": "frames/s", "figure": figure, "reference": {"name": "decode only", **ref},
+            "ratio": figure["median"] / ref["median"]}
+
+
 def bench_extract(seconds: float) -> dict:
     """Extraction frames/s against plain decoding frames/s of the same clip."""
     from .faces.extract import ExtractParams, extract_faces
-    from .media.decode import iter_frames
     from .workspace import Workspace
 
     with tempfile.TemporaryDirectory() as d:
         clip = _clip(Path(d))
-
-        def decode() -> float:
-            t = time.perf_counter()
-            n = sum(1 for _ in iter_frames(clip))
-            return n / (time.perf_counter() - t)
 
         def extract() -> float:
             ws = Workspace(Path(d) / f"ws{time.monotonic_ns()}")
@@ -47,9 +56,7 @@ def bench_extract(seconds: float) -> dict:
             r = extract_faces(ws, ExtractParams(video=str(clip), faceset="b"), lambda *a: None, lambda: False)
             return r["frames"] / (time.perf_counter() - t)
 
-        ref, fig = _measure(decode), _measure(extract)
-    return {"unit": "frames/s", "figure": fig, "reference": {"name": "decode only", **ref},
-            "ratio": fig["median"] / ref["median"]}
+        return _against_decode(clip, _measure(extract))
 
 
 def bench_merge(seconds: float) -> dict:
@@ -59,7 +66,6 @@ def bench_merge(seconds: float) -> dict:
     how well it has learned.
     """
     from .jobs import JobRunner
-    from .media.decode import iter_frames
     from .recipes import STAGES
     from .workspace import Workspace
 
@@ -77,21 +83,16 @@ def bench_merge(seconds: float) -> dict:
         run("extract", {"video": str(clip), "faceset": "f"})
         run("train", {"model": "m", "source": "f", "destination": "f", "iterations": 5})
 
-        def decode() -> float:
-            t = time.perf_counter()
-            n = sum(1 for _ in iter_frames(clip))
-            return n / (time.perf_counter() - t)
-
         def merge() -> float:
             t = time.perf_counter()
             r = run("merge", {"model": "m", "video": str(clip), "faceset": "f",
                               "output": str(Path(d) / f"out{time.monotonic_ns()}")})
             return r["count"] / (time.perf_counter() - t)
 
-        ref, fig = _measure(decode), _measure(merge)
-        runner.shutdown()
-    return {"unit": "frames/s", "figure": fig, "reference": {"name": "decode only", **ref},
-            "ratio": fig["median"] / ref["median"]}
+        try:
+            return _against_decode(clip, _measure(merge))
+        finally:
+            runner.shutdown()
 
 
 def bench_train(seconds: float) -> dict:

@@ -84,10 +84,6 @@ def _serve(args) -> int:
     return 0
 
 
-def _frames(value: str | None) -> int | None:
-    return None if value is None else int(value)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine", description="Swapline engine: extract, train, merge faces.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -105,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--video", required=True)
     e.add_argument("--faceset", required=True)
     e.add_argument("--start", type=int, default=0)
-    e.add_argument("--end", type=_frames, default=None, help="exclusive end frame")
+    e.add_argument("--end", type=int, default=None, help="exclusive end frame")
     e.add_argument("--size", type=int, default=256)
 
     t = sub.add_parser("train", help="train a swap model on two facesets")
@@ -124,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--video", required=True)
     m.add_argument("--faceset", required=True)
     m.add_argument("--start", type=int, default=0)
-    m.add_argument("--end", type=_frames, default=None)
+    m.add_argument("--end", type=int, default=None)
     m.add_argument("--output")
 
     b = sub.add_parser("bench", help="run benchmarks and print medians against a reference")

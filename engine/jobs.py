@@ -167,7 +167,8 @@ class JobRunner:
             if state == "done":
                 job["progress"] = 1.0
             self.workspace.save_job(job)
-            self._contexts.pop(job["id"], None)
+            for per_job in (self._contexts, self._started, self._last_event):
+                per_job.pop(job["id"], None)
         self._emit(job)
 
     def _progress(self, job_id: str, progress: float, message: str, stats: dict | None) -> None:
