@@ -46,7 +46,7 @@ def extract_faces(ws: Workspace, params: ExtractParams, report, should_stop) -> 
     faceset_id = ws.ensure_faceset(params.faceset, params.face_type, params.size)
     ws.clear_faces(faceset_id, media_id, start, end)
     out_dir = ws.faceset_dir(params.faceset)
-    total, frames_with_faces, done = end - start, 0, 0
+    total, frames_with_faces, stored, done = end - start, 0, 0, 0
     with FaceDetector(max_faces=params.max_faces) as detector:
         for index, frame in iter_frames(info.path, start, end):
             if should_stop():
@@ -60,9 +60,11 @@ def extract_faces(ws: Workspace, params: ExtractParams, report, should_stop) -> 
                 write_image(image, crop)
                 ws.add_face(faceset_id, media_id, index, k, face.box, face.score, face.landmarks, face.landmarks68, m, image)
             frames_with_faces += bool(faces)
+            stored += len(faces)
             done += 1
             report(done / total, f"frame {done}/{total}: {frames_with_faces} with faces",
-                   {"frames": done, "faces": frames_with_faces})
+                   {"frames": done, "faces": stored, "frames_with_faces": frames_with_faces})
     if frames_with_faces == 0:
         raise EngineError("no_faces", f"no face found in frames {start}-{end - 1} of {info.path.name}")
-    return {"faceset": params.faceset, "frames": done, "faces": frames_with_faces, "media_id": media_id}
+    return {"faceset": params.faceset, "frames": done, "faces": stored, "frames_with_faces": frames_with_faces,
+            "media_id": media_id}

@@ -18,7 +18,7 @@ def _run(ws, **params):
 def test_extracts_aligned_faces_from_portrait_clip(tmp_path, portrait_clips):
     ws = Workspace(tmp_path)
     result, progress = _run(ws, video=str(portrait_clips["hopper"]), faceset="src", size=128)
-    assert result["frames"] == 12 and result["faces"] == 12
+    assert result["frames"] == 12 and result["faces"] == 12 and result["frames_with_faces"] == 12
     assert progress[-1] == pytest.approx(1.0) and progress == sorted(progress)
     faces = ws.faces("src")
     assert [f.frame for f in faces] == list(range(12))
@@ -70,3 +70,19 @@ def test_real_clip(tmp_path, shared_clip):
     result, _ = _run(ws, video=str(shared_clip("styletalk__samples_source_video_video_Obama_clip1.mp4")),
                      faceset="obama", frame_end=10, size=128)
     assert result["faces"] == 10
+
+
+def test_two_people_in_a_frame_are_both_stored_largest_first(tmp_path):
+    from engine.media.synthetic import camera_frames, portrait
+
+    left = camera_frames(portrait("hopper"), 3, (320, 320), centre=(0.5, 0.36))
+    right = camera_frames(portrait("astronaut"), 3, (240, 240), seed=1, centre=(0.45, 0.24))
+    frames = (np.hstack([a, cv2.copyMakeBorder(b, 0, 80, 0, 0, cv2.BORDER_REPLICATE)]) for a, b in zip(left, right))
+    clip = write_video(tmp_path / "two.mp4", frames, 10)
+    ws = Workspace(tmp_path / "ws")
+    result, _ = _run(ws, video=str(clip), faceset="both", size=64)
+    assert result["frames_with_faces"] == 3 and result["faces"] == 6
+    main, second = ws.faces("both", face_index=0), ws.faces("both", face_index=1)
+    assert len(main) == len(second) == 3
+    area = lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])
+    assert all(area(a) > area(b) for a, b in zip(main, second))
