@@ -13,14 +13,12 @@ import socket
 import threading
 from typing import Any, NamedTuple
 
-from .framing import FrameDecoder, encode_frame, read_frame, write_frame
+from .framing import RECV_SIZE, FrameDecoder, encode_frame, read_frame, shutdown_socket, write_frame
 from .protocol import BridgeError, check_hello_reply, hello_request, message_kind, request
 
 __all__ = ["BridgeClient", "Message"]
 
 logger = logging.getLogger("swapline.bridge")
-
-_RECV_SIZE = 256 * 1024
 
 
 class Message(NamedTuple):
@@ -69,8 +67,7 @@ class BridgeClient:
         self._ids = itertools.count(1)
         self._waiters: dict[int, _Waiter] = {}
         self._abandoned: set[int] = set()        # ids of timed-out calls whose answer is dropped
-        self._close_requested = False
-        self._abort_reason: str | None = None    # why _send() tore the connection down
+        self._abort_reason: str | None = None    # why close() or a failed send tore the connection down
 
     def __repr__(self) -> str:
         return f"<BridgeClient {self.host}:{self.port} {self._state}>"
@@ -157,19 +154,11 @@ class BridgeClient:
     def close(self) -> None:
         """End the connection; the inbox gets Message("closed", "closed by the client")."""
         with self._lock:
-            self._close_requested = True
             if self._state == "new":
                 self._state = "closed"
                 return
-            sock, reader = self._sock, self._reader
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # wakes the reader, which then finishes the close
-            except OSError:
-                pass  # already disconnected
-        if reader is None:
-            self._finish("closed by the client")
-        elif reader is not threading.current_thread():
+        reader = self._abort("closed by the client")
+        if reader is not None and reader is not threading.current_thread():
             reader.join(self.timeout)
 
     # -- internals --------------------------------------------------------------------------
@@ -209,7 +198,7 @@ class BridgeClient:
         try:
             while True:
                 try:
-                    data = sock.recv(_RECV_SIZE)
+                    data = sock.recv(RECV_SIZE)
                 except TimeoutError:
                     continue  # the timeout exists for send(); an idle connection is fine
                 except OSError as exc:
@@ -227,8 +216,6 @@ class BridgeClient:
             logger.exception("bridge client reader failed")
             reason = "internal error in the bridge client"
         finally:
-            if self._close_requested:
-                reason = "closed by the client"
             self._finish(self._abort_reason or reason)
 
     def _route(self, message: dict) -> None:
@@ -252,17 +239,16 @@ class BridgeClient:
         else:
             raise BridgeError("protocol", f"unexpected {kind} frame from the engine")
 
-    def _abort(self, reason: str) -> None:
+    def _abort(self, reason: str) -> threading.Thread | None:
+        """Tear the connection down; the reader, if running, finishes it and returns it."""
         with self._lock:
             sock, reader = self._sock, self._reader
-            self._abort_reason = self._abort_reason or reason
+            reason = self._abort_reason = self._abort_reason or reason  # the first cause wins
         if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already disconnected
+            shutdown_socket(sock)  # wakes the reader, which then finishes the close
         if reader is None:
             self._finish(reason)
+        return reader
 
     def _finish(self, reason: str) -> None:
         """Exactly once per connection: fail waiting calls, close the socket, post "closed"."""
@@ -276,10 +262,7 @@ class BridgeClient:
                 waiter.done.set()
             sock = self._sock
         if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already disconnected
+            shutdown_socket(sock)
             # Under the write lock, so no send() is inside a syscall on the descriptor we close.
             with self._write_lock:
                 sock.close()

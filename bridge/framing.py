@@ -14,6 +14,7 @@ import msgpack
 from .protocol import MAX_FRAME, BridgeError
 
 _HEADER = struct.Struct(">I")
+RECV_SIZE = 256 * 1024  # bytes asked of one recv() by the reading loops on both ends
 
 
 def encode_frame(message: dict) -> bytes:
@@ -131,3 +132,11 @@ def read_frame(sock: socket.socket) -> dict | None:
 def write_frame(sock: socket.socket, message: dict) -> None:
     """Blocking write of one frame; callers sharing a socket hold their own write lock."""
     sock.sendall(encode_frame(message))
+
+
+def shutdown_socket(sock: socket.socket) -> None:
+    """Shut both directions, waking any thread blocked on the socket; the descriptor stays open."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already shut down or reset by the peer: the goal is reached either way

@@ -14,14 +14,6 @@ MAX_FRAME = 64 * 1024 * 1024
 SERVICE_TYPE = "_swapline._tcp.local."
 HANDSHAKE_TIMEOUT = 10.0
 
-# Codes that travel on the wire; the engine's domain errors use the same strings.
-WIRE_CODES = frozenset({
-    "bad_request", "unknown_op", "not_found", "no_faces", "unauthorized", "protocol",
-    "protocol_version", "busy", "out_of_memory", "model_mismatch", "cancelled", "internal",
-})
-# Codes the client raises on its own side of the connection; they never cross the wire.
-LOCAL_CODES = frozenset({"unreachable", "timeout"})
-
 
 class BridgeError(Exception):
     """An expected failure with a stable `code` and a `message` meant for a person."""

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-from .framing import FrameDecoder, encode_frame, write_frame
+from .framing import RECV_SIZE, FrameDecoder, encode_frame, shutdown_socket, write_frame
 from .protocol import (HANDSHAKE_TIMEOUT, BridgeError, check_hello, hello_accepted, hello_refused,
                        message_kind, protocol_error, response_error, response_ok)
 from .session import Session, check_event
@@ -25,8 +25,6 @@ __all__ = ["BridgeServer", "Session", "Handler"]
 logger = logging.getLogger("swapline.bridge")
 
 Handler = Callable[[str, dict, Session], Any]
-
-_RECV_SIZE = 256 * 1024
 
 
 class BridgeServer:
@@ -49,8 +47,8 @@ class BridgeServer:
         self._host = host
         self._port = port
         self._token = token
-        self._engine_info = dict(engine_info or {})
-        encode_frame(hello_accepted(self._engine_info))  # fail here, not at every handshake
+        # Encoded once: a bad engine_info fails here, and every handshake sends the same bytes.
+        self._hello_frame = encode_frame(hello_accepted(engine_info or {}))
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -119,10 +117,7 @@ class BridgeServer:
             sockets = list(self._sockets)
             threads = list(self._threads)
         for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # the connection is already gone
+            shutdown_socket(sock)
         # A handler cannot be interrupted; a thread still inside one is left behind (it is a daemon).
         deadline = time.monotonic() + self.close_grace
         for thread in threads:
@@ -188,7 +183,7 @@ class BridgeServer:
         while (remaining := deadline - time.monotonic()) > 0:
             sock.settimeout(remaining)
             try:
-                data = sock.recv(_RECV_SIZE)
+                data = sock.recv(RECV_SIZE)
                 if not data:
                     return None
                 frames = decoder.decode(data)
@@ -223,7 +218,7 @@ class BridgeServer:
                 return None
             self._sessions[session.id] = session
         try:
-            write_frame(sock, hello_accepted(self._engine_info))
+            sock.sendall(self._hello_frame)
         except BaseException:
             with self._lock:
                 self._sessions.pop(session.id, None)
@@ -247,7 +242,7 @@ class BridgeServer:
                 return
             if session.closed:
                 return
-            data = sock.recv(_RECV_SIZE)
+            data = sock.recv(RECV_SIZE)
             if not data:
                 if decoder.buffered:
                     logger.info("bridge session %d: closed inside a frame", session.id)
@@ -301,7 +296,7 @@ class BridgeServer:
             deadline = time.monotonic() + self.linger
             while not self._stopping.is_set() and (remaining := deadline - time.monotonic()) > 0:
                 sock.settimeout(remaining)
-                if not sock.recv(_RECV_SIZE):
+                if not sock.recv(RECV_SIZE):
                     break
         except OSError:
             pass  # the peer is gone already, which is all the draining waits for

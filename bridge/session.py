@@ -7,7 +7,7 @@ import queue
 import socket
 import threading
 
-from .framing import encode_frame
+from .framing import encode_frame, shutdown_socket
 
 logger = logging.getLogger("swapline.bridge")
 
@@ -77,10 +77,7 @@ class Session:
     def abort(self) -> None:
         """Close now: queued frames are lost; the blocked reader and writer both wake up."""
         self.finish()
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already shut down or reset by the peer: the goal is reached either way
+        shutdown_socket(self._sock)
 
     def join_writer(self, timeout: float) -> bool:
         """Wait for the writer to stop; False if it is still blocked on the socket."""

@@ -115,9 +115,8 @@ def test_call_timeout_raises_timeout_and_the_late_answer_is_dropped(connect):
 def test_slow_request_on_one_client_does_not_block_another(connect):
     slow, quick = connect(), connect()
     slow_id = slow.send("sleep", {"seconds": 3.0})
-    started = time.monotonic()
+    # The call's own timeout is the check: an answer queued behind the sleep would come after 3 s.
     assert quick.call("echo", {"x": 1}, timeout=2.5) == {"x": 1}
-    assert time.monotonic() - started < 2.5  # answered while the slow request still sleeps
     assert next_message(slow, timeout=6.0).payload == {"id": slow_id, "ok": True, "result": "slept"}
 
 

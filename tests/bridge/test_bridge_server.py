@@ -69,13 +69,26 @@ def test_silent_client_is_dropped_after_the_handshake_timeout(server, raw_peer):
 def test_client_dripping_bytes_is_still_held_to_the_handshake_deadline(server, raw_peer):
     server.handshake_timeout = 0.5
     peer = raw_peer()
+    stop_dripping = threading.Event()
     started = time.monotonic()
-    peer.send_bytes(struct.pack(">I", 1000))
-    for _ in range(8):  # a byte every 0.1 s, past the deadline: would reset a per-recv timeout
-        peer.send_bytes(b"\x00")
-        time.sleep(0.1)
-    assert peer.read_until_closed() == []
-    assert time.monotonic() - started < 2.0
+
+    def drip() -> None:
+        # A byte every 0.1 s for 3 s: a per-recv timeout would never expire meanwhile.
+        try:
+            peer.send_bytes(struct.pack(">I", 1000))
+            while not stop_dripping.wait(0.1) and time.monotonic() - started < 3.0:
+                peer.send_bytes(b"\x00")
+        except OSError:
+            pass  # the server has gone; nothing more to drip
+
+    dripper = threading.Thread(target=drip, daemon=True)
+    dripper.start()
+    try:
+        assert peer.read_until_closed() == []
+        assert time.monotonic() - started < 2.0  # closed mid-drip, not after it
+    finally:
+        stop_dripping.set()
+        dripper.join(3.0)
 
 
 def assert_server_still_serves(raw_peer):
@@ -108,8 +121,7 @@ def test_truncated_frame_then_close_leaves_the_server_serving(raw_peer, handler)
     peer.hello()
     peer.send_bytes(struct.pack(">I", 100) + b"0123456789")
     peer.sock.shutdown(1)  # SHUT_WR: the 90 missing bytes will never come
-    frames = peer.read_until_closed()
-    assert all(frame["error"]["code"] == "protocol" for frame in frames)
+    assert peer.read_until_closed() == []  # a connection ending inside a frame is simply closed
     assert handler.calls == []
     assert_server_still_serves(raw_peer)
 
