@@ -155,7 +155,7 @@ class EngineLink:
             client = BridgeClient(host, port, token, client_name="swapline-blender", timeout=config.connect_timeout)
             engine = client.connect()
             client.start()
-        except (BridgeError, engine_process.LaunchError, OSError) as exc:
+        except (BridgeError, OSError) as exc:
             self._fail(_failure_text(exc, config), stop)
             if client is not None:
                 client.close()

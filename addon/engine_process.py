@@ -17,21 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..bridge import BridgeError
+
 _LIVE: set[subprocess.Popen] = set()  # engines started here and not yet stopped
 READY_LINE = re.compile(r"swapline-engine listening on (?P<host>\S+):(?P<port>\d+)")
 LOG_NAME = "engine.log"
 
 
-class LaunchError(Exception):
-    """The local engine could not be started; `code` is stable, `message` is for a person."""
+class LaunchError(BridgeError):
+    """The local engine could not be started; `code` is stable, `message` is for a person.
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
+    A BridgeError, so the link handles every failure to reach an engine as one domain error.
+    """
 
 
 def default_python(extension_root: Path) -> Path:

@@ -1,6 +1,6 @@
-"""Blender layer: how engine jobs and engine info are written into `window_manager.swapline`.
+"""Blender layer: how engine jobs and engine info are written into (and read from) `window_manager.swapline`.
 
-Called only from the drain in sync.py, which stays the one writer of live status.
+The writers are called only from the drain in sync.py, which stays the one writer of live status.
 """
 
 from __future__ import annotations
@@ -21,6 +21,11 @@ def find_job(status, job_id: str):
         if item.job_id == job_id:
             return item
     return None
+
+
+def active_jobs(status, kind: str) -> list:
+    """The mirrored jobs of `kind` that are still queued or running."""
+    return [item for item in status.jobs if item.kind == kind and item.state in ACTIVE]
 
 
 def write_job(status, job: dict, ours: bool) -> None:

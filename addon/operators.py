@@ -10,11 +10,9 @@ import os
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from . import preferences, strips, sync
+from . import mirror, preferences, strips, sync
 from .engine_link import CONNECTED, CONNECTING, LinkError
 from .properties import ROLE_ITEMS
-
-ACTIVE = sync.ACTIVE
 
 
 def _scene(context):
@@ -70,10 +68,6 @@ def _movie_strip(op, scene, role: str):
     return strip
 
 
-def _active_jobs(context, kind: str) -> list:
-    return [job for job in sync.status(context).jobs if job.kind == kind and job.state in ACTIVE]
-
-
 class SWAPLINE_OT_connect(bpy.types.Operator):
     """Launch the local engine or connect to the remote one (see the add-on preferences)"""
 
@@ -111,8 +105,7 @@ class SWAPLINE_OT_mark_role(bpy.types.Operator):
 
     def execute(self, context):
         scene = _scene(context)
-        editor = scene.sequence_editor if scene else None
-        strip = editor.active_strip if editor else None
+        strip = strips.active_strip(scene)
         if strip is None:
             self.report({"ERROR"}, "No active strip: click a movie strip first")
             return {"CANCELLED"}
@@ -171,7 +164,7 @@ class SWAPLINE_OT_train(bpy.types.Operator):
             if not value:
                 self.report({"ERROR"}, f"Set the {what} name first")
                 return {"CANCELLED"}
-        if _active_jobs(context, "train"):
+        if mirror.active_jobs(sync.status(context), "train"):
             self.report({"ERROR"}, "Training is already running: stop it first")
             return {"CANCELLED"}
         params = {"model": names["model"], "source": names["source faceset"],
@@ -192,7 +185,7 @@ class SWAPLINE_OT_train_stop(bpy.types.Operator):
     bl_label = "Stop Training"
 
     def execute(self, context):
-        running = _active_jobs(context, "train")
+        running = mirror.active_jobs(sync.status(context), "train")
         if not running:
             self.report({"ERROR"}, "No training job is running")
             return {"CANCELLED"}

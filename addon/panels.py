@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import strips
+from . import mirror, strips, sync
 
 _STATE_ICONS = {"DISCONNECTED": "UNLINKED", "CONNECTING": "SORTTIME", "CONNECTED": "LINKED", "FAILED": "ERROR"}
 _JOB_ICONS = {"queued": "SORTTIME", "running": "PLAY", "done": "CHECKMARK", "failed": "ERROR",
@@ -17,18 +17,14 @@ class _SwaplinePanel:
     bl_category = "Swapline"
 
 
-def _status(context):
-    return context.window_manager.swapline
-
-
 def _draw_jobs(layout, context, kind: str, limit: int) -> None:
-    jobs = sorted((j for j in _status(context).jobs if j.kind == kind), key=lambda j: j.created, reverse=True)
+    jobs = sorted((j for j in sync.status(context).jobs if j.kind == kind), key=lambda j: j.created, reverse=True)
     for job in jobs[:limit]:
         box = layout.box()
         row = box.row(align=True)
         row.label(text=job.label or job.kind, icon=_JOB_ICONS.get(job.state, "QUESTION"))
         row.label(text=job.state.capitalize())
-        if job.state in ("queued", "running"):
+        if job.state in mirror.ACTIVE:
             op = row.operator("swapline.cancel_job", text="", icon="X")
             op.job_id, op.kind = job.job_id, job.kind
             text = f"{job.progress * 100:.0f}%"
@@ -42,7 +38,7 @@ def _draw_jobs(layout, context, kind: str, limit: int) -> None:
             col = box.column()
             col.alert = True
             col.label(text=job.error_message or job.error_code or "failed", icon="ERROR")
-        elif job.message and job.state in ("queued", "running"):
+        elif job.message and job.state in mirror.ACTIVE:
             box.label(text=job.message)
 
 
@@ -51,7 +47,7 @@ class SEQUENCER_PT_swapline(_SwaplinePanel, bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
-        st = _status(context)
+        st = sync.status(context)
         row = layout.row()
         row.label(text=st.connection_message or st.connection.capitalize(),
                   icon=_STATE_ICONS.get(st.connection, "QUESTION"))
@@ -78,8 +74,7 @@ class SEQUENCER_PT_swapline_strips(_SwaplinePanel, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         scene = strips.sequencer_scene(context)
-        editor = scene.sequence_editor if scene else None
-        active = editor.active_strip if editor else None
+        active = strips.active_strip(scene)
         if active is not None:
             layout.label(text=active.name, icon="SEQUENCE")
             row = layout.row(align=True)
@@ -124,8 +119,7 @@ class SEQUENCER_PT_swapline_train(_SwaplinePanel, bpy.types.Panel):
         col.prop(settings, "time_budget")
         col.prop(settings, "resolution")
         col.prop(settings, "batch_size")
-        training = any(j.kind == "train" and j.state in ("queued", "running") for j in _status(context).jobs)
-        if training:
+        if mirror.active_jobs(sync.status(context), "train"):
             layout.operator("swapline.train_stop", icon="PAUSE")
         else:
             layout.operator("swapline.train", icon="PLAY")

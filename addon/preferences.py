@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import bpy
 
@@ -54,21 +55,14 @@ class SwaplinePreferences(bpy.types.AddonPreferences):
             layout.prop(self, "token")
 
 
-class _Defaults:
-    """Preference values when the add-on was registered without Blender's add-on system."""
-
-    engine_mode = "LOCAL"
-    python_path = ""
-    launch_timeout = 120.0
-    host = "127.0.0.1"
-    port = 5573
-    token = ""
-
-
 def get_preferences(context=None):
     context = context or bpy.context
     addon = context.preferences.addons.get(ADDON_ID)
-    return addon.preferences if addon is not None and addon.preferences is not None else _Defaults()
+    if addon is not None and addon.preferences is not None:
+        return addon.preferences
+    # Registered without Blender's add-on system (a script calling register()): the declared defaults.
+    declared = SwaplinePreferences.bl_rna.properties
+    return SimpleNamespace(**{name: declared[name].default for name in SwaplinePreferences.__annotations__})
 
 
 def default_python() -> Path:

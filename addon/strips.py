@@ -23,6 +23,11 @@ def sequencer_scene(context):
     return getattr(context, "sequencer_scene", None) or context.scene
 
 
+def active_strip(scene):
+    editor = scene.sequence_editor if scene is not None else None
+    return editor.active_strip if editor is not None else None
+
+
 def all_strips(scene):
     editor = scene.sequence_editor if scene is not None else None
     return list(editor.strips_all) if editor is not None else []

@@ -18,7 +18,6 @@ from .engine_link import (CONNECTED, CONNECTING, Connection, EngineLink, JobList
 
 INTERVAL = 0.1
 BUDGET = 0.02  # seconds of main-thread time per timer tick
-ACTIVE = mirror.ACTIVE
 _RANK = {"queued": 0, "running": 1, "done": 2, "failed": 2, "cancelled": 2}
 
 _link: EngineLink | None = None
@@ -150,7 +149,7 @@ def _adopt(job_id: str, tag: dict) -> None:
 
 def _settle_merge(job: dict) -> None:
     """Place a finished merge that a scene asked for; forget requests whose job ended otherwise."""
-    if job.get("kind") != "merge" or job.get("state") in ACTIVE:
+    if job.get("kind") != "merge" or job.get("state") in mirror.ACTIVE:
         return
     job_id = str(job["id"])
     for scene in bpy.data.scenes:
@@ -266,7 +265,7 @@ def _busy(kind: str | None) -> bool:
         return True
     if current.state != CONNECTED:  # nothing will change any more: report what the mirror holds
         return False
-    return any(j.get("state") in ACTIVE and (kind is None or j.get("kind") == kind) for j in _jobs.values())
+    return any(j.get("state") in mirror.ACTIVE and (kind is None or j.get("kind") == kind) for j in _jobs.values())
 
 
 # Lifecycle ---------------------------------------------------------------------------------------

@@ -137,7 +137,7 @@ def build(source: Path, output: Path, split: bool) -> list[Path]:
     return sorted(built)
 
 
-def check(zip_path: Path, wheels: list[Path]) -> None:
+def check(zip_path: Path) -> None:
     run = subprocess.run([sys.executable, str(builder()), "validate", str(zip_path)], capture_output=True, text=True)
     if run.returncode != 0:
         raise SystemExit(f"build_extension: {zip_path.name} does not validate:\n{run.stdout}{run.stderr}")
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         source = stage(wheels, Path(tmp))
         zips = build(source, args.output_dir.resolve(), args.split_platforms)
     for zip_path in zips:
-        check(zip_path, wheels)
+        check(zip_path)
     for zip_path in zips:
         print(zip_path)
     return 0

@@ -19,6 +19,7 @@ def test_merge_result_strip_placement(run_scenario, tiny_clips, tmp_path):
     assert first["channel"] == 4, "channel 3 is taken inside the destination's range, 4 is free there"
     assert (first["start"], first["end"]) == (15, 43)
     assert first["elements"] == 28
+    assert first["scale"] == [0.5, 0.75], "the result copies the destination's transform"
     # timeline frame F shows destination source frame F - 10, and so does the result
     assert first["files"] == {"15": "frame_000005.png", "16": "frame_000006.png",
                               "30": "frame_000020.png", "42": "frame_000032.png"}

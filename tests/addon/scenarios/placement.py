@@ -15,6 +15,7 @@ editor = scene.sequence_editor
 dst = editor.strips.new_movie(name="Dst", filepath=clip, channel=2, frame_start=10)
 dst.frame_offset_start, dst.frame_offset_end = 5, 7  # timeline 15..42 shows source frames 5..32
 dst.swapline_role = "DESTINATION"
+dst.transform.scale_x, dst.transform.scale_y = 0.5, 0.75  # the result must sit exactly on top of it
 # channel 3 is taken inside the destination's range, channel 4 only outside it
 editor.strips.new_effect(name="Blocker", type="COLOR", channel=3, frame_start=30, length=5)
 editor.strips.new_effect(name="Later", type="COLOR", channel=4, frame_start=60, length=5)

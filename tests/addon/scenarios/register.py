@@ -2,6 +2,7 @@
 
 import os
 import sys
+import types
 
 import bpy
 
@@ -31,6 +32,9 @@ registered = {
     "drained": sync.drain(),
 }
 preferences = sys.modules[f"{_blender.MODULE}.addon.preferences"]
+# registered without Blender's add-on system: no entry in preferences.addons
+no_addons = types.SimpleNamespace(preferences=types.SimpleNamespace(addons={}))
+registered["fallback_prefs"] = vars(preferences.get_preferences(no_addons))
 workspaces = {"unsaved": preferences.workspace_dir(scene), "pid": os.getpid()}
 bpy.ops.wm.save_as_mainfile(filepath=os.path.join(os.getcwd(), "shot.blend"))
 scene = bpy.context.scene
