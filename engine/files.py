@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from pathlib import Path
@@ -45,3 +46,15 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def content_hash(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes: media are known by content, so a moved clip keeps its faces."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+    except OSError as exc:
+        raise EngineError("io_error", f"could not read {path}: {exc.strerror or exc}") from exc
+    return h.hexdigest()

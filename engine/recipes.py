@@ -34,7 +34,7 @@ def load_samples(ws: Workspace, faceset: str):
     """A faceset's aligned crops and their landmarks in crop pixels, as the trainer takes them."""
     from .train.samples import FaceSamples
 
-    records = ws.faces(faceset)
+    records = ws.facesets.faces(faceset)
     if not records:
         raise EngineError("no_faces", f"faceset {faceset!r} is empty; extract faces into it first")
     images, landmarks = [], []

@@ -10,12 +10,11 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from .errors import EngineError
+from .facesets import FACESET_SCHEMA, FacesetStore, migrate_facesets
+from .files import content_hash
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -27,23 +26,6 @@ CREATE TABLE IF NOT EXISTS media (
     id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, width INTEGER, height INTEGER,
     fps REAL, frames INTEGER, size_bytes INTEGER, mtime REAL
 );
-CREATE TABLE IF NOT EXISTS facesets (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, face_type TEXT NOT NULL, size INTEGER NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS faces (
-    id INTEGER PRIMARY KEY,
-    faceset_id INTEGER NOT NULL REFERENCES facesets(id) ON DELETE CASCADE,
-    media_id INTEGER NOT NULL REFERENCES media(id),
-    frame INTEGER NOT NULL, face_index INTEGER NOT NULL,
-    box TEXT NOT NULL, score REAL NOT NULL,
-    landmarks BLOB NOT NULL,      -- dense FaceMesh points (N,2) float32, frame pixels
-    landmarks68 BLOB NOT NULL,    -- 68-point layout (68,2) float32, frame pixels
-    transform BLOB NOT NULL,      -- frame -> aligned crop (2,3) float64
-    image TEXT NOT NULL,          -- aligned crop, relative to the workspace root
-    UNIQUE (faceset_id, media_id, frame, face_index)
-);
-CREATE INDEX IF NOT EXISTS faces_by_media ON faces (faceset_id, media_id, frame);
 CREATE TABLE IF NOT EXISTS models (
     id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, directory TEXT NOT NULL,
     source TEXT, destination TEXT, iterations INTEGER NOT NULL DEFAULT 0, loss REAL, updated REAL NOT NULL
@@ -53,26 +35,6 @@ CREATE TABLE IF NOT EXISTS renders (
     directory TEXT NOT NULL, first_frame INTEGER NOT NULL, count INTEGER NOT NULL, created REAL NOT NULL
 );
 """
-
-
-@dataclass(frozen=True)
-class FaceRecord:
-    """One detected face as the catalog holds it."""
-
-    id: int
-    media_id: int
-    frame: int
-    face_index: int
-    box: tuple[float, float, float, float]
-    score: float
-    landmarks: np.ndarray
-    landmarks68: np.ndarray
-    transform: np.ndarray
-    image: Path
-
-
-def _blob(a: np.ndarray, dtype) -> bytes:
-    return np.ascontiguousarray(a, dtype=dtype).tobytes()
 
 
 class Workspace:
@@ -89,11 +51,25 @@ class Workspace:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
+        self._db.executescript(SCHEMA + FACESET_SCHEMA)
+        self._migrate()
+        self.facesets = FacesetStore(self)
+
+    def _migrate(self) -> None:
+        """Bring a catalog written by an older engine up to this one's columns."""
+        with self._lock:
+            columns = {r["name"] for r in self._db.execute("PRAGMA table_info(media)")}
+            if "hash" not in columns:
+                self._db.execute("ALTER TABLE media ADD COLUMN hash TEXT")
+            migrate_facesets(self._db)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def transaction(self):
+        """A context in which several writes commit together (one fsync for a batch of faces)."""
+        return _Transaction(self)
 
     def _q(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -117,97 +93,48 @@ class Workspace:
     # Media -------------------------------------------------------------------------------------
 
     def register_media(self, path: Path, width: int, height: int, fps: float, frames: int) -> int:
+        """The media row of a video, keyed by content: a moved file keeps its faces, an edited one loses them."""
         path = Path(path).resolve()
         st = path.stat()
         with self._lock:
-            self._x(
-                "INSERT INTO media (path, width, height, fps, frames, size_bytes, mtime) VALUES (?,?,?,?,?,?,?)"
-                " ON CONFLICT(path) DO UPDATE SET width=excluded.width, height=excluded.height,"
-                " fps=excluded.fps, frames=excluded.frames, size_bytes=excluded.size_bytes, mtime=excluded.mtime",
-                (str(path), width, height, fps, frames, st.st_size, st.st_mtime),
-            )
-            return self._q("SELECT id FROM media WHERE path=?", (str(path),))[0]["id"]
+            same_path = self._q("SELECT * FROM media WHERE path=?", (str(path),))
+            if same_path and same_path[0]["size_bytes"] == st.st_size and same_path[0]["mtime"] == st.st_mtime \
+                    and same_path[0]["hash"]:
+                return same_path[0]["id"]  # unchanged since we last hashed it
+            digest = content_hash(path)
+            same_content = self._q("SELECT * FROM media WHERE hash=? ORDER BY path=? DESC", (digest, str(path)))
+            if same_content:
+                media_id = same_content[0]["id"]
+                if same_path and same_path[0]["id"] != media_id:
+                    self._forget_media(same_path[0]["id"])  # this path now holds other content
+            elif same_path:
+                media_id = same_path[0]["id"]
+                if same_path[0]["hash"] and same_path[0]["hash"] != digest:
+                    self.facesets.drop_media(media_id)  # the file was edited: its faces are stale
+            else:
+                media_id = None
+            values = (str(path), width, height, fps, frames, st.st_size, st.st_mtime, digest)
+            if media_id is None:
+                return self._x("INSERT INTO media (path, width, height, fps, frames, size_bytes, mtime, hash)"
+                               " VALUES (?,?,?,?,?,?,?,?)", values)
+            self._x("UPDATE media SET path=?, width=?, height=?, fps=?, frames=?, size_bytes=?, mtime=?, hash=?"
+                    " WHERE id=?", values + (media_id,))
+            return media_id
+
+    def _forget_media(self, media_id: int) -> None:
+        self.facesets.drop_media(media_id)
+        self._x("UPDATE media SET path=? WHERE id=?", (f"#replaced-{media_id}", media_id))
 
     def media_id(self, path: Path) -> int | None:
-        rows = self._q("SELECT id FROM media WHERE path=?", (str(Path(path).resolve()),))
-        return rows[0]["id"] if rows else None
-
-    # Facesets and faces ------------------------------------------------------------------------
-
-    def ensure_faceset(self, name: str, face_type: str, size: int) -> int:
-        if not name or "/" in name or "\\" in name or name.startswith("."):
-            raise EngineError("bad_request", f"faceset name {name!r} is not a plain name")
-        rows = self._q("SELECT id, face_type, size FROM facesets WHERE name=?", (name,))
+        """The media row of a video already seen (by path, then by content)."""
+        path = Path(path).resolve()
+        rows = self._q("SELECT id, size_bytes, mtime FROM media WHERE path=?", (str(path),))
         if rows:
-            if rows[0]["face_type"] != face_type or rows[0]["size"] != size:
-                raise EngineError(
-                    "bad_request",
-                    f"faceset {name!r} holds {rows[0]['face_type']} faces at {rows[0]['size']} px, "
-                    f"not {face_type} at {size} px",
-                )
             return rows[0]["id"]
-        return self._x(
-            "INSERT INTO facesets (name, face_type, size, created) VALUES (?,?,?,?)", (name, face_type, size, time.time())
-        )
-
-    def faceset(self, name: str) -> sqlite3.Row:
-        rows = self._q("SELECT * FROM facesets WHERE name=?", (name,))
-        if not rows:
-            raise EngineError("not_found", f"no faceset named {name!r}; extract faces into it first")
-        return rows[0]
-
-    def list_facesets(self) -> list[dict]:
-        rows = self._q(
-            "SELECT f.name, f.face_type, f.size, COUNT(c.id) AS faces, COUNT(DISTINCT c.media_id || ':' || c.frame)"
-            " AS frames FROM facesets f LEFT JOIN faces c ON c.faceset_id=f.id GROUP BY f.id ORDER BY f.name"
-        )
-        return [dict(r) for r in rows]
-
-    def clear_faces(self, faceset_id: int, media_id: int, frame_start: int, frame_end: int) -> None:
-        """Forget earlier faces of these frames, so re-extracting a range replaces it."""
-        for row in self._q(
-            "SELECT image FROM faces WHERE faceset_id=? AND media_id=? AND frame>=? AND frame<?",
-            (faceset_id, media_id, frame_start, frame_end),
-        ):
-            (self.root / row["image"]).unlink(missing_ok=True)
-        self._x(
-            "DELETE FROM faces WHERE faceset_id=? AND media_id=? AND frame>=? AND frame<?",
-            (faceset_id, media_id, frame_start, frame_end),
-        )
-
-    def add_face(
-        self, faceset_id: int, media_id: int, frame: int, face_index: int, box, score: float,
-        landmarks: np.ndarray, landmarks68: np.ndarray, transform: np.ndarray, image: Path,
-    ) -> int:
-        return self._x(
-            "INSERT OR REPLACE INTO faces (faceset_id, media_id, frame, face_index, box, score, landmarks,"
-            " landmarks68, transform, image) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (
-                faceset_id, media_id, frame, face_index, json.dumps([float(v) for v in box]), float(score),
-                _blob(landmarks[:, :2], np.float32), _blob(landmarks68, np.float32), _blob(transform, np.float64),
-                str(Path(image).relative_to(self.root)),
-            ),
-        )
-
-    def faces(self, faceset: str, media_id: int | None = None, face_index: int | None = 0) -> list[FaceRecord]:
-        """Faces of a faceset in frame order; by default only the main (largest) face of each frame."""
-        fs = self.faceset(faceset)
-        sql, args = "SELECT * FROM faces WHERE faceset_id=?", [fs["id"]]
-        if media_id is not None:
-            sql, args = sql + " AND media_id=?", args + [media_id]
-        if face_index is not None:
-            sql, args = sql + " AND face_index=?", args + [face_index]
-        return [self._face(r) for r in self._q(sql + " ORDER BY media_id, frame, face_index", tuple(args))]
-
-    def _face(self, r: sqlite3.Row) -> FaceRecord:
-        return FaceRecord(
-            id=r["id"], media_id=r["media_id"], frame=r["frame"], face_index=r["face_index"],
-            box=tuple(json.loads(r["box"])), score=r["score"],
-            landmarks=np.frombuffer(r["landmarks"], np.float32).reshape(-1, 2),
-            landmarks68=np.frombuffer(r["landmarks68"], np.float32).reshape(68, 2),
-            transform=np.frombuffer(r["transform"], np.float64).reshape(2, 3),
-            image=self.root / r["image"],
-        )
+        if not path.is_file():
+            return None
+        rows = self._q("SELECT id FROM media WHERE hash=?", (content_hash(path),))
+        return rows[0]["id"] if rows else None
 
     # Models and renders ------------------------------------------------------------------------
 
@@ -247,3 +174,19 @@ class Workspace:
             }
             for r in self._q("SELECT * FROM jobs ORDER BY created")
         ]
+
+
+class _Transaction:
+    def __init__(self, ws: Workspace) -> None:
+        self._ws = ws
+
+    def __enter__(self) -> Workspace:
+        self._ws._lock.acquire()
+        self._ws._db.execute("BEGIN")
+        return self._ws
+
+    def __exit__(self, exc_type, *rest) -> None:
+        try:
+            self._ws._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self._ws._lock.release()

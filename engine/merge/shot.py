@@ -50,11 +50,11 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
     info = probe(Path(params.video))
     start, end = frame_range(info, params.frame_start, params.frame_end)
     media_id = ws.media_id(info.path)
-    faces = {f.frame: f for f in ws.faces(params.faceset, media_id)} if media_id is not None else {}
+    faces = {f.frame: f for f in ws.facesets.faces(params.faceset, media_id)} if media_id is not None else {}
     if not faces:
         raise EngineError("no_faces", f"faceset {params.faceset!r} has no faces of {info.path.name}; extract it first")
     swapper = FaceSwapper.load(ws.model_dir(params.model))
-    size = ws.faceset(params.faceset)["size"]
+    size = ws.facesets.get(params.faceset)["size"]
     out_dir.mkdir(parents=True, exist_ok=True)
     pending: list[tuple[int, np.ndarray]] = []
     total, swapped, written = end - start, 0, 0
