@@ -213,6 +213,11 @@ class FacesetStore:
             args += tracks
         return [self._face(r) for r in self._q(sql + " ORDER BY media_id, frame, face_index", tuple(args))]
 
+    def faces_at(self, faceset_id: int, media_id: int, frame: int) -> list[FaceRecord]:
+        """Every face stored for one frame of one video."""
+        return [self._face(r) for r in self._q("SELECT * FROM faces WHERE faceset_id=? AND media_id=? AND frame=?"
+                                                " ORDER BY face_index", (faceset_id, media_id, frame))]
+
     def face(self, face_id: int) -> FaceRecord:
         rows = self._q("SELECT * FROM faces WHERE id=?", (face_id,))
         if not rows:

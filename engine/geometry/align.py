@@ -55,6 +55,7 @@ class FaceType:
     name: str
     coverage: float
     shift_up: float = 0.0  # centre moved towards the forehead, in template units
+    yaw_shift: float = 0.0  # centre moved sideways by this times sin(yaw), towards the back of the head
 
 
 FACE_TYPES = {
@@ -64,7 +65,7 @@ FACE_TYPES = {
         FaceType("mid_full", 1.19),
         FaceType("full", 1.60),
         FaceType("whole_face", 2.13, shift_up=0.07),
-        FaceType("head", 2.98, shift_up=0.50),
+        FaceType("head", 2.98, shift_up=0.50, yaw_shift=0.35),
     )
 }
 
@@ -96,18 +97,40 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return m
 
 
-def template_points(size: int, ftype: FaceType) -> np.ndarray:
-    """The mean face placed in an aligned crop of `size` pixels of face type `ftype`."""
-    centre = np.array([0.5, 0.5 - ftype.shift_up])
+def template_points(size: int, ftype: FaceType, yaw: float = 0.0) -> np.ndarray:
+    """The mean face placed in an aligned crop of `size` pixels of face type `ftype`.
+
+    For a head crop the centre follows the yaw (degrees, > 0 = nose towards the image's right): a
+    turned head's skull sits behind the face, so the crop slides that way to keep the whole head.
+    """
+    centre = np.array([0.5 - ftype.yaw_shift * np.sin(np.radians(yaw)), 0.5 - ftype.shift_up])
     return ((MEAN_FACE_68 - centre) / ftype.coverage + 0.5) * size
 
 
-def align_transform(landmarks68: np.ndarray, size: int, ftype: FaceType | str = "full") -> np.ndarray:
+def align_transform(landmarks68: np.ndarray, size: int, ftype: FaceType | str = "full", yaw: float = 0.0) -> np.ndarray:
     """The 2x3 frame→crop transform of the face with these landmarks (frame pixels)."""
     if isinstance(ftype, str):
         ftype = face_type(ftype)
     idx = list(ALIGN_POINTS)
-    return umeyama(np.asarray(landmarks68)[idx], template_points(size, ftype)[idx])
+    return umeyama(np.asarray(landmarks68)[idx], template_points(size, ftype, yaw)[idx])
+
+
+def recrop_transform(wide: np.ndarray, size_wide: int, ftype_wide: FaceType | str, landmarks68: np.ndarray,
+                     size: int, ftype: FaceType | str, yaw: float = 0.0) -> np.ndarray:
+    """The crop→crop transform that turns a stored crop of a wider face type into a narrower one.
+
+    `wide` is the stored frame→crop transform, `landmarks68` the face's frame landmarks: the narrow
+    crop is aligned from the same landmarks, so it matches a fresh extraction at that face type.
+    """
+    if isinstance(ftype, str):
+        ftype = face_type(ftype)
+    if isinstance(ftype_wide, str):
+        ftype_wide = face_type(ftype_wide)
+    if ftype.coverage > ftype_wide.coverage:
+        raise ValueError(f"a {ftype_wide.name} faceset cannot feed a {ftype.name} model: it holds less of the head")
+    narrow = align_transform(landmarks68, size, ftype, yaw)
+    full = np.vstack([narrow, [0, 0, 1]]) @ np.vstack([invert(wide), [0, 0, 1]])
+    return full[:2]
 
 
 def invert(m: np.ndarray) -> np.ndarray:

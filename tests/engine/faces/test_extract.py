@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.errors import EngineError
+from engine.errors import Cancelled, EngineError
 from engine.faces.extract import ExtractParams, extract_faces
 from engine.geometry.align import face_type, template_points, transform_points
 from engine.media.encode import write_video
@@ -20,8 +20,9 @@ def test_extracts_aligned_faces_from_portrait_clip(tmp_path, portrait_clips):
     result, progress = _run(ws, video=str(portrait_clips["hopper"]), faceset="src", size=128)
     assert result["frames"] == 12 and result["faces"] == 12 and result["frames_with_faces"] == 12
     assert progress[-1] == pytest.approx(1.0) and progress == sorted(progress)
-    faces = ws.faces("src")
+    faces = ws.facesets.faces("src")
     assert [f.frame for f in faces] == list(range(12))
+    assert {f.track for f in faces} == {1} and result["tracks"] == 1
     tpl = template_points(128, face_type("full"))
     for f in faces:
         img = cv2.imread(str(f.image))
@@ -29,16 +30,40 @@ def test_extracts_aligned_faces_from_portrait_clip(tmp_path, portrait_clips):
         # the stored transform puts the eyes and mouth where the template has them
         aligned = transform_points(f.transform, f.landmarks68)
         assert np.abs(aligned[36:48] - tpl[36:48]).mean() < 128 * 0.04
-        assert f.landmarks.shape == (478, 2)
+        assert f.landmarks.shape == (468, 2)
+        assert f.face_type == "full" and f.size == 128 and f.sharpness > 0 and 20 < f.brightness < 235
+        assert abs(f.yaw) < 25 and abs(f.roll) < 15
 
 
 def test_range_and_reextract_replace(tmp_path, portrait_clips):
     ws = Workspace(tmp_path)
     _run(ws, video=str(portrait_clips["astronaut"]), faceset="dst", frame_start=3, frame_end=7, size=64)
-    assert [f.frame for f in ws.faces("dst")] == [3, 4, 5, 6]
+    assert [f.frame for f in ws.facesets.faces("dst")] == [3, 4, 5, 6]
     _run(ws, video=str(portrait_clips["astronaut"]), faceset="dst", frame_start=5, frame_end=9, size=64)
-    assert [f.frame for f in ws.faces("dst")] == [3, 4, 5, 6, 7, 8]
+    assert [f.frame for f in ws.facesets.faces("dst")] == [3, 4, 5, 6, 7, 8]
     assert len(list(ws.faceset_dir("dst").glob("*.jpg"))) == 6
+
+
+def test_unchanged_range_is_reused_and_an_interrupted_one_resumes(tmp_path, portrait_clips):
+    ws = Workspace(tmp_path)
+    clip = str(portrait_clips["hopper"])
+    calls = []
+
+    def stop_after_six():
+        calls.append(1)
+        return len(calls) > 6
+
+    with pytest.raises(Cancelled):
+        extract_faces(ws, ExtractParams(video=clip, faceset="src", size=64), lambda *a: None, stop_after_six)
+    kept = [f.frame for f in ws.facesets.faces("src")]
+    assert kept == list(range(len(kept))) and 0 < len(kept) <= 6  # finished frames were committed
+    result, progress = _run(ws, video=clip, faceset="src", size=64)
+    assert not result["reused"] and result["faces"] == 12 and len(progress) == 12 - len(kept)
+    assert [f.frame for f in ws.facesets.faces("src")] == list(range(12))
+    again, _ = _run(ws, video=clip, faceset="src", size=64)
+    assert again["reused"] and again["faces"] == 12
+    changed, _ = _run(ws, video=clip, faceset="src", size=64, smooth=False)
+    assert not changed["reused"]
 
 
 def test_clip_without_faces_is_a_clear_error(tmp_path):
@@ -63,6 +88,10 @@ def test_bad_inputs(tmp_path):
         ExtractParams.from_dict({"video": "v", "faceset": "x", "colour": 1})
     with pytest.raises(ValueError, match="size"):
         ExtractParams.from_dict({"video": "v", "faceset": "x", "size": "big"})
+    with pytest.raises(ValueError, match="outside"):
+        ExtractParams.from_dict({"video": "v", "faceset": "x", "size": 2048})
+    with pytest.raises(ValueError, match="face type"):
+        ExtractParams.from_dict({"video": "v", "faceset": "x", "face_type": "torso"})
 
 
 def test_real_clip(tmp_path, shared_clip):
@@ -82,7 +111,13 @@ def test_two_people_in_a_frame_are_both_stored_largest_first(tmp_path):
     ws = Workspace(tmp_path / "ws")
     result, _ = _run(ws, video=str(clip), faceset="both", size=64)
     assert result["frames_with_faces"] == 3 and result["faces"] == 6
-    main, second = ws.faces("both", face_index=0), ws.faces("both", face_index=1)
+    everyone = ws.facesets.faces("both", everyone=True)
+    main = [f for f in everyone if f.face_index == 0]
+    second = [f for f in everyone if f.face_index == 1]
     assert len(main) == len(second) == 3
     area = lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])
     assert all(area(a) > area(b) for a, b in zip(main, second))
+    # one track per person, and the faceset stands for one of them
+    assert len({f.track for f in main}) == 1 and len({f.track for f in second}) == 1
+    assert {f.track for f in main} != {f.track for f in second}
+    assert len(ws.facesets.faces("both")) == 3
