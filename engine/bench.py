@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import cv2
+
 RUNS = 3
 
 
@@ -27,36 +29,86 @@ def _clip(tmp: Path) -> Path:
     return make_clip("hopper", tmp / "bench.mp4", seconds=2.0, fps=25, size=(640, 480))
 
 
-def _decode_rate(clip: Path) -> float:
+def _decode_rate(clip: Path, frames: int | None = None) -> float:
     """The reference: frames/s of decoding alone, the floor under any per-frame stage."""
     from .media.decode import iter_frames
 
     t = time.perf_counter()
-    n = sum(1 for _ in iter_frames(clip))
+    n = sum(1 for _ in iter_frames(clip, 0, frames))
     return n / (time.perf_counter() - t)
 
 
-def _against_decode(clip: Path, figure: dict) -> dict:
-    ref = _measure(lambda: _decode_rate(clip))
+def _against_decode(clip: Path, figure: dict, frames: int | None = None) -> dict:
+    ref = _measure(lambda: _decode_rate(clip, frames))
     return {"unit": "frames/s", "figure": figure, "reference": {"name": "decode only", **ref},
             "ratio": figure["median"] / ref["median"]}
 
 
+SHARED_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
+EXTRACT_FRAMES = 150
+
+
+def _extract_clips(tmp: Path) -> dict[str, Path]:
+    """A 720p and a 1080p clip: a real one from ../shared when it is there, scaled up for 1080p."""
+    from .media.decode import iter_frames
+    from .media.encode import write_video
+    from .media.synthetic import make_clip
+
+    real = SHARED_FACES / "extra" / "LivePortrait__assets_examples_source_s18.mp4"
+    if not real.is_file():
+        return {"720p": make_clip("hopper", tmp / "720.mp4", seconds=6.0, fps=25, size=(1280, 720)),
+                "1080p": make_clip("hopper", tmp / "1080.mp4", seconds=6.0, fps=25, size=(1920, 1080))}
+    frames = (cv2.resize(f, (1920, 1080), interpolation=cv2.INTER_CUBIC)
+              for _, f in iter_frames(real, 0, EXTRACT_FRAMES))
+    return {"720p": real, "1080p": write_video(tmp / "1080.mp4", frames, 30.0)}
+
+
 def bench_extract(seconds: float) -> dict:
-    """Extraction frames/s against plain decoding frames/s of the same clip."""
+    """End-to-end extraction frames/s (decode, detect, track, landmarks, align, write) against
+    decoding alone, on a 720p and a 1080p clip."""
     from .faces.extract import ExtractParams, extract_faces
     from .workspace import Workspace
 
+    out = {}
     with tempfile.TemporaryDirectory() as d:
-        clip = _clip(Path(d))
+        for name, clip in _extract_clips(Path(d)).items():
+            def extract() -> float:
+                ws = Workspace(Path(d) / f"ws{time.monotonic_ns()}")
+                t = time.perf_counter()
+                r = extract_faces(ws, ExtractParams(video=str(clip), faceset="b", frame_end=EXTRACT_FRAMES),
+                                  lambda *a: None, lambda: False)
+                rate = r["frames"] / (time.perf_counter() - t)
+                ws.close()
+                return rate
 
-        def extract() -> float:
-            ws = Workspace(Path(d) / f"ws{time.monotonic_ns()}")
-            t = time.perf_counter()
-            r = extract_faces(ws, ExtractParams(video=str(clip), faceset="b"), lambda *a: None, lambda: False)
-            return r["frames"] / (time.perf_counter() - t)
+            result = _against_decode(clip, _measure(extract), EXTRACT_FRAMES)
+            result["decode_over_extract"] = 1 / result["ratio"]
+            out[name] = result
+            print(f"  extract {name}: {result['figure']['median']:.1f} frames/s, decode alone "
+                  f"{result['reference']['median']:.1f} frames/s, decode/extract {result['decode_over_extract']:.2f}x")
+    return out
 
-        return _against_decode(clip, _measure(extract))
+
+def bench_jitter(seconds: float) -> dict:
+    """Frame-to-frame motion of aligned faces (% of face size), raw and steadied, on talking heads."""
+    from .faces.jitter import measure_jitter
+
+    names = ["Obama_clip1", "andrew_clip_1", "KristiNoem", "feifeili_clip1", "reagan_clip1"]
+    clips = [SHARED_FACES / "train" / f"styletalk__samples_source_video_video_{n}.mp4" for n in names]
+    clips = [c for c in clips if c.is_file()]
+    if not clips:
+        with tempfile.TemporaryDirectory() as d:
+            return {"clips": [measure_jitter(_clip(Path(d)), 50)]}
+    rows = []
+    for clip in clips:
+        rows.append(measure_jitter(clip, EXTRACT_FRAMES))
+        r = rows[-1]
+        print(f"  jitter {r['clip']}: raw {r['raw']:.3f}% smoothed {r['smoothed']:.3f}% (x{r['ratio']:.2f}), "
+              f"face in {r['found']}/{r['frames']} frames")
+    return {"unit": "% of face size per frame", "clips": rows,
+            "raw": statistics.median(r["raw"] for r in rows),
+            "smoothed": statistics.median(r["smoothed"] for r in rows),
+            "ratio": statistics.median(r["ratio"] for r in rows)}
 
 
 def bench_merge(seconds: float) -> dict:
@@ -101,7 +153,9 @@ def bench_train(seconds: float) -> dict:
     return bench_training(seconds=seconds)
 
 
-BENCHMARKS: dict[str, Callable[[float], dict]] = {"extract": bench_extract, "train": bench_train, "merge": bench_merge}
+BENCHMARKS: dict[str, Callable[[float], dict]] = {
+    "extract": bench_extract, "jitter": bench_jitter, "train": bench_train, "merge": bench_merge,
+}
 
 
 def run_benchmarks(name: str, seconds: float) -> int:

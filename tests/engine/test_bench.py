@@ -6,13 +6,22 @@ from engine import bench
 
 
 def test_extract_bench_reports_median_reference_and_ratio(monkeypatch, portrait_clips, tmp_path):
-    monkeypatch.setattr(bench, "_clip", lambda d: portrait_clips["hopper"])  # 12 frames, not 50
+    monkeypatch.setattr(bench, "_extract_clips", lambda d: {"small": portrait_clips["hopper"]})  # 12 frames
     monkeypatch.setattr(bench, "RUNS", 2)
-    r = bench.bench_extract(seconds=1)
+    r = bench.bench_extract(seconds=1)["small"]
     fig, ref = r["figure"], r["reference"]
     assert fig["min"] <= fig["median"] <= fig["max"] and fig["median"] > 0
     assert ref["name"] == "decode only" and ref["median"] > fig["median"]  # extraction cannot beat decoding
     assert r["ratio"] == fig["median"] / ref["median"]
+    assert r["decode_over_extract"] == 1 / r["ratio"]
+
+
+def test_jitter_bench_measures_raw_and_smoothed(monkeypatch, portrait_clips):
+    monkeypatch.setattr(bench, "SHARED_FACES", portrait_clips["hopper"].parent / "nowhere")
+    monkeypatch.setattr(bench, "_clip", lambda d: portrait_clips["hopper"])
+    (row,) = bench.bench_jitter(seconds=1)["clips"]
+    assert row["found"] == row["frames"] == 12
+    assert 0 < row["smoothed"] < row["raw"]
 
 
 def test_unknown_benchmark_is_refused_and_results_are_recorded(monkeypatch, tmp_path, capsys):
