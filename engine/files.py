@@ -10,11 +10,13 @@ from pathlib import Path
 from .errors import EngineError
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, sync_folder: bool = True) -> None:
     """Write `data` so that `path` holds either the old content or all of the new, never a mix.
 
     Temp file in the same folder, fsync, rename, then fsync the folder so the rename itself
     survives a power cut. Any OS failure (disk full, no permission) becomes an `io_error`.
+    A writer of many files in one folder passes `sync_folder=False` and calls `sync_folder()`
+    once before it records them (one folder fsync per batch instead of per file).
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -31,7 +33,13 @@ def atomic_write(path: Path, data: bytes) -> None:
         except OSError:
             pass  # the folder itself is unusable; there is no temp file to clean up
         raise EngineError("io_error", f"could not write {path}: {exc.strerror or exc}") from exc
-    _fsync_dir(path.parent)
+    if sync_folder:
+        sync_folder_of(path)
+
+
+def sync_folder_of(path: Path) -> None:
+    """Make renames into `path`'s folder durable."""
+    _fsync_dir(Path(path).parent)
 
 
 def _fsync_dir(directory: Path) -> None:

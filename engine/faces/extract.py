@@ -20,6 +20,7 @@ import numpy as np
 from ..config import check_types, from_dict
 from ..errors import Cancelled, EngineError
 from ..facesets import FaceRecord
+from ..files import sync_folder_of
 from ..geometry.align import FACE_TYPES, MESH_TO_68, align_transform
 from ..geometry.pose import pose_from_mesh
 from ..media.decode import frame_range, iter_frames, probe
@@ -112,7 +113,7 @@ def _save_face(frame: np.ndarray, face: TrackedFace, index: int, k: int, media_i
     crop = cv2.warpAffine(frame, m, (params.size, params.size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     sharpness, brightness = face_quality(crop)
     image = out_dir / f"m{media_id}_f{index:06d}_{k}.jpg"
-    write_image(image, crop)
+    write_image(image, crop, sync_folder=False)  # the batch's commit syncs the folder once
     return FaceRecord(
         media_id=media_id, frame=index, face_index=k, box=face.box, score=face.score, landmarks=face.points[:, :2],
         landmarks68=lm68, transform=m, image=image, track=face.track, yaw=yaw, pitch=pitch, roll=roll,
@@ -163,6 +164,8 @@ def extract_faces(ws: Workspace, params: ExtractParams, report, should_stop) -> 
         if not ready:
             return
         records = [f.result() for _, futures in ready for f in futures]
+        if records:
+            sync_folder_of(records[0].image)
         done_until = pending[0][0] if pending else ready[-1][0] + 1
         with ws.transaction():
             for rec in records:

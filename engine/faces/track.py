@@ -31,6 +31,7 @@ class TrackSettings:
     min_size: int = 20  # faces smaller than this many pixels (box side) are ignored
     max_faces: int = 8
     revive_frames: int = 30  # a face lost for up to this many frames keeps its id when it comes back
+    cut_threshold: float = 30.0  # mean grey-level change of a thumbnail that marks a cut between shots
     smooth: bool = True
 
 
@@ -83,6 +84,7 @@ class FaceTracker:
         self._tracks: list[_Track] = []
         self._next_id = first_track
         self._frames = 0
+        self._thumb: np.ndarray | None = None
         self.detections = 0  # how many frames ran the detector (for progress figures)
 
     def step(self, frame_bgr: np.ndarray, t: float) -> list[TrackedFace]:
@@ -90,6 +92,9 @@ class FaceTracker:
         rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
         index = self._frames
         self._frames += 1
+        if self._is_cut(frame_bgr):
+            # across a cut, whoever stands where a face was is someone else: every track ends
+            self._tracks = []
         live = [tr for tr in self._tracks if not tr.lost]
         for tr in live:
             mesh = self.mesh.run(rgb, region_from_landmarks(tr.raw))
@@ -112,6 +117,13 @@ class FaceTracker:
             out.append(TrackedFace(tr.id, tr.box, tr.score, tr.raw, points))
         out.sort(key=lambda f: -f.size)
         return out[: self.s.max_faces]
+
+    def _is_cut(self, frame_bgr: np.ndarray) -> bool:
+        thumb = cv2.resize(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY), (32, 18), interpolation=cv2.INTER_AREA)
+        thumb = thumb.astype(np.float32)
+        thumb -= thumb.mean()  # a camera flash brightens the frame without cutting
+        previous, self._thumb = self._thumb, thumb
+        return previous is not None and float(np.abs(thumb - previous).mean()) > self.s.cut_threshold
 
     def _find_new(self, frame_bgr, rgb, index: int, live: list[_Track]) -> None:
         self.detections += 1

@@ -135,8 +135,10 @@ def recrop_transform(wide: np.ndarray, size_wide: int, ftype_wide: FaceType | st
 
 def invert(m: np.ndarray) -> np.ndarray:
     """Inverse of a 2x3 affine transform."""
-    full = np.vstack([m, [0.0, 0.0, 1.0]])
-    return np.linalg.inv(full)[:2]
+    a, t = np.asarray(m, np.float64)[:, :2], np.asarray(m, np.float64)[:, 2]
+    det = a[0, 0] * a[1, 1] - a[0, 1] * a[1, 0]  # closed form: 2x2 inverse, no LAPACK call per frame
+    inv = np.array([[a[1, 1], -a[0, 1]], [-a[1, 0], a[0, 0]]]) / det
+    return np.hstack([inv, (-inv @ t)[:, None]])
 
 
 def transform_points(m: np.ndarray, pts: np.ndarray) -> np.ndarray:

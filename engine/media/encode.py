@@ -13,14 +13,14 @@ from ..errors import EngineError
 from ..files import atomic_write
 
 
-def write_image(path: Path, image: np.ndarray) -> None:
-    """Encode by extension (.png, .jpg) and write atomically."""
+def write_image(path: Path, image: np.ndarray, sync_folder: bool = True) -> None:
+    """Encode by extension (.png, .jpg) and write atomically (see `atomic_write` for `sync_folder`)."""
     ext = Path(path).suffix.lower()
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext in (".jpg", ".jpeg") else [cv2.IMWRITE_PNG_COMPRESSION, 1]
     ok, buf = cv2.imencode(ext, image, params)
     if not ok:
         raise EngineError("io_error", f"could not encode {path}")
-    atomic_write(path, buf.tobytes())
+    atomic_write(path, buf.tobytes(), sync_folder)
 
 
 def write_video(
