@@ -6,6 +6,7 @@ as jobs; the command line runs the same functions in-process.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -13,7 +14,7 @@ import numpy as np
 
 from .errors import EngineError
 from .faces.extract import ExtractParams, extract_faces
-from .geometry.align import transform_points
+from .geometry.align import align_transform, recrop_transform, transform_points
 from .jobs import JobContext
 from .workspace import Workspace
 
@@ -30,20 +31,35 @@ def extract(ws: Workspace, params: dict, ctx: JobContext) -> dict:
     return extract_faces(ws, settings(ExtractParams, params), ctx.report, ctx.should_stop)
 
 
-def load_samples(ws: Workspace, faceset: str):
-    """A faceset's aligned crops and their landmarks in crop pixels, as the trainer takes them."""
+def load_samples(ws: Workspace, faceset: str, face_type: str | None = None, max_size: int | None = None):
+    """A faceset's chosen faces and their landmarks in crop pixels, as the trainer takes them.
+
+    With a `face_type` narrower than the faceset's, each crop is re-cut from the stored one (from
+    the same landmarks, so it matches a fresh extraction); `max_size` shrinks crops larger than the
+    model needs, so a 512 px faceset does not fill memory for a 64 px model.
+    """
     from .train.samples import FaceSamples
 
+    fs = ws.facesets.get(faceset)
     records = ws.facesets.faces(faceset)
     if not records:
         raise EngineError("no_faces", f"faceset {faceset!r} is empty; extract faces into it first")
+    stored, kind = fs["size"], face_type or fs["face_type"]
+    size = min(stored, max_size or stored)
     images, landmarks = [], []
     for r in records:
         img = cv2.imread(str(r.image))
         if img is None:
             continue  # a face file deleted by hand is skipped, not fatal
+        try:
+            m = recrop_transform(r.transform, stored, fs["face_type"], r.landmarks68, size, kind, r.yaw)
+        except ValueError as exc:
+            raise EngineError("bad_request", str(exc)) from None
+        img = cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_AREA if size < stored else cv2.INTER_CUBIC,
+                             borderMode=cv2.BORDER_REPLICATE)
         images.append(img)
-        landmarks.append(transform_points(r.transform, r.landmarks68).astype(np.float32))
+        narrow = align_transform(r.landmarks68, size, kind, r.yaw)
+        landmarks.append(transform_points(narrow, r.landmarks68).astype(np.float32))
     if not images:
         raise EngineError("not_found", f"the face images of faceset {faceset!r} are missing from {ws.root}")
     return FaceSamples(images=np.stack(images), landmarks=np.stack(landmarks))
@@ -58,7 +74,11 @@ def train(ws: Workspace, params: dict, ctx: JobContext) -> dict:
     except KeyError as exc:
         raise EngineError("bad_request", f"train needs {exc.args[0]!r}") from None
     train_settings = settings(TrainSettings, params)
-    src, dst = load_samples(ws, source), load_samples(ws, destination)
+    if not train_settings.face_type:  # the model remembers its crop, so merging cuts the same one
+        train_settings = dataclasses.replace(train_settings, face_type=ws.facesets.get(source)["face_type"])
+    work = max(128, 2 * train_settings.resolution)
+    src = load_samples(ws, source, train_settings.face_type, work)
+    dst = load_samples(ws, destination, train_settings.face_type, work)
     ctx.report(0.0, f"training on {len(src.images)} source and {len(dst.images)} destination faces")
     result = train_pair(src, dst, ws.model_dir(model), train_settings, ctx.report, ctx.should_stop)
     ws.record_model(model, source, destination, result["iterations"], result["loss"])

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..config import check_types, from_dict
 from ..errors import Cancelled, EngineError
-from ..geometry.align import rescale, transform_points
+from ..geometry.align import align_transform, rescale, transform_points
 from ..geometry.hull import feather, hull_mask
 from ..media.decode import frame_range, iter_frames, probe
 from ..media.encode import write_image
@@ -55,6 +55,11 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
         raise EngineError("no_faces", f"faceset {params.faceset!r} has no faces of {info.path.name}; extract it first")
     swapper = FaceSwapper.load(ws.model_dir(params.model))
     size = ws.facesets.get(params.faceset)["size"]
+
+    def crop_transform(face) -> np.ndarray:
+        if swapper.face_type and swapper.face_type != face.face_type:
+            return align_transform(face.landmarks68, CROP, swapper.face_type, face.yaw)  # the model's crop
+        return rescale(face.transform, CROP / size)
     out_dir.mkdir(parents=True, exist_ok=True)
     pending: list[tuple[int, np.ndarray]] = []
     total, swapped, written = end - start, 0, 0
@@ -66,7 +71,7 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
         nonlocal swapped, written
         with_face = [(i, fr) for i, fr in pending if i in faces]
         if with_face:
-            ms = [rescale(faces[i].transform, CROP / size) for i, _ in with_face]
+            ms = [crop_transform(faces[i]) for i, _ in with_face]
             crops = np.stack([cv2.warpAffine(fr, m, (CROP, CROP), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
                               for (_, fr), m in zip(with_face, ms)])
             predicted, _ = swapper.swap(crops)

@@ -18,17 +18,19 @@ BATCH = 32  # faces per forward pass: large enough to keep the convolutions busy
 class FaceSwapper:
     """A loaded model that turns aligned destination crops into source-identity crops and masks."""
 
-    def __init__(self, model: DFAutoencoder, device: str = "cpu", bf16: bool | None = None) -> None:
+    def __init__(self, model: DFAutoencoder, device: str = "cpu", bf16: bool | None = None,
+                 face_type: str | None = None) -> None:
         self.device = torch.device(device)
         self.bf16 = native_bf16(self.device) if bf16 is None else bf16
         # channels_last: the layout oneDNN's convolutions are fastest in, in either precision
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
         self.resolution = model.config.resolution
+        self.face_type = face_type  # the crop it was trained on; None = whatever the faceset holds
 
     @classmethod
     def load(cls, directory: Path, device: str = "cpu") -> "FaceSwapper":
-        model, _, _ = load_checkpoint(Path(directory), device=device)
-        return cls(model, device)
+        model, _, state = load_checkpoint(Path(directory), device=device)
+        return cls(model, device, face_type=(state.get("settings") or {}).get("face_type") or None)
 
     def swap(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N,S,S,3) uint8 BGR destination crops -> (swapped (N,S,S,3) uint8 BGR, masks (N,S,S) float32 0..1)."""

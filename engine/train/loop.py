@@ -15,6 +15,7 @@ from engine.config import check_types, from_dict
 from engine.errors import Cancelled, EngineError
 from engine.models import native_bf16
 from engine.models.autoencoder import DFAutoencoder, ModelConfig, build_model
+from engine.geometry.align import FACE_TYPES
 from engine.models.checkpoint import has_checkpoint, load_checkpoint, load_optimizer_state, save_checkpoint
 from engine.train.losses import dssim_kernel_size, face_loss, mask_loss
 from engine.train.samples import Augmentation, BatchSampler, FaceSamples
@@ -44,6 +45,7 @@ class TrainSettings:
     d_dims: int = ModelConfig.d_dims
     d_mask_dims: int = ModelConfig.d_mask_dims
     precision: str = "auto"  # "bf16", "fp32", or "auto": bf16 where the hardware does it natively
+    face_type: str = ""  # the model's crop; "" = the source faceset's own (a narrower one is re-cropped)
     threads: int = 0  # torch CPU threads; 0 keeps torch's default (one per physical core)
     device: str = "cpu"
     save_every_s: float = 60.0
@@ -58,6 +60,8 @@ class TrainSettings:
             torch.device(self.device)
         except RuntimeError:
             raise ValueError(f"unknown device {self.device!r}; e.g. 'cpu' or 'cuda'") from None
+        if self.face_type and self.face_type not in FACE_TYPES:
+            raise ValueError(f"unknown face type {self.face_type!r}; expected one of {', '.join(FACE_TYPES)}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
         self.model_config()  # a bad model shape is reported now, not after the data is loaded

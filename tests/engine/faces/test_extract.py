@@ -121,3 +121,20 @@ def test_two_people_in_a_frame_are_both_stored_largest_first(tmp_path):
     assert len({f.track for f in main}) == 1 and len({f.track for f in second}) == 1
     assert {f.track for f in main} != {f.track for f in second}
     assert len(ws.facesets.faces("both")) == 3
+
+
+def test_a_wider_faceset_feeds_a_narrower_model(tmp_path, portrait_clips):
+    from engine.recipes import load_samples
+
+    ws = Workspace(tmp_path)
+    clip = str(portrait_clips["hopper"])
+    _run(ws, video=clip, faceset="whole", size=256, face_type="whole_face", frame_end=4)
+    _run(ws, video=clip, faceset="full", size=128, face_type="full", frame_end=4)
+    recut = load_samples(ws, "whole", "full", max_size=128)
+    fresh = load_samples(ws, "full")
+    assert recut.images.shape == fresh.images.shape == (4, 128, 128, 3)
+    np.testing.assert_allclose(recut.landmarks, fresh.landmarks, atol=0.5)
+    assert np.abs(recut.images.astype(int) - fresh.images.astype(int)).mean() < 6  # same crop, resampled
+    with pytest.raises(EngineError) as err:
+        load_samples(ws, "full", "head")
+    assert err.value.code == "bad_request" and "cannot feed" in err.value.message
