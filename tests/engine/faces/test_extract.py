@@ -104,23 +104,23 @@ def test_real_clip(tmp_path, shared_clip):
 def test_two_people_in_a_frame_are_both_stored_largest_first(tmp_path):
     from engine.media.synthetic import camera_frames, portrait
 
-    left = camera_frames(portrait("hopper"), 3, (320, 320), centre=(0.5, 0.36))
-    right = camera_frames(portrait("astronaut"), 3, (240, 240), seed=1, centre=(0.45, 0.24))
+    left = camera_frames(portrait("hopper"), 10, (320, 320), centre=(0.5, 0.36))
+    right = camera_frames(portrait("astronaut"), 10, (240, 240), seed=1, centre=(0.45, 0.24))
     frames = (np.hstack([a, cv2.copyMakeBorder(b, 0, 80, 0, 0, cv2.BORDER_REPLICATE)]) for a, b in zip(left, right))
     clip = write_video(tmp_path / "two.mp4", frames, 10)
     ws = Workspace(tmp_path / "ws")
     result, _ = _run(ws, video=str(clip), faceset="both", size=64)
-    assert result["frames_with_faces"] == 3 and result["faces"] == 6
+    assert result["frames_with_faces"] == 10 and result["faces"] == 20
     everyone = ws.facesets.faces("both", everyone=True)
     main = [f for f in everyone if f.face_index == 0]
     second = [f for f in everyone if f.face_index == 1]
-    assert len(main) == len(second) == 3
+    assert len(main) == len(second) == 10
     area = lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])
     assert all(area(a) > area(b) for a, b in zip(main, second))
     # one track per person, and the faceset stands for one of them
     assert len({f.track for f in main}) == 1 and len({f.track for f in second}) == 1
     assert {f.track for f in main} != {f.track for f in second}
-    assert len(ws.facesets.faces("both")) == 3
+    assert len(ws.facesets.faces("both")) == 10
 
 
 def test_a_wider_faceset_feeds_a_narrower_model(tmp_path, portrait_clips):

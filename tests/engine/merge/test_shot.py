@@ -39,7 +39,7 @@ def test_merge_swaps_inside_the_face_only(trained, portrait_clips, tmp_path):
     assert result["first_frame"] == 2 and result["count"] == 6 and result["swapped"] == 6
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == [f"frame_{i:06d}.png" for i in range(2, 8)]
-    faces = {f.frame: f for f in ws.faces("dst")}
+    faces = {f.frame: f for f in ws.facesets.faces("dst")}
     for index, frame in iter_frames(portrait_clips["astronaut"], 2, 8):
         merged = cv2.imread(str(tmp_path / "out" / f"frame_{index:06d}.png"))
         diff = np.abs(merged.astype(int) - frame.astype(int)).sum(axis=2)
