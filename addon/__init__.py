@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import bpy
 
-from . import operators, panels, preferences, properties, sync
+from . import faceset_operators, operators, panels, preferences, properties, sync
 
-_CLASSES = (*preferences.classes, *operators.classes, *panels.classes)
+_CLASSES = (*preferences.classes, *operators.classes, *faceset_operators.classes, *panels.classes)
 
 
 def register() -> None:

@@ -19,7 +19,7 @@ def _scene(context):
     return strips.sequencer_scene(context)
 
 
-def _ensure_link(op, context) -> bool:
+def ensure_link(op, context) -> bool:
     """Start connecting (or launching) when there is no link yet; False after reporting why not."""
     link = sync.link()
     if link.state in (CONNECTING, CONNECTED):
@@ -36,8 +36,8 @@ def _ensure_link(op, context) -> bool:
     return True
 
 
-def _request(op, context, engine_op: str, args: dict, tag: dict) -> bool:
-    if not _ensure_link(op, context):
+def request(op, context, engine_op: str, args: dict, tag: dict) -> bool:
+    if not ensure_link(op, context):
         return False
     try:
         sync.link().request(engine_op, args, tag)
@@ -78,7 +78,7 @@ class SWAPLINE_OT_connect(bpy.types.Operator):
         if sync.link().state in (CONNECTING, CONNECTED):
             self.report({"INFO"}, "Swapline engine already connected")
             return {"CANCELLED"}
-        if not _ensure_link(self, context):
+        if not ensure_link(self, context):
             return {"CANCELLED"}
         return {"FINISHED"}
 
@@ -144,7 +144,7 @@ class SWAPLINE_OT_extract(bpy.types.Operator):
             params = {"video": strips.video_path(strip), "faceset": faceset, "frame_start": start,
                       "frame_end": end, "size": settings.face_size}
             tag = {"purpose": "extract", "kind": "extract", "label": f"Extract {faceset}"}
-            if not _request(self, context, "job.start", {"kind": "extract", "params": params}, tag):
+            if not request(self, context, "job.start", {"kind": "extract", "params": params}, tag):
                 return {"CANCELLED"}
         self.report({"INFO"}, "Extracting faces: " + ", ".join(f"'{s.name}' → {f}" for s, f in work))
         return {"FINISHED"}
@@ -172,7 +172,7 @@ class SWAPLINE_OT_train(bpy.types.Operator):
                   "max_seconds": settings.time_budget * 60.0 if settings.time_budget > 0 else None,
                   "resolution": settings.resolution, "batch_size": settings.batch_size}
         tag = {"purpose": "train", "kind": "train", "label": f"Train {names['model']}"}
-        if not _request(self, context, "job.start", {"kind": "train", "params": params}, tag):
+        if not request(self, context, "job.start", {"kind": "train", "params": params}, tag):
             return {"CANCELLED"}
         self.report({"INFO"}, f"Training '{names['model']}'")
         return {"FINISHED"}
@@ -191,7 +191,7 @@ class SWAPLINE_OT_train_stop(bpy.types.Operator):
             return {"CANCELLED"}
         for job in running:
             tag = {"purpose": "cancel", "kind": "train", "label": "Stop training"}
-            if not _request(self, context, "job.cancel", {"id": job.job_id}, tag):
+            if not request(self, context, "job.cancel", {"id": job.job_id}, tag):
                 return {"CANCELLED"}
         return {"FINISHED"}
 
@@ -216,7 +216,7 @@ class SWAPLINE_OT_merge(bpy.types.Operator):
                   "faceset": settings.destination_faceset.strip(), "frame_start": start, "frame_end": end}
         tag = {"purpose": "merge", "kind": "merge", "label": f"Merge {settings.model.strip()}",
                "scene": scene.name, "destination": destination.name}
-        if not _request(self, context, "job.start", {"kind": "merge", "params": params}, tag):
+        if not request(self, context, "job.start", {"kind": "merge", "params": params}, tag):
             return {"CANCELLED"}
         self.report({"INFO"}, f"Merging '{destination.name}' (frames {start}-{end - 1})")
         return {"FINISHED"}
@@ -233,7 +233,7 @@ class SWAPLINE_OT_cancel_job(bpy.types.Operator):
 
     def execute(self, context):
         tag = {"purpose": "cancel", "kind": self.kind or None, "label": "Cancel"}
-        if not _request(self, context, "job.cancel", {"id": self.job_id}, tag):
+        if not request(self, context, "job.cancel", {"id": self.job_id}, tag):
             return {"CANCELLED"}
         return {"FINISHED"}
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import bpy
 
-from . import mirror, strips, sync
+from . import faceset_view, mirror, strips, sync
+from .properties import SORT_ITEMS
 
 _STATE_ICONS = {"DISCONNECTED": "UNLINKED", "CONNECTING": "SORTTIME", "CONNECTED": "LINKED", "FAILED": "ERROR"}
 _JOB_ICONS = {"queued": "SORTTIME", "running": "PLAY", "done": "CHECKMARK", "failed": "ERROR",
@@ -106,6 +107,116 @@ class SEQUENCER_PT_swapline_extract(_SwaplinePanel, bpy.types.Panel):
         _draw_jobs(layout, context, "extract", limit=2)
 
 
+class SEQUENCER_PT_swapline_faceset(_SwaplinePanel, bpy.types.Panel):
+    bl_label = "Faceset"
+    bl_parent_id = "SEQUENCER_PT_swapline"
+
+    def draw(self, context):
+        layout = self.layout
+        st = sync.status(context)
+        view = st.faceset
+        row = layout.row(align=True)
+        for which, text in (("SOURCE", "Source"), ("DESTINATION", "Destination")):
+            row.operator("swapline.faceset_browse", text=text, depress=view.which == which).which = which
+        row.operator("swapline.faceset_refresh", text="", icon="FILE_REFRESH")
+        name = faceset_view.faceset_name(view, strips.sequencer_scene(context).swapline)
+        hint = _faceset_hint(st, view, name)
+        if hint:
+            layout.label(text=hint, icon="INFO")
+            return
+        counts = (_count(view.face_count, "face"), _count(view.frame_count, "frame"), _count(view.track_count, "track"))
+        layout.label(text=" · ".join(counts), icon="USER")
+        if view.message:
+            layout.label(text=view.message)
+        _draw_people(layout.box(), view)
+        _draw_faces(layout.box(), view)
+
+
+def _faceset_hint(st, view, name: str) -> str:
+    """What to do before there is anything to browse; '' when there is."""
+    if not name:
+        return f"Name the {view.which.lower()} faceset in the Extract panel"
+    if st.connection != "CONNECTED":
+        return "Connect the engine to browse the faceset"
+    if view.faceset != name or view.state == "NONE":
+        return f"Press Refresh to load '{name}'"
+    if view.state == "LOADING":
+        return f"Loading '{name}'…"
+    if view.state == "MISSING":
+        return f"No faces in '{name}' yet: extract them first"
+    return ""
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _thumbnail(layout, item, scale: float) -> None:
+    if item.thumbnail == "LOADED" and item.icon_id:
+        layout.template_icon(icon_value=item.icon_id, scale=scale)
+    else:  # not loaded yet, or (remote engine) not on this machine
+        layout.template_icon(icon_value=_builtin_icon("TIME" if item.thumbnail == "PENDING" else "USER"),
+                             scale=scale)
+
+
+def _builtin_icon(name: str) -> int:
+    return bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items[name].value
+
+
+def _draw_people(box, view) -> None:
+    row = box.row()
+    row.label(text="People", icon="COMMUNITY")
+    row.operator("swapline.faceset_choose", text="Automatic").automatic = True
+    for track in view.tracks:
+        row = box.row(align=True)
+        _thumbnail(row.column(), track, 1.5)
+        col = row.column(align=True)
+        col.label(text=f"Track {track.track}: {_count(track.faces, 'face')}")
+        col.label(text=f"Frames {track.first}–{track.last}")
+        op = row.operator("swapline.faceset_choose", text="", depress=track.chosen,
+                          icon="CHECKBOX_HLT" if track.chosen else "CHECKBOX_DEHLT")
+        op.track, op.automatic = track.track, False
+        showing = view.show == "TRACK" and view.track == track.track
+        op = row.operator("swapline.faceset_show", text="", icon="HIDE_OFF", depress=showing)
+        op.show, op.track = ("CHOSEN", 0) if showing else ("TRACK", track.track)
+    if any(not track.chosen for track in view.tracks):
+        box.operator("swapline.faceset_keep_chosen", icon="TRASH")
+
+
+def _draw_faces(box, view) -> None:
+    row = box.row(align=True)
+    for show, text in (("CHOSEN", "Person"), ("EVERYONE", "Everyone")):
+        row.operator("swapline.faceset_show", text=text, depress=view.show == show).show = show
+    sort = next(text for key, text, _ in SORT_ITEMS if key == view.sort)
+    row.operator_menu_enum("swapline.faceset_sort", "sort", text=sort, icon="SORTSIZE")
+    box.prop(view, "thumbnail_scale")
+    if not view.faces:
+        box.label(text="No faces to show")
+        return
+    selected = faceset_view.selected_ids(view)
+    grid = box.grid_flow(row_major=True, columns=0, even_columns=True, even_rows=True, align=True)
+    for face in view.faces:
+        cell = grid.column(align=True)
+        _thumbnail(cell, face, view.thumbnail_scale)
+        op = cell.operator("swapline.faceset_select", text=f"{face.frame} · t{face.track}",
+                           depress=face.face_id in selected)
+        op.face_id, op.action = face.face_id, "TOGGLE"
+    row = box.row(align=True)
+    row.operator("swapline.faceset_page", text="", icon="TRIA_LEFT").step = -1
+    last = min(view.offset + len(view.faces), view.total)
+    row.label(text=f"{view.offset + 1}–{last} of {view.total}")
+    row.operator("swapline.faceset_page", text="", icon="TRIA_RIGHT").step = 1
+    row = box.row(align=True)
+    row.label(text=f"{len(view.selection)} selected")
+    row.operator("swapline.faceset_select", text="", icon="SELECT_SET").action = "PAGE"
+    row.operator("swapline.faceset_select", text="", icon="X").action = "NONE"
+    col = box.column(align=True)
+    sub = col.row(align=True)
+    sub.enabled = bool(view.selection)
+    sub.operator("swapline.faceset_delete", icon="TRASH")
+    col.operator("swapline.faceset_best", icon="SOLO_ON")
+
+
 class SEQUENCER_PT_swapline_train(_SwaplinePanel, bpy.types.Panel):
     bl_label = "Train"
     bl_parent_id = "SEQUENCER_PT_swapline"
@@ -139,4 +250,4 @@ class SEQUENCER_PT_swapline_merge(_SwaplinePanel, bpy.types.Panel):
 
 
 classes = (SEQUENCER_PT_swapline, SEQUENCER_PT_swapline_strips, SEQUENCER_PT_swapline_extract,
-           SEQUENCER_PT_swapline_train, SEQUENCER_PT_swapline_merge)
+           SEQUENCER_PT_swapline_faceset, SEQUENCER_PT_swapline_train, SEQUENCER_PT_swapline_merge)

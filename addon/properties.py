@@ -24,6 +24,34 @@ CONNECTION_ITEMS = [
     ("FAILED", "Failed", ""),
 ]
 
+FACESET_ITEMS = [
+    ("SOURCE", "Source", "Browse the source faceset"),
+    ("DESTINATION", "Destination", "Browse the destination faceset"),
+]
+
+SORT_ITEMS = [
+    ("frame", "Frame", "Shot and frame order"),
+    ("sharpness", "Sharpness", "Sharpest first"),
+    ("yaw", "Yaw", "Turned left to turned right"),
+    ("pitch", "Pitch", "Looking down to looking up"),
+    ("brightness", "Brightness", "Darkest to brightest"),
+    ("histogram", "Similarity", "Similar-looking faces next to each other"),
+]
+
+SHOW_ITEMS = [
+    ("CHOSEN", "Person", "The faces of the chosen person (what training uses)"),
+    ("EVERYONE", "Everyone", "Every face in the faceset"),
+    ("TRACK", "One Track", "The faces of one track"),
+]
+
+# NONE: never asked; LOADING: asked, no answer yet; MISSING: the engine has no such faceset
+VIEW_STATE_ITEMS = [(name, name.capitalize(), "") for name in ("NONE", "LOADING", "MISSING", "READY")]
+THUMBNAIL_ITEMS = [
+    ("PENDING", "Pending", "Not loaded yet"),
+    ("LOADED", "Loaded", "In the preview collection"),
+    ("MISSING", "Missing", "The image is not on this machine (remote engine) or gone"),
+]
+
 
 class SwaplineMergeRequest(bpy.types.PropertyGroup):
     """A merge this scene asked for: its result strip goes above `destination` when it is done."""
@@ -69,6 +97,68 @@ class SwaplineJob(bpy.types.PropertyGroup):
     ours: BoolProperty(description="Started from this Blender session")
 
 
+class _Thumbnail:
+    """An aligned face's image on the engine's machine and its preview here (loaded by the drain)."""
+
+    face_id: IntProperty()
+    image: StringProperty(subtype="FILE_PATH")
+    icon_id: IntProperty()
+    thumbnail: EnumProperty(items=THUMBNAIL_ITEMS, default="PENDING")
+
+
+class SwaplineFace(_Thumbnail, bpy.types.PropertyGroup):
+    """One face of the faceset page on show (the engine owns the real record)."""
+
+    media_id: IntProperty()
+    frame: IntProperty()
+    track: IntProperty()
+    yaw: FloatProperty()
+    pitch: FloatProperty()
+    sharpness: FloatProperty()
+
+
+class SwaplineTrack(_Thumbnail, bpy.types.PropertyGroup):
+    """One track (a person in one shot) of the faceset on show, with its representative face."""
+
+    track: IntProperty()
+    media_id: IntProperty()
+    faces: IntProperty()
+    first: IntProperty()
+    last: IntProperty()
+    sharpness: FloatProperty()
+    chosen: BoolProperty()
+
+
+class SwaplineFaceId(bpy.types.PropertyGroup):
+    face_id: IntProperty()
+
+
+class SwaplineFacesetView(bpy.types.PropertyGroup):
+    """The faceset browser. What to show (which .. selection) is written by operators and the
+    thumbnail size by the user; what the engine answered (state .. tracks) only by the drain."""
+
+    which: EnumProperty(name="Faceset", items=FACESET_ITEMS, default="SOURCE")
+    sort: EnumProperty(name="Sort", items=SORT_ITEMS, default="frame")
+    show: EnumProperty(name="Show", items=SHOW_ITEMS, default="CHOSEN")
+    track: IntProperty(description="The track on show when showing one track")
+    offset: IntProperty(min=0)
+    generation: IntProperty(description="Counts view requests; older answers are ignored")
+    faceset: StringProperty(description="Name of the faceset on show")
+    selection: CollectionProperty(type=SwaplineFaceId)
+    thumbnail_scale: FloatProperty(name="Thumbnail Size", default=4.0, min=2.0, max=10.0)
+
+    state: EnumProperty(items=VIEW_STATE_ITEMS, default="NONE")
+    face_type: StringProperty()
+    size: IntProperty()
+    face_count: IntProperty()
+    frame_count: IntProperty()
+    track_count: IntProperty()
+    total: IntProperty(description="Faces matching what is on show, over all pages")
+    message: StringProperty(description="The outcome of the last faceset action")
+    faces: CollectionProperty(type=SwaplineFace)
+    tracks: CollectionProperty(type=SwaplineTrack)
+
+
 class SwaplineStatus(bpy.types.PropertyGroup):
     connection: EnumProperty(items=CONNECTION_ITEMS, default="DISCONNECTED")
     connection_message: StringProperty()
@@ -78,6 +168,7 @@ class SwaplineStatus(bpy.types.PropertyGroup):
     engine_workspace: StringProperty()
     jobs: CollectionProperty(type=SwaplineJob)
     last_error: StringProperty()
+    faceset: PointerProperty(type=SwaplineFacesetView)
 
 
 STRIP_PROPS = {
@@ -87,7 +178,8 @@ STRIP_PROPS = {
     "swapline_job": StringProperty(name="Merge Job", description="The engine job that rendered this strip"),
 }
 
-classes = (SwaplineMergeRequest, SwaplineSceneSettings, SwaplineJob, SwaplineStatus)
+classes = (SwaplineMergeRequest, SwaplineSceneSettings, SwaplineJob, SwaplineFace, SwaplineTrack, SwaplineFaceId,
+           SwaplineFacesetView, SwaplineStatus)
 
 
 def register() -> None:

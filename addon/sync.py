@@ -12,8 +12,8 @@ import time
 
 import bpy
 
-from . import mirror, strips
-from .engine_link import (CONNECTED, CONNECTING, Connection, EngineLink, JobList, JobUpdate, Reply,
+from . import faceset_view, mirror, strips, thumbnails
+from .engine_link import (CONNECTED, CONNECTING, Connection, EngineLink, JobList, JobUpdate, LinkError, Reply,
                           RequestFailed)
 
 INTERVAL = 0.1
@@ -70,9 +70,19 @@ def drain(budget: float | None = BUDGET) -> int:
         except Exception as exc:  # a bad message must not stop the drain for good
             _report("ERROR", f"Swapline could not apply an engine message: {exc}")
         count += 1
+    count += faceset_view.load_thumbnails(status().faceset, deadline)
     if count:
         _tag_redraw()
     return count
+
+
+def send(requests) -> None:
+    """Queue requests the drain itself calls for (follow-ups, refreshes); nothing when the link is gone."""
+    for op, args, tag in requests:
+        try:
+            link().request(op, args, tag)
+        except LinkError:
+            return
 
 
 def drain_timer() -> float:
@@ -94,12 +104,16 @@ def apply(message) -> None:
         for job in sorted(message.jobs, key=lambda j: j.get("created") or 0.0):
             _apply_job(job, None)
     elif isinstance(message, RequestFailed):
+        if faceset_view.apply_failure(status().faceset, message.op, message.code, message.message, message.tag):
+            return
         label = (message.tag or {}).get("label") or message.op
         _failures.append({"op": message.op, "code": message.code, "message": message.message,
                           "kind": (message.tag or {}).get("kind"), "label": label})
         _set_error(f"{label} failed: {message.message}")
     elif isinstance(message, Reply) and message.op == "engine.info" and isinstance(message.result, dict):
         mirror.write_engine_info(status(), message.result)
+    elif isinstance(message, Reply) and faceset_view.owns(message.tag):
+        send(faceset_view.apply_reply(status().faceset, message.op, message.result, message.tag))
 
 
 def _apply_connection(message: Connection) -> None:
@@ -112,6 +126,7 @@ def _apply_connection(message: Connection) -> None:
         _set_error(message.message)
     elif message.state == "CONNECTED":
         st.last_error = ""
+        _refresh_faceset()
     if message.state in ("FAILED", "DISCONNECTED"):
         # The engine owns job state; until it is reached again these jobs are of unknown fate.
         mirror.mark_unreachable(st)
@@ -123,6 +138,8 @@ def _apply_job(job: dict, tag: dict | None) -> None:
         return
     old = _jobs.get(job_id)
     stale = old is not None and _RANK.get(old.get("state"), 0) > _RANK.get(job.get("state"), 0)
+    # done just now (not a finished job mirrored again on attach): an extraction refreshes the faceset view
+    finished = not stale and job.get("state") == "done" and (old.get("state") != "done" if old else bool(tag))
     if not stale:
         _jobs[job_id] = dict(job)
         mirror.write_job(status(), job, ours=job_id in _ours)
@@ -134,6 +151,18 @@ def _apply_job(job: dict, tag: dict | None) -> None:
         error = current.get("error") or {}
         _set_error(f"{mirror.job_label(current)} failed: {error.get('message') or error.get('code') or 'unknown error'}")
     _settle_merge(current)
+    if finished and current.get("kind") == "extract":
+        _refresh_faceset(str((current.get("params") or {}).get("faceset") or ""))
+
+
+def _refresh_faceset(extracted: str | None = None) -> None:
+    """Reload the faceset browser: on connecting, and when an extraction into the faceset on show
+    (or the one it is set to browse) is done."""
+    view = status().faceset
+    scene = strips.sequencer_scene(bpy.context)
+    name = faceset_view.faceset_name(view, scene.swapline) if scene is not None else ""
+    if name and link().state == CONNECTED and (extracted is None or extracted in (name, view.faceset)):
+        send(faceset_view.show(view, name, auto=True))
 
 
 def _adopt(job_id: str, tag: dict) -> None:
@@ -275,6 +304,7 @@ def _on_load_post(*_args) -> None:
     # A loaded file brings its own scenes; ask for the jobs again so the mirror is complete.
     if _link is not None and _link.state == CONNECTED:
         _link.request("job.list")
+        _refresh_faceset()
 
 
 def register() -> None:
@@ -299,3 +329,4 @@ def unregister() -> None:
     if _link is not None:
         _link.disconnect()
         _link = None
+    thumbnails.unregister()

@@ -2,11 +2,11 @@
 states a user sees: disconnected, failed, connected with running, failed and finished jobs."""
 
 import sys
-import types
 
 import bpy
 
 import _blender
+import _layout
 
 clip = sys.argv[1]
 sync = _blender.enable()
@@ -15,49 +15,15 @@ panels = _blender.submodule("panels")
 scene = _blender.new_scene()
 editor = scene.sequence_editor
 strip = editor.strips.new_movie(name="Clip", filepath=clip, channel=1, frame_start=1)
-problems = []
-
-
-class OperatorProps:
-    def __init__(self, idname):
-        object.__setattr__(self, "_rna", getattr(bpy.ops.swapline, idname.split(".")[1]).get_rna_type())
-
-    def __setattr__(self, name, value):
-        if name not in self._rna.properties:
-            problems.append(f"operator {self._rna.identifier} has no property {name}")
-
-
-class Layout:
-    def __init__(self, log):
-        object.__setattr__(self, "log", log)
-
-    def __setattr__(self, name, value):  # alert, enabled, use_property_split, ...
-        if name not in ("alert", "enabled", "use_property_split", "use_property_decorate", "active"):
-            problems.append(f"layout attribute {name}")
-
-    def __getattr__(self, name):
-        def method(*args, **kwargs):
-            self.log.append(name)
-            if name == "prop" and args[1] not in args[0].bl_rna.properties:
-                problems.append(f"{args[0]} has no property {args[1]}")
-            if name == "operator":
-                if args[0].split(".")[1] not in dir(bpy.ops.swapline):
-                    problems.append(f"no operator {args[0]}")
-                    return Layout(self.log)
-                return OperatorProps(args[0])
-            if name == "progress" and not 0.0 <= kwargs["factor"] <= 1.0:
-                problems.append(f"progress factor {kwargs['factor']}")
-            if name == "label" and not isinstance(kwargs.get("text", ""), str):
-                problems.append("label text")
-            return Layout(self.log)
-        return method
+recording = _layout.Recording()
 
 
 def draw_all(state):
-    log = []
+    before = len(recording.calls)
     for cls in panels.classes:
-        cls.draw(types.SimpleNamespace(layout=Layout(log)), bpy.context)
-    return {"state": state, "calls": len(log), "progress": log.count("progress")}
+        recording.draw(cls)
+    calls = recording.calls[before:]
+    return {"state": state, "calls": len(calls), "progress": calls.count("progress")}
 
 
 draws = [draw_all("empty")]
@@ -79,4 +45,4 @@ for job in (
 sync.drain(budget=None)
 draws.append(draw_all("jobs"))
 _blender.disable()
-_blender.emit(draws=draws, problems=problems)
+_blender.emit(draws=draws, problems=recording.problems)
