@@ -94,6 +94,12 @@ class FaceRecord:
     id: int | None = None
 
 
+def _files(row: sqlite3.Row) -> list[str]:
+    """The files a face row owns (relative to the workspace): its crop and an imported face's mask."""
+    mask = json.loads(row["extra"] or "{}").get("mask")
+    return [row["image"], mask] if mask else [row["image"]]
+
+
 def _blob(a: np.ndarray, dtype) -> bytes:
     return np.ascontiguousarray(a, dtype=dtype).tobytes()
 
@@ -227,28 +233,31 @@ class FacesetStore:
     def delete(self, name: str, face_ids: list[int]) -> int:
         """Remove faces from the catalog and their crops from disk; they leave training too."""
         fs = self.get(name)
-        images = []
+        if fs["people"] is None:
+            # pin who the person is now, so deleting their faces cannot hand the role to someone else
+            self.choose_people(name, self._chosen_tracks(fs))
+        images, removed = [], 0
         with self._ws.transaction():
             for face_id in face_ids:
-                rows = self._q("SELECT image FROM faces WHERE id=? AND faceset_id=?", (int(face_id), fs["id"]))
+                rows = self._q("SELECT image, extra FROM faces WHERE id=? AND faceset_id=?", (int(face_id), fs["id"]))
                 if rows:
                     self._x("DELETE FROM faces WHERE id=?", (int(face_id),))
-                    images.append(rows[0]["image"])
+                    images.extend(_files(rows[0]))
+                    removed += 1
         self._unlink(images)
-        removed = len(images)
         return removed
 
     def clear(self, faceset_id: int, media_id: int, frame_start: int, frame_end: int) -> None:
         """Forget earlier faces of these frames, so re-extracting a range replaces it."""
         where = "faceset_id=? AND media_id=? AND frame>=? AND frame<?"
         args = (faceset_id, media_id, frame_start, frame_end)
-        images = [r["image"] for r in self._q(f"SELECT image FROM faces WHERE {where}", args)]
+        images = [i for r in self._q(f"SELECT image, extra FROM faces WHERE {where}", args) for i in _files(r)]
         self._x(f"DELETE FROM faces WHERE {where}", args)
         self._unlink(images)
 
     def drop_media(self, media_id: int) -> None:
         """Forget every face of a video whose content changed."""
-        images = [r["image"] for r in self._q("SELECT image FROM faces WHERE media_id=?", (media_id,))]
+        images = [i for r in self._q("SELECT image, extra FROM faces WHERE media_id=?", (media_id,)) for i in _files(r)]
         self._x("DELETE FROM faces WHERE media_id=?", (media_id,))
         self._x("DELETE FROM extractions WHERE media_id=?", (media_id,))
         self._unlink(images)

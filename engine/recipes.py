@@ -93,4 +93,38 @@ def merge(ws: Workspace, params: dict, ctx: JobContext) -> dict:
     return merge_shot(ws, p, out_dir, ctx.report, ctx.should_stop)
 
 
-STAGES = {"extract": extract, "train": train, "merge": merge}
+def import_faceset(ws: Workspace, params: dict, ctx: JobContext) -> dict:
+    """A faceset from a folder: one we exported (faceset.json) or DeepFaceLab's aligned JPGs."""
+    from .faces.interchange import import_dfl_faceset, import_faceset as import_folder
+
+    p = _pick(params, required=("folder", "faceset"), optional={"size": None, "dfl": False})
+    run = import_dfl_faceset if p["dfl"] else import_folder
+    return run(ws, Path(p["folder"]), p["faceset"], p["size"], ctx.report, ctx.should_stop)
+
+
+def export_faceset(ws: Workspace, params: dict, ctx: JobContext) -> dict:
+    """A faceset as a folder of images with a JSON sidecar, or as DeepFaceLab aligned JPGs."""
+    from .faces.interchange import export_faceset as export_folder
+
+    p = _pick(params, required=("faceset", "output"), optional={"dfl": False})
+    return export_folder(ws, p["faceset"], Path(p["output"]), ctx.report, ctx.should_stop, dfl=p["dfl"])
+
+
+def _pick(params: dict, required: tuple[str, ...], optional: dict) -> dict:
+    """A small job's params, strictly: every required key, known optional ones, nothing else."""
+    unknown = set(params) - set(required) - set(optional)
+    if unknown:
+        raise EngineError("bad_request", f"unknown option {sorted(unknown)[0]!r}")
+    missing = [k for k in required if not isinstance(params.get(k), str) or not params[k]]
+    if missing:
+        raise EngineError("bad_request", f"{missing[0]!r} must be a non-empty string")
+    out = {**optional, **params}
+    if out.get("size") is not None and not isinstance(out["size"], int):
+        raise EngineError("bad_request", "'size' must be a whole number of pixels")
+    if not isinstance(out.get("dfl", False), bool):
+        raise EngineError("bad_request", "'dfl' must be true or false")
+    return out
+
+
+STAGES = {"extract": extract, "train": train, "merge": merge,
+          "import_faceset": import_faceset, "export_faceset": export_faceset}

@@ -1,0 +1,53 @@
+"""Recipes as jobs: faceset import and export run through the job runner with strict params."""
+
+import pytest
+
+from engine.jobs import JobRunner
+from engine.recipes import STAGES
+from engine.workspace import Workspace
+
+
+@pytest.fixture()
+def runner(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    r = JobRunner(ws, STAGES)
+    yield ws, r
+    r.shutdown()
+
+
+def _wait(r, kind, params):
+    return r.wait(r.submit(kind, params)["id"])
+
+
+def test_export_then_import_a_faceset_as_jobs(runner, portrait_clips, tmp_path):
+    ws, r = runner
+    job = _wait(r, "extract", {"video": str(portrait_clips["hopper"]), "faceset": "src", "size": 128, "frame_end": 5})
+    assert job["state"] == "done", job["error"]
+    job = _wait(r, "export_faceset", {"faceset": "src", "output": str(tmp_path / "out")})
+    assert job["state"] == "done" and job["result"]["faces"] == 5
+    assert (tmp_path / "out" / "faceset.json").is_file()
+    job = _wait(r, "import_faceset", {"folder": str(tmp_path / "out"), "faceset": "copy"})
+    assert job["state"] == "done" and job["result"]["faces"] == 5
+    assert len(ws.facesets.faces("copy")) == 5
+    dfl = _wait(r, "export_faceset", {"faceset": "src", "output": str(tmp_path / "dfl"), "dfl": True})
+    assert dfl["state"] == "done"
+    back = _wait(r, "import_faceset", {"folder": str(tmp_path / "dfl"), "faceset": "from_dfl", "dfl": True})
+    assert back["state"] == "done" and back["result"]["faces"] == 5
+
+
+@pytest.mark.parametrize("params, words", [
+    ({"faceset": "x"}, "'folder'"),
+    ({"folder": "f", "faceset": "x", "colour": 1}, "unknown option"),
+    ({"folder": "f", "faceset": "x", "size": "big"}, "'size'"),
+    ({"folder": "f", "faceset": "x", "dfl": "yes"}, "'dfl'"),
+])
+def test_import_params_are_strict(runner, params, words):
+    _, r = runner
+    job = _wait(r, "import_faceset", params)
+    assert job["state"] == "failed" and job["error"]["code"] == "bad_request" and words in job["error"]["message"]
+
+
+def test_importing_a_missing_folder_is_not_found(runner, tmp_path):
+    _, r = runner
+    job = _wait(r, "import_faceset", {"folder": str(tmp_path / "nope"), "faceset": "x"})
+    assert job["error"]["code"] == "not_found"
