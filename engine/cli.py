@@ -1,4 +1,5 @@
-"""Service layer: the engine's command line (`python -m engine ...`): serve, extract, train, merge, bench."""
+"""Service layer: the engine's command line (`python -m engine ...`): serve, extract, train, merge, bench,
+faceset."""
 
 from __future__ import annotations
 
@@ -84,6 +85,66 @@ def _serve(args) -> int:
     return 0
 
 
+def _faceset(args) -> int:
+    """One faceset operation, the same function the server runs for the add-on, printed as JSON."""
+    from .service import FACESET_OPS
+    from .workspace import Workspace
+
+    ws = Workspace(args.workspace)
+    try:
+        if args.action == "list":
+            result = FACESET_OPS["faceset.list"](ws, {})
+        elif args.action == "tracks":
+            result = FACESET_OPS["faceset.tracks"](ws, {"faceset": args.name})
+        elif args.action == "faces":
+            result = FACESET_OPS["faceset.faces"](ws, {
+                "faceset": args.name, "sort": args.sort, "limit": args.limit, "offset": args.offset,
+                "everyone": args.everyone, "track": args.track})
+        elif args.action == "delete":
+            result = FACESET_OPS["faceset.delete"](ws, {"faceset": args.name, "faces": args.ids})
+        elif args.action == "best":
+            result = FACESET_OPS["faceset.best"](ws, {"faceset": args.name, "count": args.count})
+            if args.apply:
+                result["deleted"] = ws.facesets.delete(args.name, result["drop"])
+        elif args.action == "choose":
+            result = FACESET_OPS["faceset.choose"](ws, {"faceset": args.name, "tracks": args.tracks or None})
+        else:
+            result = FACESET_OPS["faceset.outliers"](ws, {"faceset": args.name})
+    finally:
+        ws.close()
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def _faceset_parser(sub) -> None:
+    f = sub.add_parser("faceset", help="list, sort and cull the faces of a faceset (JSON out)")
+    f.add_argument("--workspace", required=True)
+    actions = f.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="every faceset with its face, frame and track counts")
+    a = actions.add_parser("tracks", help="the faceset's tracks (one per person per shot)")
+    a.add_argument("name")
+    a = actions.add_parser("faces", help="the chosen person's faces, sorted")
+    a.add_argument("name")
+    a.add_argument("--sort", default="frame",
+                   help="frame, sharpness, yaw, pitch, brightness, histogram or histogram-dissimilar")
+    a.add_argument("--limit", type=int, default=200)
+    a.add_argument("--offset", type=int, default=0)
+    a.add_argument("--everyone", action="store_true", help="every track's faces, not only the chosen person's")
+    a.add_argument("--track", type=int, help="only this track's faces, chosen or not")
+    a = actions.add_parser("delete", help="delete faces (and their crops) by id")
+    a.add_argument("name")
+    a.add_argument("ids", type=int, nargs="+")
+    a = actions.add_parser("best", help="the COUNT best faces, poses spread out; --apply deletes the rest")
+    a.add_argument("name")
+    a.add_argument("count", type=int)
+    a.add_argument("--apply", action="store_true")
+    a = actions.add_parser("choose", help="make these tracks the faceset's person; none: each shot's longest")
+    a.add_argument("name")
+    a.add_argument("tracks", type=int, nargs="*")
+    a = actions.add_parser("outliers", help="faces that are probably bad, with the reason")
+    a.add_argument("name")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine", description="Swapline engine: extract, train, merge faces.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -126,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="run benchmarks and print medians against a reference")
     b.add_argument("name", nargs="?", default="all")
     b.add_argument("--seconds", type=float, default=10.0)
+
+    _faceset_parser(sub)
     return p
 
 
@@ -152,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             from .bench import run_benchmarks
 
             return run_benchmarks(args.name, args.seconds)
+        if args.command == "faceset":
+            return _faceset(args)
     except EngineError as exc:
         print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
         return 2

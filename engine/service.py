@@ -11,6 +11,8 @@ from bridge import BridgeError, BridgeServer, Session
 
 from . import __version__
 from .errors import EngineError
+from .faces import sort as face_sort
+from .facesets import FaceRecord
 from .jobs import JobRunner
 from .recipes import STAGES
 from .workspace import Workspace
@@ -39,6 +41,7 @@ class EngineService:
         }
         self.server = BridgeServer(self.handle, host=host, port=port, token=token, engine_info=self.info)
         self.jobs = JobRunner(self.workspace, STAGES, on_change=self._job_changed)
+        self.histograms = face_sort.HistogramCache()  # paging through a histogram sort reads crops once
 
     def _job_changed(self, job: dict) -> None:
         self.server.broadcast({"event": "job", "job": job})
@@ -67,15 +70,97 @@ class EngineService:
                 return {"jobs": self.jobs.list()}
             if op == "job.cancel":
                 return self.jobs.cancel(_arg(args, "id", str))
-            if op == "faceset.list":
-                return {"facesets": self.workspace.list_facesets()}
+            if op in FACESET_OPS:
+                return FACESET_OPS[op](self.workspace, args, self.histograms)
         except EngineError as exc:
             raise BridgeError(exc.code, exc.message) from None
         raise BridgeError("unknown_op", f"this engine has no operation {op!r}")
 
 
-def _arg(args: dict, name: str, kind: type):
+def _arg(args: dict, name: str, kind: type, default=None, optional: bool = False):
+    """A request argument of this type; with `optional`, a missing or nil one is `default`."""
     value = args.get(name)
-    if not isinstance(value, kind):
+    if value is None and optional:
+        return default
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise EngineError("bad_request", f"argument {name!r} must be a {kind.__name__}")
     return value
+
+
+def _ints(args: dict, name: str, optional: bool = False) -> list[int] | None:
+    value = _arg(args, name, list, optional=optional)
+    if value is not None and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise EngineError("bad_request", f"argument {name!r} must be a list of integers")
+    return value
+
+
+# Faceset operations: quick, synchronous reads and edits of the catalog -------------------------
+
+
+def _face_summary(r: FaceRecord) -> dict:
+    return {"id": r.id, "media_id": r.media_id, "frame": r.frame, "track": r.track, "image": str(r.image),
+            "yaw": r.yaw, "pitch": r.pitch, "roll": r.roll, "sharpness": r.sharpness,
+            "brightness": r.brightness, "score": r.score}
+
+
+def faceset_list(ws: Workspace, args: dict, cache: face_sort.HistogramCache | None = None) -> dict:
+    return {"facesets": ws.facesets.list()}
+
+
+def faceset_faces(ws: Workspace, args: dict, cache: face_sort.HistogramCache | None = None) -> dict:
+    name = _arg(args, "faceset", str)
+    everyone = _arg(args, "everyone", bool, False, optional=True)
+    key = _arg(args, "sort", str, "frame", optional=True)
+    limit = _arg(args, "limit", int, 200, optional=True)
+    offset = _arg(args, "offset", int, 0, optional=True)
+    track = _arg(args, "track", int, optional=True)
+    if limit < 0 or offset < 0:
+        raise EngineError("bad_request", "'limit' and 'offset' must not be negative")
+    if track is not None:  # a track is shown whether or not it is the chosen person, to choose it
+        records = [r for r in ws.facesets.faces(name, everyone=True) if r.track == track]
+    else:
+        records = ws.facesets.faces(name, everyone=everyone)
+    if key in ("sharpness", "brightness"):
+        records = face_sort.with_quality(records)
+    page = face_sort.sort_faces(records, key, cache)[offset:offset + limit]
+    return {"faces": [_face_summary(r) for r in page], "total": len(records)}
+
+
+def faceset_tracks(ws: Workspace, args: dict, cache: face_sort.HistogramCache | None = None) -> dict:
+    return {"tracks": ws.facesets.tracks(_arg(args, "faceset", str))}
+
+
+def faceset_choose(ws: Workspace, args: dict, cache: face_sort.HistogramCache | None = None) -> dict:
+    name = _arg(args, "faceset", str)
+    if "tracks" not in args:
+        raise EngineError("bad_request", "argument 'tracks' must be a list of integers, or nil for the default")
+    ws.facesets.choose_people(name, _ints(args, "tracks", optional=True))
+    return {"tracks": ws.facesets.tracks(name)}
+
+
+def faceset_delete(ws: Workspace, args: dict, cache: face_sort.HistogramCache | None = None) -> dict:
+    name = _arg(args, "faceset", str)
+    return {"deleted": ws.facesets.delete(name, _ints(args, "faces"))}
+
+
+def faceset_best(ws: Workspace, args: dict, cache: face_sort.HistogramCache | None = None) -> dict:
+    name = _arg(args, "faceset", str)
+    count = _arg(args, "count", int)
+    if count < 1:
+        raise EngineError("bad_request", "argument 'count' must be at least 1")
+    records = face_sort.with_quality(ws.facesets.faces(name))
+    keep = face_sort.best_faces(records, count, cache=cache)
+    kept = set(keep)
+    return {"keep": keep, "drop": [r.id for r in records if r.id not in kept]}
+
+
+def faceset_outliers(ws: Workspace, args: dict, cache: face_sort.HistogramCache | None = None) -> dict:
+    records = face_sort.with_quality(ws.facesets.faces(_arg(args, "faceset", str)))
+    return {"faces": [{"id": face_id, "reason": reason} for face_id, reason in face_sort.outliers(records, cache)]}
+
+
+FACESET_OPS = {
+    "faceset.list": faceset_list, "faceset.faces": faceset_faces, "faceset.tracks": faceset_tracks,
+    "faceset.choose": faceset_choose, "faceset.delete": faceset_delete, "faceset.best": faceset_best,
+    "faceset.outliers": faceset_outliers,
+}
