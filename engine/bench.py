@@ -111,6 +111,37 @@ def bench_jitter(seconds: float) -> dict:
             "ratio": statistics.median(r["ratio"] for r in rows)}
 
 
+def bench_recall(seconds: float) -> dict:
+    """Share of frames with a face found, on every clip of ../shared/data/faces/train, and the
+    people found in the two-person clip (tracks, their frames)."""
+    from .faces.track import FaceTracker
+    from .media.decode import iter_frames, probe
+
+    def follow(clip: Path) -> tuple[int, int, dict[int, int]]:
+        info = probe(clip)
+        tracker, found, frames, tracks = FaceTracker(), 0, 0, {}
+        for index, frame in iter_frames(info.path):
+            faces = tracker.step(frame, index / (info.fps or 25.0))
+            frames, found = frames + 1, found + bool(faces)
+            for f in faces:
+                tracks[f.track] = tracks.get(f.track, 0) + 1
+        return frames, found, tracks
+
+    rows = []
+    for clip in sorted((SHARED_FACES / "train").glob("*.mp4")):
+        frames, found, _ = follow(clip)
+        rows.append({"clip": clip.name, "frames": frames, "found": found, "recall": found / frames})
+        print(f"  recall {clip.name}: {found}/{frames} frames ({100 * found / frames:.2f}%)")
+    out = {"clips": rows, "min_recall": min((r["recall"] for r in rows), default=float("nan"))}
+    two = SHARED_FACES / "extra" / "DeepFaceLive__build_samples_Ben_Stiller_Owen_Wilson.mp4"
+    if two.is_file():
+        frames, found, tracks = follow(two)
+        out["two_people"] = {"clip": two.name, "frames": frames, "found": found,
+                             "tracks": dict(sorted(tracks.items(), key=lambda kv: -kv[1]))}
+        print(f"  two-person clip: a face in {found}/{frames} frames, tracks (id: frames) {out['two_people']['tracks']}")
+    return out
+
+
 def bench_merge(seconds: float) -> dict:
     """Merge frames/s (predict, colour-match, warp back, blend, write PNG) against decode frames/s.
 
@@ -154,7 +185,8 @@ def bench_train(seconds: float) -> dict:
 
 
 BENCHMARKS: dict[str, Callable[[float], dict]] = {
-    "extract": bench_extract, "jitter": bench_jitter, "train": bench_train, "merge": bench_merge,
+    "extract": bench_extract, "jitter": bench_jitter, "recall": bench_recall, "train": bench_train,
+    "merge": bench_merge,
 }
 
 

@@ -90,6 +90,12 @@ def _faceset(args) -> int:
     from .service import FACESET_OPS
     from .workspace import Workspace
 
+    if args.action == "import":
+        return run_job(args.workspace, "import_faceset", {
+            "folder": str(Path(args.folder).resolve()), "faceset": args.name, "size": args.size, "dfl": args.dfl})
+    if args.action == "export":
+        return run_job(args.workspace, "export_faceset", {
+            "faceset": args.name, "output": str(Path(args.output).resolve()), "dfl": args.dfl})
     ws = Workspace(args.workspace)
     try:
         if args.action == "list":
@@ -143,6 +149,15 @@ def _faceset_parser(sub) -> None:
     a.add_argument("tracks", type=int, nargs="*")
     a = actions.add_parser("outliers", help="faces that are probably bad, with the reason")
     a.add_argument("name")
+    a = actions.add_parser("import", help="a folder of faces: one exported here (faceset.json) or DeepFaceLab's aligned JPGs")
+    a.add_argument("folder")
+    a.add_argument("name")
+    a.add_argument("--size", type=int, help="crop size when creating the faceset (default: the imported faces')")
+    a.add_argument("--dfl", action="store_true", help="read it as a DeepFaceLab faceset even if it has a faceset.json")
+    a = actions.add_parser("export", help="write a faceset as images with a faceset.json sidecar")
+    a.add_argument("name")
+    a.add_argument("output")
+    a.add_argument("--dfl", action="store_true", help="DeepFaceLab aligned JPGs with their embedded metadata")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--faceset", required=True)
     e.add_argument("--start", type=int, default=0)
     e.add_argument("--end", type=int, default=None, help="exclusive end frame")
-    e.add_argument("--size", type=int, default=256)
+    e.add_argument("--size", type=int, default=512, help="aligned crop side in pixels, 64..1024")
+    e.add_argument("--face-type", default="full", help="half, mid_full, full, whole_face or head")
+    e.add_argument("--no-smooth", action="store_true", help="store landmarks as measured, not steadied over time")
 
     t = sub.add_parser("train", help="train a swap model on two facesets")
     t.add_argument("--workspace", required=True)
@@ -201,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "extract":
             return run_job(args.workspace, "extract", {
                 "video": str(Path(args.video).resolve()), "faceset": args.faceset, "frame_start": args.start,
-                "frame_end": args.end, "size": args.size})
+                "frame_end": args.end, "size": args.size, "face_type": args.face_type, "smooth": not args.no_smooth})
         if args.command == "train":
             return run_job(args.workspace, "train", {
                 "model": args.model, "source": args.source, "destination": args.destination,

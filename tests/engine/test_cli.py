@@ -25,3 +25,18 @@ def test_command_line_errors_are_readable(tmp_path):
     assert run.returncode == 1
     assert "video file not found" in run.stderr and "[not_found]" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_faceset_export_and_import_from_the_command_line(tmp_path, portrait_clips):
+    ws = str(tmp_path / "ws")
+    run = _engine("extract", "--workspace", ws, "--video", str(portrait_clips["hopper"]), "--faceset", "src",
+                  "--end", "4", "--size", "128", "--face-type", "whole_face")
+    assert run.returncode == 0, run.stderr
+    run = _engine("faceset", "--workspace", ws, "export", "src", str(tmp_path / "out"), "--dfl")
+    assert run.returncode == 0, run.stderr
+    assert len(list((tmp_path / "out").glob("*.jpg"))) == 4
+    run = _engine("faceset", "--workspace", ws, "import", str(tmp_path / "out"), "again", "--dfl")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.strip().splitlines()[-1])["faces"] == 4
+    listed = json.loads(_engine("faceset", "--workspace", ws, "list").stdout)
+    assert {f["name"]: f["face_type"] for f in listed["facesets"]} == {"again": "whole_face", "src": "whole_face"}
