@@ -186,19 +186,21 @@ class BlazeFace:
                          for spec, net in self._nets.items()}
         self.timings: dict[str, float] = {}
 
-    def detect(self, frame_bgr: np.ndarray, small_faces: bool = True, rotations: bool = True) -> list[Detection]:
+    def detect(self, frame_bgr: np.ndarray, small_faces: bool = True, rotations: bool = True,
+               close_ups: bool = True) -> list[Detection]:
         """Faces in a BGR frame, largest first.
 
         `small_faces` adds the tile pass, several times the cost of the whole-frame pass: meant
         for keyframes. `rotations` retries the frame turned when no face is found with
         confidence or the best one lies on its side; a turned frame whose best face is more
         convincing replaces the upright frame's faces. The retries skip the tile pass: a turned
-        camera is a close-up far more often than a crowd.
+        camera is a close-up far more often than a crowd. `close_ups=False` skips the short-range
+        model: a tracker looking for newcomers beside faces it already follows can save it.
         """
         self.timings = {}
         rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
         h, w = rgb.shape[:2]
-        found = self._timed("whole", self._whole_frame, rgb)
+        found = self._timed("whole", self._whole_frame, rgb, None, close_ups)
         if small_faces and min(h, w) > 2 * self._nets[FULL].input_size:
             whole, cut = self._timed("tiles", self._tiles, rgb)
             found += whole
@@ -233,12 +235,14 @@ class BlazeFace:
         self.timings[name] = (time.perf_counter() - start) * 1000
         return result
 
-    def _whole_frame(self, rgb: np.ndarray, rotation: int | None = None) -> list[Detection]:
+    def _whole_frame(self, rgb: np.ndarray, rotation: int | None = None, close_ups: bool = True) -> list[Detection]:
         """Both models on the whole frame (turned by `rotation`), letterboxed: short range catches
         the big close-ups that the full-range model sometimes scores low."""
         full = self._nets[FULL].input_size
         boxed, scale, pad = _letterbox(rgb, full, rotation)
         dets = self._run(FULL, boxed, scale, -pad / scale)
+        if not close_ups:
+            return weighted_nms(dets)
         short = self._nets[SHORT].input_size
         small = cv2.resize(boxed, (short, short), interpolation=cv2.INTER_AREA)
         dets += self._run(SHORT, small, scale * short / full, -pad / scale)

@@ -43,7 +43,7 @@ class ExtractParams:
     max_faces: int = 8
     min_size: int = 20  # pixels: smaller faces are ignored
     detect_every: int = 10  # frames between looks for new faces while others are followed
-    small_faces: bool = True  # also search wide shots for small faces (on every 3rd keyframe)
+    small_faces: bool = True  # also search wide shots for small faces (on every 10th keyframe)
     smooth: bool = True  # steady the landmarks over time (One-Euro filter)
 
     def __post_init__(self) -> None:
@@ -110,7 +110,10 @@ def _save_face(frame: np.ndarray, face: TrackedFace, index: int, k: int, media_i
     lm68 = face.points[list(MESH_TO_68), :2]
     yaw, pitch, roll = pose_from_mesh(face.points)
     m = align_transform(lm68, params.size, params.face_type, yaw=yaw)
-    crop = cv2.warpAffine(frame, m, (params.size, params.size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    # bilinear: a 512 px bicubic warp costs 11 ms against 2.5, and crops are mostly scaled by less
+    # than 1.5x; training and merging resample them again anyway
+    crop = cv2.warpAffine(frame, m, (params.size, params.size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
     sharpness, brightness = face_quality(crop)
     image = out_dir / f"m{media_id}_f{index:06d}_{k}.jpg"
     write_image(image, crop, sync_folder=False)  # the batch's commit syncs the folder once
@@ -143,7 +146,7 @@ def extract_faces(ws: Workspace, params: ExtractParams, report, should_stop) -> 
 
     fps = info.fps or 25.0
     tracker = FaceTracker(
-        TrackSettings(detect_every=params.detect_every, small_faces_every=3 * params.detect_every if params.small_faces
+        TrackSettings(detect_every=params.detect_every, small_faces_every=10 * params.detect_every if params.small_faces
                       else 1 << 30, min_size=params.min_size, max_faces=params.max_faces, smooth=params.smooth),
         first_track=store.next_track(faceset_id),
     )
