@@ -142,7 +142,7 @@ class SWAPLINE_OT_extract(bpy.types.Operator):
         for strip, faceset in work:
             start, end = strips.source_range(strip)
             params = {"video": strips.video_path(strip), "faceset": faceset, "frame_start": start,
-                      "frame_end": end, "size": settings.face_size}
+                      "frame_end": end, "size": settings.face_size, "face_type": settings.face_type}
             tag = {"purpose": "extract", "kind": "extract", "label": f"Extract {faceset}"}
             if not request(self, context, "job.start", {"kind": "extract", "params": params}, tag):
                 return {"CANCELLED"}

@@ -102,6 +102,7 @@ class SEQUENCER_PT_swapline_extract(_SwaplinePanel, bpy.types.Panel):
         col = layout.column(align=True)
         col.prop(settings, "source_faceset", text="Source")
         col.prop(settings, "destination_faceset", text="Destination")
+        col.prop(settings, "face_type")
         col.prop(settings, "face_size")
         layout.operator("swapline.extract", icon="USER")
         _draw_jobs(layout, context, "extract", limit=2)

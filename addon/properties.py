@@ -68,7 +68,14 @@ class SwaplineSceneSettings(bpy.types.PropertyGroup):
     source_faceset: StringProperty(name="Source Faceset", default="source")
     destination_faceset: StringProperty(name="Destination Faceset", default="destination")
     face_size: IntProperty(name="Face Size", description="Size of the extracted aligned faces in pixels",
-                           default=256, min=64, max=1024)
+                           default=512, min=64, max=1024)
+    face_type: EnumProperty(
+        name="Face Type", description="How much of the head an aligned face holds (DeepFaceLab's face types)",
+        items=[("half", "Half", "Eyebrows to mouth"), ("mid_full", "Mid-Full", "A little more than half"),
+               ("full", "Full", "The whole face, chin to brows"), ("whole_face", "Whole Face", "Full plus the forehead"),
+               ("head", "Head", "The whole head, hair included")],
+        default="full",
+    )
     model: StringProperty(name="Model", default="model")
     iterations: IntProperty(name="Iterations", default=2000, min=1, soft_max=1_000_000)
     time_budget: FloatProperty(name="Time Budget (min)", description="Stop training after this many minutes; "
