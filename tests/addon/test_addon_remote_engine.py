@@ -22,7 +22,8 @@ def test_remote_engine_round_trip(run_scenario, tiny_clips):
     # Src: frame_start 1, 4 frames trimmed at the front; Dst: 10 trimmed at the end of 40
     assert (by_faceset["source"]["frame_start"], by_faceset["source"]["frame_end"]) == (4, 40)
     assert (by_faceset["destination"]["frame_start"], by_faceset["destination"]["frame_end"]) == (0, 30)
-    assert by_faceset["source"]["size"] == 256 and by_faceset["source"]["video"].endswith("a.mp4")
+    assert by_faceset["source"]["size"] == 512 and by_faceset["source"]["video"].endswith("a.mp4")
+    assert by_faceset["source"]["face_type"] == "full"
     assert out["wait_again"] == []
 
     assert out["train"] == ["FINISHED"]
