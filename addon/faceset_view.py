@@ -189,13 +189,7 @@ def _apply_view(view, op: str, result: dict, tag: dict) -> list[Request]:
         for track in result.get("tracks") or ():
             item = view.tracks.add()
             _write_thumbnail(item, track.get("face_id"), track.get("image"))
-            item.track = int(track.get("track") or 0)
-            item.media_id = int(track.get("media_id") or 0)
-            item.faces = int(track.get("faces") or 0)
-            item.first = int(track.get("first") or 0)
-            item.last = int(track.get("last") or 0)
-            item.sharpness = float(track.get("sharpness") or 0.0)
-            item.chosen = bool(track.get("chosen"))
+            _fill(item, track, _TRACK_FIELDS)
         _unloaded = True
     elif op == "faceset.faces":
         if tag.get("generation") != view.generation:  # an answer to an older page request
@@ -210,14 +204,20 @@ def _apply_view(view, op: str, result: dict, tag: dict) -> list[Request]:
         for face in (result.get("faces") or ())[:PAGE_SIZE]:
             item = view.faces.add()
             _write_thumbnail(item, face.get("id"), face.get("image"))
-            item.media_id = int(face.get("media_id") or 0)
-            item.frame = int(face.get("frame") or 0)
-            item.track = int(face.get("track") or 0)
-            item.yaw = float(face.get("yaw") or 0.0)
-            item.pitch = float(face.get("pitch") or 0.0)
-            item.sharpness = float(face.get("sharpness") or 0.0)
+            _fill(item, face, _FACE_FIELDS)
         _unloaded = True
     return []
+
+
+# the fields of an engine answer each view item copies, with the type its property takes
+_TRACK_FIELDS = {"track": int, "media_id": int, "faces": int, "first": int, "last": int, "sharpness": float,
+                 "chosen": bool}
+_FACE_FIELDS = {"media_id": int, "frame": int, "track": int, "yaw": float, "pitch": float, "sharpness": float}
+
+
+def _fill(item, answer: dict, fields: dict) -> None:
+    for name, kind in fields.items():
+        setattr(item, name, kind(answer.get(name) or 0))
 
 
 def _write_thumbnail(item, face_id, image) -> None:
