@@ -24,6 +24,7 @@ def pose_from_mesh(points: np.ndarray) -> tuple[float, float, float]:
     y = p[_CHIN] - p[_FOREHEAD]
     y -= x * (y @ x)
     y /= np.linalg.norm(y) + 1e-9
+    # the image-right eye receding (x[2] > 0) means the nose has turned towards the image's right
     yaw = np.degrees(np.arcsin(np.clip(x[2], -1, 1)))
     pitch = np.degrees(np.arcsin(np.clip(-y[2], -1, 1)))
     roll = np.degrees(np.arctan2(x[1], x[0]))

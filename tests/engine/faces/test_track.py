@@ -7,6 +7,7 @@ import pytest
 from engine.faces.landmarks import LandmarkModel, region_from_landmarks, region_from_points
 from engine.faces.smooth import LandmarkSmoother, OneEuroFilter, SmoothSettings
 from engine.faces.track import FaceTracker, TrackSettings
+from engine.geometry.align import MESH_TO_68
 from engine.geometry.pose import pose_from_68, pose_from_mesh
 from engine.media.synthetic import camera_frames, portrait
 
@@ -62,7 +63,13 @@ def test_pose_signs(hopper_mesh):
     turned = points.copy()
     turned[263, 2] += 40  # the image-right eye moves away: the face turns towards the image's right
     assert pose_from_mesh(turned)[0] > yaw + 5
-    from engine.geometry.align import MESH_TO_68
+    # the 2D estimate agrees in sign with the 3D one on a face turned by warping: squeeze the image's
+    # left half of the landmarks towards the nose, as a face turned towards the image's left looks
+    lm = points[list(MESH_TO_68), :2].copy()
+    nose_x = lm[30, 0]
+    squeezed = lm.copy()
+    squeezed[:, 0] = np.where(lm[:, 0] < nose_x, nose_x - (nose_x - lm[:, 0]) * 0.6, lm[:, 0])
+    assert pose_from_68(squeezed)[0] < pose_from_68(lm)[0] - 10
     m = cv2.getRotationMatrix2D((0, 0), -20, 1.0)  # 20 degrees clockwise on screen
     rolled = points[list(MESH_TO_68), :2] @ m[:, :2].T
     assert pose_from_68(rolled)[2] == pytest.approx(pose_from_68(points[list(MESH_TO_68), :2])[2] + 20, abs=1)
@@ -99,3 +106,17 @@ def test_face_smoother_removes_jitter_of_the_whole_face_but_keeps_a_moving_mouth
     assert wobble(smooth) < wobble(raw) / 2.5
     # five frames after the lip dropped, most of the drop has come through
     assert smooth[65][14, 1] - smooth[55][14, 1] > 0.7 * 0.08 * size
+
+
+def test_pose_from_mesh_and_from_68_points_agree_on_a_turned_face(shared_clip):
+    from engine.media.decode import iter_frames
+
+    clip = shared_clip("LivePortrait__assets_examples_driving_d9.mp4")  # a head turning to and fro
+    tracker = FaceTracker()
+    both = []
+    for index, frame in iter_frames(clip, 0, 500):
+        (face,) = tracker.step(frame, index / 30)[:1]
+        if index % 25 == 0:
+            both.append((pose_from_mesh(face.points)[0], pose_from_68(face.points[list(MESH_TO_68), :2])[0]))
+    turned = [(a, b) for a, b in both if abs(a) > 5]
+    assert turned and all(np.sign(a) == np.sign(b) for a, b in turned), both
