@@ -115,7 +115,7 @@ def _crowd_sources() -> list[np.ndarray]:
     # Without the shared clips, mirrored and tinted portraits fill the crowd.
     for i in range(10 - len(sources)):
         flipped = cv2.flip(sources[i % 2], 1)
-        sources.append(np.clip(flipped * np.array([1.0, 0.9 + 0.05 * i, 1.1]), 0, 255).astype(np.uint8))
+        sources.append(np.clip(flipped * np.array([1.0, 0.95 + 0.02 * i, 1.05]), 0, 255).astype(np.uint8))
     return sources[:10]
 
 
