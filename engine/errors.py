@@ -14,6 +14,16 @@ class EngineError(Exception):
     def __str__(self) -> str:
         return f"{self.message} [{self.code}]"
 
+    def __reduce__(self):
+        # so an error raised in a worker process arrives whole (the default would call cls(message))
+        return (_rebuild, (type(self), self.code, self.message))
+
+
+def _rebuild(cls, code: str, message: str) -> EngineError:
+    err = Exception.__new__(cls)
+    EngineError.__init__(err, code, message)
+    return err
+
 
 class Cancelled(EngineError):
     """Raised inside a stage when its job was cancelled; the job runner records it as `cancelled`."""

@@ -95,3 +95,15 @@ def test_interrupted_jobs_are_marked_failed_on_restart(tmp_path):
         assert job["state"] == "failed" and job["error"]["code"] == "interrupted"
     finally:
         r.shutdown()
+
+
+def test_engine_errors_survive_pickling():
+    """An error raised in a worker process reaches the job whole."""
+    import pickle
+
+    from engine.errors import Cancelled, EngineError
+
+    err = pickle.loads(pickle.dumps(EngineError("io_error", "disk full")))
+    assert (type(err), err.code, err.message) == (EngineError, "io_error", "disk full")
+    cancelled = pickle.loads(pickle.dumps(Cancelled()))
+    assert isinstance(cancelled, Cancelled) and cancelled.code == "cancelled"
