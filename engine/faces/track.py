@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from .blazeface import BlazeFace, Detection
-from .landmarks import LandmarkModel, Mesh, Region, region_from_landmarks, region_from_points
+from .landmarks import LandmarkModel, Mesh, region_from_landmarks, region_from_points
 from ..geometry.align import ALIGN_POINTS, MESH_TO_68
 from .smooth import FaceSmoothing, LandmarkSmoother
 
@@ -89,7 +89,6 @@ class FaceTracker:
 
     def step(self, frame_bgr: np.ndarray, t: float) -> list[TrackedFace]:
         """The faces of the next frame, largest first; `t` is its time in seconds."""
-        rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
         index = self._frames
         self._frames += 1
         if self._is_cut(frame_bgr):
@@ -97,16 +96,17 @@ class FaceTracker:
             self._tracks = []
         live = [tr for tr in self._tracks if not tr.lost]
         for tr in live:
-            mesh = self.mesh.run(rgb, region_from_landmarks(tr.raw))
-            if mesh.presence < self.s.min_presence or _mesh_box(mesh.points)[2] - _mesh_box(mesh.points)[0] < self.s.min_size:
+            mesh = self.mesh.run(frame_bgr, region_from_landmarks(tr.raw))
+            box = _mesh_box(mesh.points)
+            if mesh.presence < self.s.min_presence or box[2] - box[0] < self.s.min_size:
                 tr.lost = True
                 continue
-            tr.raw, tr.box, tr.score, tr.last_seen = mesh.points, _mesh_box(mesh.points), mesh.presence, index
+            tr.raw, tr.box, tr.score, tr.last_seen = mesh.points, box, mesh.presence, index
         self._drop_duplicates()
         live = [tr for tr in self._tracks if not tr.lost]
         keyframe = index % self.s.detect_every == 0
         if keyframe or not live:
-            self._find_new(frame_bgr, rgb, index, live)
+            self._find_new(frame_bgr, index, live)
         self._tracks = [tr for tr in self._tracks if not tr.lost or index - tr.last_seen <= self.s.revive_frames]
         out = []
         for tr in self._tracks:
@@ -127,7 +127,7 @@ class FaceTracker:
         previous, self._thumb = self._thumb, thumb
         return previous is not None and float(np.abs(thumb - previous).mean()) > self.s.cut_threshold
 
-    def _find_new(self, frame_bgr, rgb, index: int, live: list[_Track]) -> None:
+    def _find_new(self, frame_bgr: np.ndarray, index: int, live: list[_Track]) -> None:
         self.detections += 1
         small = index % self.s.small_faces_every == 0
         # rotated footage: retried only on keyframes with nobody followed, as it costs three more passes
@@ -137,7 +137,7 @@ class FaceTracker:
                 break
             if any(_iou(det.box, tr.box) > 0.2 for tr in self._tracks if not tr.lost):
                 continue
-            mesh = self._mesh_for(rgb, det)
+            mesh = self._mesh_for(frame_bgr, det)
             if mesh is None:
                 continue
             box = _mesh_box(mesh.points)
@@ -145,15 +145,14 @@ class FaceTracker:
                 continue
             self._start(mesh, box, det.score, index)
 
-    def _mesh_for(self, rgb, det: Detection) -> Mesh | None:
+    def _mesh_for(self, frame_bgr: np.ndarray, det: Detection) -> Mesh | None:
         """Landmarks for a fresh detection: once from the detection's region, then refined from themselves."""
         kp = det.keypoints
         corners = np.array([[det.box[0], det.box[1]], [det.box[2], det.box[3]]], np.float64)
-        region = region_from_points(corners, kp[0], kp[1])
-        mesh = self.mesh.run(rgb, Region(region.cx, region.cy, region.side, region.angle))
+        mesh = self.mesh.run(frame_bgr, region_from_points(corners, kp[0], kp[1]))
         if mesh.presence < self.s.min_presence:
             return None
-        mesh = self.mesh.run(rgb, region_from_landmarks(mesh.points))
+        mesh = self.mesh.run(frame_bgr, region_from_landmarks(mesh.points))
         return mesh if mesh.presence >= self.s.min_presence else None
 
     def _start(self, mesh: Mesh, box, score: float, index: int) -> None:
