@@ -104,7 +104,7 @@ def import_faceset(ws: Workspace, params: dict, ctx: JobContext) -> dict:
 
 def export_faceset(ws: Workspace, params: dict, ctx: JobContext) -> dict:
     """A faceset as a folder of images with a JSON sidecar, or as DeepFaceLab aligned JPGs."""
-    from .faces.interchange import export_faceset as export_folder
+    from .faces.export import export_faceset as export_folder
 
     p = _pick(params, required=("faceset", "output"), optional={"dfl": False})
     return export_folder(ws, p["faceset"], Path(p["output"]), ctx.report, ctx.should_stop, dfl=p["dfl"])

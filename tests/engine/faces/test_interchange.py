@@ -9,7 +9,8 @@ import pytest
 
 from engine.errors import EngineError
 from engine.faces.dfl_jpeg import read_dfl_jpeg, write_dfl_jpeg
-from engine.faces.interchange import export_faceset, import_dfl_faceset, import_faceset
+from engine.faces.export import export_faceset
+from engine.faces.interchange import import_dfl_faceset, import_faceset
 from engine.geometry.align import ALIGN_POINTS, face_type, invert, template_points, transform_points
 from engine.geometry.pose import pose_from_68
 from engine.media.synthetic import portrait
