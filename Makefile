@@ -12,12 +12,12 @@ all: test
 
 install: $(STAMP)
 
-$(STAMP): requirements/engine.txt requirements/dev.txt pyproject.toml
+$(STAMP): requirements/engine.txt requirements/identity.txt requirements/dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) torch==2.13.0
 	$(PIP) --no-deps mediapipe==0.10.21
-	$(PIP) -r requirements/engine.txt -r requirements/dev.txt
+	$(PIP) -r requirements/engine.txt -r requirements/identity.txt -r requirements/dev.txt
 	$(PIP) --no-deps --no-build-isolation -e .
 	touch $@
 

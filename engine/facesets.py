@@ -1,9 +1,10 @@
 """Shared piece: the faceset catalog, every stored face with its landmarks, pose, track and quality.
 
 Faces live in the workspace's SQLite catalog, one row per face with its aligned crop on disk.
-A faceset can hold several people: faces carry a track id (one per person per shot) and the
-faceset records which tracks are "the person" it stands for. Without a choice, each shot's longest
-track is the person, which is right for the usual one-person shot.
+A faceset can hold several people: faces carry a track id (one per person per shot), tracks of one
+person are grouped when an identity embedding is available, and the faceset records which tracks
+are "the person" it stands for. Without a choice, that is the person with the most faces (with
+identities) or each shot's longest track (without), which is right for the usual one-person shot.
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ CREATE TABLE IF NOT EXISTS faces (
     UNIQUE (faceset_id, media_id, frame, face_index)
 );
 CREATE INDEX IF NOT EXISTS faces_by_media ON faces (faceset_id, media_id, frame);
+CREATE TABLE IF NOT EXISTS track_identities (
+    faceset_id INTEGER NOT NULL REFERENCES facesets(id) ON DELETE CASCADE,
+    track INTEGER NOT NULL,
+    embedding BLOB NOT NULL,      -- identity descriptor (128,) float32 of the track's best faces
+    person INTEGER NOT NULL,      -- tracks of one person share this (the smallest of their track ids)
+    PRIMARY KEY (faceset_id, track)
+);
 CREATE TABLE IF NOT EXISTS extractions (
     faceset_id INTEGER NOT NULL REFERENCES facesets(id) ON DELETE CASCADE,
     media_id INTEGER NOT NULL REFERENCES media(id),
@@ -92,6 +100,13 @@ class FaceRecord:
     size: int = 0
     extra: dict = field(default_factory=dict)
     id: int | None = None
+
+
+def _tracks_of(key, people: dict[int, int]) -> list[int]:
+    """The tracks of a person key: a person id, or ("alone", track) for a track without identity."""
+    if isinstance(key, tuple):
+        return [key[1]]
+    return [t for t, p in people.items() if p == key]
 
 
 def _files(row: sqlite3.Row) -> list[str]:
@@ -150,6 +165,7 @@ class FacesetStore:
         whether it is (part of) the chosen person."""
         fs = self.get(name)
         chosen = set(self._chosen_tracks(fs))
+        people = self._people(fs["id"])
         rows = self._q(
             "SELECT track, media_id, COUNT(*) AS faces, MIN(frame) AS first, MAX(frame) AS last,"
             " AVG(sharpness) AS sharpness FROM faces WHERE faceset_id=? GROUP BY track ORDER BY track",
@@ -161,8 +177,8 @@ class FacesetStore:
                 "SELECT id, image FROM faces WHERE faceset_id=? AND track=? ORDER BY ABS(yaw) + ABS(pitch), sharpness DESC"
                 " LIMIT 1", (fs["id"], r["track"]),
             )[0]
-            out.append({**dict(r), "chosen": r["track"] in chosen, "face_id": face["id"],
-                        "image": str(self._ws.root / face["image"])})
+            out.append({**dict(r), "chosen": r["track"] in chosen, "person": people.get(r["track"]),
+                        "face_id": face["id"], "image": str(self._ws.root / face["image"])})
         return out
 
     def choose_people(self, name: str, tracks: list[int] | None) -> None:
@@ -179,6 +195,16 @@ class FacesetStore:
     def _chosen_tracks(self, fs: sqlite3.Row) -> list[int]:
         if fs["people"] is not None:
             return json.loads(fs["people"])
+        people = self._people(fs["id"])
+        if people:  # the person seen most, in all their shots
+            counts = self._q("SELECT track, COUNT(*) AS n FROM faces WHERE faceset_id=? GROUP BY track", (fs["id"],))
+            faces: dict[object, int] = {}
+            for r in counts:
+                key = people.get(r["track"], ("alone", r["track"]))
+                faces[key] = faces.get(key, 0) + r["n"]
+            if faces:
+                top = max(faces, key=lambda k: (faces[k], -min(t for t in _tracks_of(k, people))))
+                return sorted(_tracks_of(top, people))
         rows = self._q(
             "SELECT media_id, track, COUNT(*) AS n FROM faces WHERE faceset_id=? GROUP BY media_id, track"
             " ORDER BY media_id, n DESC, track", (fs["id"],),
@@ -187,6 +213,26 @@ class FacesetStore:
         for r in rows:
             longest.setdefault(r["media_id"], r["track"])
         return sorted(longest.values())
+
+    def _people(self, faceset_id: int) -> dict[int, int]:
+        rows = self._q("SELECT track, person FROM track_identities WHERE faceset_id=?", (faceset_id,))
+        return {r["track"]: r["person"] for r in rows}
+
+    def set_identities(self, faceset_id: int, embeddings: dict[int, np.ndarray], grouping) -> None:
+        """Store tracks' identity descriptors and regroup every track of the faceset into people.
+
+        `grouping` maps {track: descriptor} to {track: person}; it is the identity module's, passed
+        in so the catalog does not depend on a face stage.
+        """
+        with self._ws.transaction():
+            for track, emb in embeddings.items():
+                self._x("INSERT OR REPLACE INTO track_identities (faceset_id, track, embedding, person)"
+                        " VALUES (?,?,?,?)", (faceset_id, int(track), _blob(emb, np.float32), int(track)))
+            rows = self._q("SELECT track, embedding FROM track_identities WHERE faceset_id=?", (faceset_id,))
+            people = grouping({r["track"]: np.frombuffer(r["embedding"], np.float32) for r in rows})
+            for track, person in people.items():
+                self._x("UPDATE track_identities SET person=? WHERE faceset_id=? AND track=?",
+                        (int(person), faceset_id, int(track)))
 
     def next_track(self, faceset_id: int) -> int:
         return (self._q("SELECT MAX(track) AS t FROM faces WHERE faceset_id=?", (faceset_id,))[0]["t"] or 0) + 1

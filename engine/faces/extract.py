@@ -26,6 +26,7 @@ from ..geometry.pose import pose_from_mesh
 from ..media.decode import frame_range, iter_frames, probe
 from ..media.encode import write_image
 from ..workspace import Workspace
+from . import identity
 from .quality import face_quality
 from .track import FaceTracker, TrackedFace, TrackSettings
 
@@ -205,9 +206,28 @@ def extract_faces(ws: Workspace, params: ExtractParams, report, should_stop) -> 
             del pending[finished:]
             commit(upto_all=True)
             raise
-    store.record_extraction(faceset_id, media_id, start, end, settings, end)
     counts = _counts(store, faceset_id, media_id, start, end, info.path.name)
+    _recognise(ws, params.faceset, faceset_id, media_id, start, end, report, should_stop)
+    store.record_extraction(faceset_id, media_id, start, end, settings, end)
     return _result(params, end - start, counts, media_id, reused=False)
+
+
+def _recognise(ws: Workspace, faceset: str, faceset_id: int, media_id: int, start: int, end: int,
+               report, should_stop) -> None:
+    """Group this range's tracks into people by identity, when the identity extra is installed."""
+    if not identity.available():
+        return
+    faces = [f for f in ws.facesets.faces(faceset, media_id, everyone=True) if start <= f.frame < end]
+    tracks = sorted({f.track for f in faces})
+    embeddings = {}
+    for i, track in enumerate(tracks):
+        if should_stop():
+            raise Cancelled()
+        report(1.0, f"recognising people: track {i + 1}/{len(tracks)}", {"tracks": len(tracks)})
+        emb = identity.track_embedding([f for f in faces if f.track == track])
+        if emb is not None:
+            embeddings[track] = emb
+    ws.facesets.set_identities(faceset_id, embeddings, identity.group)
 
 
 def _counts(store, faceset_id: int, media_id: int, start: int, end: int, name: str) -> dict:
