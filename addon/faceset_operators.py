@@ -156,7 +156,8 @@ class SWAPLINE_OT_faceset_choose(bpy.types.Operator):
     bl_label = "Choose Person"
 
     track: IntProperty()
-    automatic: BoolProperty(description="Let each shot's longest track be the person")
+    automatic: BoolProperty(description="Let the engine pick: the person seen most, or each shot's longest track")
+    whole_person: BoolProperty(description="Choose every track of this track's person, and only those")
 
     def execute(self, context):
         view = _view(context)
@@ -164,7 +165,10 @@ class SWAPLINE_OT_faceset_choose(bpy.types.Operator):
         if name is None:
             return {"CANCELLED"}
         tracks = None
-        if not self.automatic:
+        if self.whole_person:
+            person = next((t.person for t in view.tracks if t.track == self.track), 0)
+            tracks = sorted(t.track for t in view.tracks if person and t.person == person) or [self.track]
+        elif not self.automatic:
             chosen = {t.track for t in view.tracks if t.chosen} ^ {self.track}
             if not chosen:
                 self.report({"ERROR"}, "Keep at least one track chosen, or press Automatic")

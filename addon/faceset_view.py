@@ -211,7 +211,7 @@ def _apply_view(view, op: str, result: dict, tag: dict) -> list[Request]:
 
 # the fields of an engine answer each view item copies, with the type its property takes
 _TRACK_FIELDS = {"track": int, "media_id": int, "faces": int, "first": int, "last": int, "sharpness": float,
-                 "chosen": bool}
+                 "chosen": bool, "person": int}
 _FACE_FIELDS = {"media_id": int, "frame": int, "track": int, "yaw": float, "pitch": float, "sharpness": float}
 
 

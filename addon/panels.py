@@ -172,11 +172,15 @@ def _draw_people(box, view) -> None:
         row = box.row(align=True)
         _thumbnail(row.column(), track, 1.5)
         col = row.column(align=True)
-        col.label(text=f"Track {track.track}: {_count(track.faces, 'face')}")
+        who = f"Person {track.person} · " if track.person else ""
+        col.label(text=f"{who}Track {track.track}: {_count(track.faces, 'face')}")
         col.label(text=f"Frames {track.first}–{track.last}")
         op = row.operator("swapline.faceset_choose", text="", depress=track.chosen,
                           icon="CHECKBOX_HLT" if track.chosen else "CHECKBOX_DEHLT")
         op.track, op.automatic = track.track, False
+        if track.person:
+            op = row.operator("swapline.faceset_choose", text="", icon="USER")
+            op.track, op.automatic, op.whole_person = track.track, False, True
         showing = view.show == "TRACK" and view.track == track.track
         op = row.operator("swapline.faceset_show", text="", icon="HIDE_OFF", depress=showing)
         op.show, op.track = ("CHOSEN", 0) if showing else ("TRACK", track.track)

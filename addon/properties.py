@@ -134,6 +134,7 @@ class SwaplineTrack(_Thumbnail, bpy.types.PropertyGroup):
     last: IntProperty()
     sharpness: FloatProperty()
     chosen: BoolProperty()
+    person: IntProperty(description="The person this track was recognised as (tracks of one person share it); 0: unknown")
 
 
 class SwaplineFaceId(bpy.types.PropertyGroup):

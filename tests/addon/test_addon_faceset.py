@@ -56,9 +56,11 @@ def test_faceset_view_without_engine(run_scenario, tmp_path):
     assert follow == [["faceset.delete", {"faceset": "source", "faces": [11, 13, 15]}]], "only track 2's faces"
 
     assert out["choose_add"] == ["FINISHED"] and "at least one" in out["choose_none"]
-    assert out["choose_auto"] == ["FINISHED"]
+    assert out["choose_auto"] == ["FINISHED"] and out["choose_person"] == ["FINISHED"]
+    assert out["persons"] == [0, 2]  # track 1 was not recognised; track 2 is person 2
     assert out["choose_sent"] == [["faceset.choose", {"faceset": "source", "tracks": [1, 2]}],
-                                  ["faceset.choose", {"faceset": "source", "tracks": None}]]
+                                  ["faceset.choose", {"faceset": "source", "tracks": None}],
+                                  ["faceset.choose", {"faceset": "source", "tracks": [2]}]]
     assert out["after_choose"] == ["Chosen: track 1, track 2", ["faceset.list", "faceset.tracks", "faceset.faces"]]
 
     assert out["pages"] == [["FINISHED"], 48, ["FINISHED"], 96, ["CANCELLED"], 96]

@@ -94,9 +94,9 @@ answer(list_req, {"facesets": [{"name": "source", "face_type": "full", "size": 4
                                 "tracks": 2}]})
 answer(tracks_req, {"tracks": [
     {"track": 1, "media_id": 1, "faces": 4, "first": 0, "last": 99, "sharpness": 52.0, "chosen": True,
-     "face_id": 10, "image": images[0]},
+     "face_id": 10, "image": images[0], "person": None},
     {"track": 2, "media_id": 1, "faces": 3, "first": 1, "last": 5, "sharpness": 53.0, "chosen": False,
-     "face_id": 11, "image": images[1]}]})
+     "face_id": 11, "image": images[1], "person": 2}]})
 answer(faces_req, {"faces": faces, "total": 7})
 while not link.inbox.empty():  # apply the answers, then load thumbnails with no time to spare
     sync.apply(link.inbox.get())
@@ -166,6 +166,8 @@ sent.clear()
 out["choose_add"] = run(bpy.ops.swapline.faceset_choose, track=2)
 out["choose_none"] = run(bpy.ops.swapline.faceset_choose, track=1)  # the only chosen one: refused
 out["choose_auto"] = run(bpy.ops.swapline.faceset_choose, automatic=True)
+out["choose_person"] = run(bpy.ops.swapline.faceset_choose, track=2, whole_person=True)
+out["persons"] = [t.person for t in view.tracks]
 out["choose_sent"] = [[op, args] for op, args, _ in sent]
 answer(sent[0], {"tracks": []})
 sent.clear()
