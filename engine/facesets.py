@@ -218,6 +218,12 @@ class FacesetStore:
         rows = self._q("SELECT track, person FROM track_identities WHERE faceset_id=?", (faceset_id,))
         return {r["track"]: r["person"] for r in rows}
 
+    def tracks_without_identity(self, faceset_id: int) -> list[int]:
+        rows = self._q("SELECT DISTINCT track FROM faces WHERE faceset_id=? AND track NOT IN"
+                       " (SELECT track FROM track_identities WHERE faceset_id=?) ORDER BY track",
+                       (faceset_id, faceset_id))
+        return [r["track"] for r in rows]
+
     def set_identities(self, faceset_id: int, embeddings: dict[int, np.ndarray], grouping) -> None:
         """Store tracks' identity descriptors and regroup every track of the faceset into people.
 

@@ -38,3 +38,15 @@ def test_one_person_across_cuts_is_one_person_and_the_default_choice(tmp_path):
     # the person seen most (Hopper, 24 faces in two shots) is who the faceset stands for
     assert {f.track for f in ws.facesets.faces("f")} == {first, third}
     assert len(ws.facesets.faces("f")) == 24
+
+
+@pytest.mark.skipif(not identity.available(), reason="the identity extra (dlib-bin) is not installed")
+def test_identities_are_computed_once_there_is_someone_to_tell_apart(tmp_path, portrait_clips):
+    ws = Workspace(tmp_path / "ws")
+    run = lambda clip: extract_faces(ws, ExtractParams(video=str(clip), faceset="f", size=128),  # noqa: E731
+                                     lambda *a: None, lambda: False)
+    run(portrait_clips["hopper"])
+    assert [t["person"] for t in ws.facesets.tracks("f")] == [None]  # one track: nothing to group, no cost
+    run(portrait_clips["astronaut"])
+    people = [t["person"] for t in ws.facesets.tracks("f")]
+    assert None not in people and len(set(people)) == 2
