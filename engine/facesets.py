@@ -144,11 +144,15 @@ class FacesetStore:
             "INSERT INTO facesets (name, face_type, size, created) VALUES (?,?,?,?)", (name, face_type, size, time.time())
         )
 
-    def get(self, name: str) -> sqlite3.Row:
+    def find(self, name: str) -> sqlite3.Row | None:
         rows = self._q("SELECT * FROM facesets WHERE name=?", (name,))
-        if not rows:
+        return rows[0] if rows else None
+
+    def get(self, name: str) -> sqlite3.Row:
+        fs = self.find(name)
+        if fs is None:
             raise EngineError("not_found", f"no faceset named {name!r}; extract faces into it first")
-        return rows[0]
+        return fs
 
     def list(self) -> list[dict]:
         rows = self._q(

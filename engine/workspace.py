@@ -121,6 +121,15 @@ class Workspace:
                     " WHERE id=?", values + (media_id,))
             return media_id
 
+    def register_placeholder_media(self, name: str) -> int:
+        """A media row for imported faces whose video is not here: no file to hash, known by a name."""
+        self._x("INSERT OR IGNORE INTO media (path, width, height, fps, frames) VALUES (?,?,?,?,?)", (name, 0, 0, 0.0, 0))
+        return self._q("SELECT id FROM media WHERE path=?", (name,))[0]["id"]
+
+    def media(self) -> dict[int, dict]:
+        """Every media row by id: path, width, height, fps, frames."""
+        return {r["id"]: dict(r) for r in self._q("SELECT id, path, width, height, fps, frames FROM media")}
+
     def _forget_media(self, media_id: int) -> None:
         self.facesets.drop_media(media_id)
         self._x("UPDATE media SET path=? WHERE id=?", (f"#replaced-{media_id}", media_id))

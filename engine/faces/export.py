@@ -65,7 +65,7 @@ def export_faceset(ws: Workspace, faceset: str, out_dir: Path, report, should_st
     faces = ws.facesets.faces(faceset, everyone=True)
     if not faces:
         raise EngineError("no_faces", f"faceset {faceset!r} is empty; there is nothing to export")
-    media = {r["id"]: dict(r) for r in ws._q("SELECT id, path, width, height, fps, frames FROM media")}
+    media = ws.media()
     entries, skipped = [], []
     for i, face in enumerate(faces):
         if should_stop():

@@ -55,12 +55,6 @@ def _warp(image: np.ndarray, m: np.ndarray, size: int, border: int = cv2.BORDER_
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_CUBIC, borderMode=border)
 
 
-def _placeholder_media(ws: Workspace, path: str) -> int:
-    """A media row for faces whose video is not here: no file to hash, known by a made-up path."""
-    ws._x("INSERT OR IGNORE INTO media (path, width, height, fps, frames) VALUES (?,?,?,?,?)", (path, 0, 0, 0.0, 0))
-    return ws._q("SELECT id FROM media WHERE path=?", (path,))[0]["id"]
-
-
 @dataclass
 class _Incoming:
     """One face on its way in: its crop as found, where that crop came from, what it carries."""
@@ -92,11 +86,11 @@ class _FacesetWriter:
     def __init__(self, ws: Workspace, name: str, size: int | None) -> None:
         if size is not None and not 64 <= size <= 1024:
             raise EngineError("bad_request", f"face size {size} is outside 64..1024")
-        rows = ws._q("SELECT face_type, size FROM facesets WHERE name=?", (name,))
+        existing = ws.facesets.find(name)
         self.ws, self.name, self.dir = ws, name, ws.faceset_dir(name)
-        self.created = not rows  # a faceset made by this import takes the export's choice of people
-        self.face_type = rows[0]["face_type"] if rows else None
-        self.size = size or (rows[0]["size"] if rows else None)
+        self.created = existing is None  # a faceset made by this import takes the export's choice of people
+        self.face_type = existing["face_type"] if existing else None
+        self.size = size or (existing["size"] if existing else None)
         self.id: int | None = None
         self.pending: list[FaceRecord] = []
         self.used: set[tuple[int, int, int]] = set()
@@ -238,7 +232,7 @@ def import_dfl_faceset(ws: Workspace, folder: Path, faceset: str, size: int | No
                  "eyebrows_expand_mod": face.eyebrows_expand_mod,
                  "xseg_mask": "unreadable" if face.xseg_mask and mask is None else face.xseg_mask is not None}
         return _Incoming(str(path), image, to_image, lm_src, DFL_TO_OURS.get(face.face_type, "full"),
-                         _placeholder_media(ws, f"dfl:{folder.resolve()}/{clip}"), frame,
+                         ws.register_placeholder_media(f"dfl:{folder.resolve()}/{clip}"), frame,
                          int(index.group(1)) if index else 0, clip, box=face.source_rect, extra=extra, mask=mask,
                          polys=face.polys)
 
@@ -257,7 +251,7 @@ def _sidecar_media(ws: Workspace, path: str, info: dict) -> int:
     if not path.startswith(("dfl:", "import:")) and Path(path).is_file():
         return ws.register_media(Path(path), int(info.get("width") or 0), int(info.get("height") or 0),
                                  float(info.get("fps") or 0.0), int(info.get("frames") or 0))
-    return _placeholder_media(ws, path if path.startswith(("dfl:", "import:")) else f"import:{path}")
+    return ws.register_placeholder_media(path if path.startswith(("dfl:", "import:")) else f"import:{path}")
 
 
 def import_faceset(ws: Workspace, folder: Path, faceset: str, size: int | None, report, should_stop) -> dict:
