@@ -102,13 +102,6 @@ class FaceRecord:
     id: int | None = None
 
 
-def _tracks_of(key, people: dict[int, int]) -> list[int]:
-    """The tracks of a person key: a person id, or ("alone", track) for a track without identity."""
-    if isinstance(key, tuple):
-        return [key[1]]
-    return [t for t, p in people.items() if p == key]
-
-
 def _files(row: sqlite3.Row) -> list[str]:
     """The files a face row owns (relative to the workspace): its crop and an imported face's mask."""
     mask = json.loads(row["extra"] or "{}").get("mask")
@@ -201,14 +194,15 @@ class FacesetStore:
             return json.loads(fs["people"])
         people = self._people(fs["id"])
         if people:  # the person seen most, in all their shots
-            counts = self._q("SELECT track, COUNT(*) AS n FROM faces WHERE faceset_id=? GROUP BY track", (fs["id"],))
-            faces: dict[object, int] = {}
-            for r in counts:
-                key = people.get(r["track"], ("alone", r["track"]))
-                faces[key] = faces.get(key, 0) + r["n"]
+            # a person's id is the smallest of its tracks, so an unrecognised track can be its own person
+            faces: dict[int, int] = {}
+            tracks: dict[int, list[int]] = {}
+            for r in self._q("SELECT track, COUNT(*) AS n FROM faces WHERE faceset_id=? GROUP BY track", (fs["id"],)):
+                person = people.get(r["track"], r["track"])
+                faces[person] = faces.get(person, 0) + r["n"]
+                tracks.setdefault(person, []).append(r["track"])
             if faces:
-                top = max(faces, key=lambda k: (faces[k], -min(t for t in _tracks_of(k, people))))
-                return sorted(_tracks_of(top, people))
+                return sorted(tracks[max(faces, key=lambda p: (faces[p], -p))])
         rows = self._q(
             "SELECT media_id, track, COUNT(*) AS n FROM faces WHERE faceset_id=? GROUP BY media_id, track"
             " ORDER BY media_id, n DESC, track", (fs["id"],),

@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import EngineError
 from .faces.extract import ExtractParams, extract_faces
-from .geometry.align import align_transform, recrop_transform, transform_points
+from .geometry.align import recrop_transform, transform_points
 from .jobs import JobContext
 from .workspace import Workspace
 
@@ -58,8 +58,8 @@ def load_samples(ws: Workspace, faceset: str, face_type: str | None = None, max_
         img = cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_AREA if size < stored else cv2.INTER_CUBIC,
                              borderMode=cv2.BORDER_REPLICATE)
         images.append(img)
-        narrow = align_transform(r.landmarks68, size, kind, r.yaw)
-        landmarks.append(transform_points(narrow, r.landmarks68).astype(np.float32))
+        # crop -> crop after frame -> crop: the landmarks land where the narrow crop has them
+        landmarks.append(transform_points(m, transform_points(r.transform, r.landmarks68)).astype(np.float32))
     if not images:
         raise EngineError("not_found", f"the face images of faceset {faceset!r} are missing from {ws.root}")
     return FaceSamples(images=np.stack(images), landmarks=np.stack(landmarks))

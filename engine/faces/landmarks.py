@@ -35,11 +35,6 @@ class Region:
         return np.array([[c, -si, size / 2 - c * self.cx + si * self.cy],
                          [si, c, size / 2 - si * self.cx - c * self.cy]], np.float64)
 
-    @property
-    def box(self) -> tuple[float, float, float, float]:
-        half = self.side / ROI_SCALE / 2
-        return (self.cx - half, self.cy - half, self.cx + half, self.cy + half)
-
 
 def region_from_points(points: np.ndarray, right_eye: np.ndarray, left_eye: np.ndarray) -> Region:
     """The region around a set of face points, levelled by the eye line."""

@@ -12,6 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..geometry.align import ALIGN_POINTS, MEAN_FACE_68, MESH_TO_68, invert, umeyama
+
+# FaceMesh vertices of the 68-point layout's stable points (brows, nose, eyes, mouth corners):
+# the face's similarity frame is fitted to these, as an aligned crop is
+_STABLE = [MESH_TO_68[i] for i in ALIGN_POINTS]
+
 
 def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
     tau = 1.0 / (2 * np.pi * cutoff)
@@ -67,19 +73,15 @@ class LandmarkSmoother:
 
     _ANCHORS = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
 
-    def __init__(self, stable: list[int], settings: FaceSmoothing = FaceSmoothing()) -> None:
-        from ..geometry.align import MEAN_FACE_68, ALIGN_POINTS  # the template the frame is fitted to
+    _TEMPLATE = MEAN_FACE_68[list(ALIGN_POINTS)]
 
-        self._stable = stable  # indices of points (in the smoothed array) matching ALIGN_POINTS
-        self._template = MEAN_FACE_68[list(ALIGN_POINTS)]
+    def __init__(self, settings: FaceSmoothing = FaceSmoothing()) -> None:
         self._rigid = OneEuroFilter(settings.rigid)
         self._shape = OneEuroFilter(settings.shape)
 
     def __call__(self, points: np.ndarray, t: float, size: float) -> np.ndarray:
-        from ..geometry.align import invert, umeyama
-
-        pts = np.asarray(points, np.float64)
-        to_face = umeyama(pts[self._stable, :2], self._template)  # frame -> template units
+        pts = np.asarray(points, np.float64)  # (468, 3) FaceMesh points
+        to_face = umeyama(pts[_STABLE, :2], self._TEMPLATE)  # frame -> template units
         scale = np.sqrt(abs(np.linalg.det(to_face[:, :2])))
         shape = pts.copy()
         shape[:, :2] = pts[:, :2] @ to_face[:, :2].T + to_face[:, 2]

@@ -15,11 +15,7 @@ import numpy as np
 
 from .blazeface import BlazeFace, Detection
 from .landmarks import LandmarkModel, Mesh, region_from_landmarks, region_from_points
-from ..geometry.align import ALIGN_POINTS, MESH_TO_68
 from .smooth import FaceSmoothing, LandmarkSmoother
-
-
-_STABLE = [MESH_TO_68[i] for i in ALIGN_POINTS]  # FaceMesh vertices that fix the face's frame
 
 
 @dataclass(frozen=True)
@@ -171,7 +167,7 @@ class FaceTracker:
         if revived is not None:
             revived.lost, revived.raw, revived.box, revived.score, revived.last_seen = False, mesh.points, box, score, index
             return
-        self._tracks.append(_Track(self._next_id, mesh.points, box, score, LandmarkSmoother(_STABLE, self.smoothing), index))
+        self._tracks.append(_Track(self._next_id, mesh.points, box, score, LandmarkSmoother(self.smoothing), index))
         self._next_id += 1
 
     def _drop_duplicates(self) -> None:
@@ -186,9 +182,5 @@ class FaceTracker:
         """Follow a face known from the frame before the first one fed (a resumed or extended range)."""
         points = np.zeros((len(landmarks), 3), np.float32)
         points[:, :2] = landmarks[:, :2]
-        self._tracks.append(_Track(track, points, _mesh_box(points), 1.0, LandmarkSmoother(_STABLE, self.smoothing), -1))
+        self._tracks.append(_Track(track, points, _mesh_box(points), 1.0, LandmarkSmoother(self.smoothing), -1))
         self._next_id = max(self._next_id, track + 1)
-
-    @property
-    def next_track(self) -> int:
-        return self._next_id

@@ -89,8 +89,7 @@ def test_one_euro_smooths_a_still_point_and_keeps_up_with_a_fast_one():
 def test_face_smoother_removes_jitter_of_the_whole_face_but_keeps_a_moving_mouth(hopper_mesh):
     _, points = hopper_mesh
     rng = np.random.default_rng(1)
-    from engine.faces.track import _STABLE
-    smoother = LandmarkSmoother(_STABLE)
+    smoother = LandmarkSmoother()
     size = region_from_landmarks(points).side / 1.5
     raw, smooth, mouth_open = [], [], []
     for i in range(90):
