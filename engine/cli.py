@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from .cli_masks import add_mask_parser, run_mask
 from .errors import EngineError
 
 
@@ -206,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=10.0)
 
     _faceset_parser(sub)
+    add_mask_parser(sub)
     return p
 
 
@@ -234,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_benchmarks(args.name, args.seconds)
         if args.command == "faceset":
             return _faceset(args)
+        if args.command == "mask":
+            return run_mask(args)
     except EngineError as exc:
         print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from .errors import EngineError
 from .faces.extract import ExtractParams, extract_faces
 from .geometry.align import recrop_transform, transform_points
 from .jobs import JobContext
+from .recipes_masks import MASK_STAGES
 from .workspace import Workspace
 
 
@@ -127,4 +128,4 @@ def _pick(params: dict, required: tuple[str, ...], optional: dict) -> dict:
 
 
 STAGES = {"extract": extract, "train": train, "merge": merge,
-          "import_faceset": import_faceset, "export_faceset": export_faceset}
+          "import_faceset": import_faceset, "export_faceset": export_faceset, **MASK_STAGES}

@@ -5,7 +5,7 @@ import ast
 from pathlib import Path
 
 ENGINE = Path(__file__).resolve().parents[2] / "engine"
-STAGES = {"faces", "train", "merge"}
+STAGES = {"faces", "masks", "train", "merge"}
 BRIDGE_USERS = {"service.py", "cli.py"}
 
 
