@@ -15,6 +15,7 @@ from .faces import sort as face_sort
 from .facesets import FaceRecord
 from .jobs import JobRunner
 from .recipes import STAGES
+from .service_masks import MASK_OPS
 from .workspace import Workspace
 
 log = logging.getLogger("swapline.engine")
@@ -72,6 +73,8 @@ class EngineService:
                 return self.jobs.cancel(_arg(args, "id", str))
             if op in FACESET_OPS:
                 return FACESET_OPS[op](self.workspace, args, self.histograms)
+            if op in MASK_OPS:
+                return MASK_OPS[op](self.workspace, args)
         except EngineError as exc:
             raise BridgeError(exc.code, exc.message) from None
         raise BridgeError("unknown_op", f"this engine has no operation {op!r}")
