@@ -21,10 +21,12 @@ from engine.geometry.hull import feather, hull_mask
 
 @dataclass
 class FaceSamples:
-    """One identity's aligned faces: crops (N,S,S,3) uint8 BGR and their landmarks (N,68,2) in crop pixels."""
+    """One identity's aligned faces: crops (N,S,S,3) uint8 BGR, their landmarks (N,68,2) in crop
+    pixels and, when the faceset has drawn or learned masks, every face's mask (N,S,S) uint8 0..255."""
 
     images: np.ndarray
     landmarks: np.ndarray
+    masks: np.ndarray | None = None  # None: the landmark hull stands for the face
 
     def __post_init__(self) -> None:
         im, lm = self.images, self.landmarks
@@ -32,6 +34,8 @@ class FaceSamples:
             raise ValueError(f"images must be (N,S,S,3) uint8, got {im.shape} {im.dtype}")
         if lm.shape != (im.shape[0], 68, 2):
             raise ValueError(f"landmarks must be ({im.shape[0]},68,2), got {lm.shape}")
+        if self.masks is not None and (self.masks.shape != im.shape[:3] or self.masks.dtype != np.uint8):
+            raise ValueError(f"masks must be {im.shape[:3]} uint8, got {self.masks.shape} {self.masks.dtype}")
         self.landmarks = np.asarray(lm, np.float32)
 
     def __len__(self) -> int:
@@ -71,6 +75,8 @@ class BatchSampler:
         self.images = np.stack([cv2.resize(im, (r, r), interpolation=interp) for im in samples.images])
         # resize maps pixel centres, not pixel corners: x -> (x + 0.5) * r / S - 0.5
         self.landmarks = (samples.landmarks.astype(np.float64) + 0.5) * (r / samples.size) - 0.5
+        self.masks = None if samples.masks is None else np.stack(
+            [cv2.resize(m, (r, r), interpolation=interp) for m in samples.masks])
         self.mask_blur = max(1, r // 32)
         self._order = np.empty(0, np.int64)
         ys, xs = np.mgrid[0:r, 0:r].astype(np.float32)
@@ -114,7 +120,12 @@ class BatchSampler:
             m = self._affine()
             image = self.images[i]
             targets[j] = cv2.warpAffine(image, m, (r, r), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            masks[j] = feather(hull_mask(transform_points(m, self.landmarks[i]), (r, r)), 0, self.mask_blur)
+            if self.masks is None:
+                face = hull_mask(transform_points(m, self.landmarks[i]), (r, r))
+            else:  # a drawn or learned mask: hair, hands and glasses over the face stay out of it
+                face = cv2.warpAffine(self.masks[i], m, (r, r), flags=cv2.INTER_LINEAR,
+                                      borderMode=cv2.BORDER_CONSTANT).astype(np.float32) * np.float32(1 / 255)
+            masks[j] = feather(face, 0, self.mask_blur)
             if self.aug.random_warp:
                 # one remap from the original: output pixel p reads the source at M^-1(p + offset(p))
                 inv = cv2.invertAffineTransform(m)

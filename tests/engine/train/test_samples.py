@@ -97,3 +97,20 @@ def test_a_flip_mirrors_the_face_and_its_landmarks():
     mirrored = (faces.landmarks[0] + 0.5) * 32 / 64 - 0.5
     mirrored[:, 0] = 31 - mirrored[:, 0]
     assert np.allclose(m[0, 0].numpy(), feather(hull_mask(mirrored, (32, 32)), 0, 1), atol=1e-6)
+
+
+def test_a_stored_mask_replaces_the_hull_and_moves_with_the_face():
+    faces = synthetic_faces(2)
+    masks = np.zeros((2, 64, 64), np.uint8)
+    masks[:, :, :32] = 255  # only the image's left half is face: a hand covers the right half
+    masked = FaceSamples(faces.images, faces.landmarks, masks)
+    still = Augmentation(rotation_deg=0, scale=0, shift=0, flip=False, random_warp=False)
+    _, _, mask = BatchSampler(masked, 64, still, seed=0).sample(2)
+    assert float(mask[:, 0, :, :24].min()) > 0.95 and float(mask[:, 0, :, 40:].max()) < 0.05
+    # mirrored with the face: the kept half moves to the other side, as the hand would
+    flipped = Augmentation(rotation_deg=0, scale=0, shift=0, flip=True, random_warp=False)
+    _, _, mask = BatchSampler(masked, 64, flipped, seed=3).sample(16)
+    right = mask[:, 0, :, 40:].mean(dim=(1, 2))
+    assert (right > 0.95).any() and (right < 0.05).any()
+    with pytest.raises(ValueError):
+        FaceSamples(faces.images, faces.landmarks, masks[:, :32])
