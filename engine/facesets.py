@@ -102,10 +102,15 @@ class FaceRecord:
     id: int | None = None
 
 
+# What _files needs of a face row: its crop, its metadata and its learned mask (facemasks.py's table)
+_FILE_COLUMNS = "image, extra, (SELECT path FROM learned_masks WHERE face_id=faces.id) AS learned"
+
+
 def _files(row: sqlite3.Row) -> list[str]:
-    """The files a face row owns (relative to the workspace): its crop and an imported face's mask."""
+    """The files a face row owns (relative to the workspace): its crop, an imported face's mask and
+    a learned mask."""
     mask = json.loads(row["extra"] or "{}").get("mask")
-    return [row["image"], mask] if mask else [row["image"]]
+    return [f for f in (row["image"], mask, row["learned"]) if f]
 
 
 def _blob(a: np.ndarray, dtype) -> bytes:
@@ -289,7 +294,7 @@ class FacesetStore:
         images, removed = [], 0
         with self._ws.transaction():
             for face_id in face_ids:
-                rows = self._q("SELECT image, extra FROM faces WHERE id=? AND faceset_id=?", (int(face_id), fs["id"]))
+                rows = self._q(f"SELECT {_FILE_COLUMNS} FROM faces WHERE id=? AND faceset_id=?", (int(face_id), fs["id"]))
                 if rows:
                     self._x("DELETE FROM faces WHERE id=?", (int(face_id),))
                     images.extend(_files(rows[0]))
@@ -301,13 +306,13 @@ class FacesetStore:
         """Forget earlier faces of these frames, so re-extracting a range replaces it."""
         where = "faceset_id=? AND media_id=? AND frame>=? AND frame<?"
         args = (faceset_id, media_id, frame_start, frame_end)
-        images = [i for r in self._q(f"SELECT image, extra FROM faces WHERE {where}", args) for i in _files(r)]
+        images = [i for r in self._q(f"SELECT {_FILE_COLUMNS} FROM faces WHERE {where}", args) for i in _files(r)]
         self._x(f"DELETE FROM faces WHERE {where}", args)
         self._unlink(images)
 
     def drop_media(self, media_id: int) -> None:
         """Forget every face of a video whose content changed."""
-        images = [i for r in self._q("SELECT image, extra FROM faces WHERE media_id=?", (media_id,)) for i in _files(r)]
+        images = [i for r in self._q(f"SELECT {_FILE_COLUMNS} FROM faces WHERE media_id=?", (media_id,)) for i in _files(r)]
         self._x("DELETE FROM faces WHERE media_id=?", (media_id,))
         self._x("DELETE FROM extractions WHERE media_id=?", (media_id,))
         self._unlink(images)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from .errors import EngineError
+from .facemasks import MASK_SCHEMA, MaskStore
 from .facesets import FACESET_SCHEMA, FacesetStore, migrate_facesets
 from .files import content_hash
 
@@ -51,9 +52,10 @@ class Workspace:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA + FACESET_SCHEMA)
+        self._db.executescript(SCHEMA + FACESET_SCHEMA + MASK_SCHEMA)
         self._migrate()
         self.facesets = FacesetStore(self)
+        self.masks = MaskStore(self)
 
     def _migrate(self) -> None:
         """Bring a catalog written by an older engine up to this one's columns."""
