@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import bpy
 
-from . import faceset_view, mirror, strips, sync
+from . import faceset_view, mask_view, mirror, strips, sync
 from .properties import SORT_ITEMS
 
 _STATE_ICONS = {"DISCONNECTED": "UNLINKED", "CONNECTING": "SORTTIME", "CONNECTED": "LINKED", "FAILED": "ERROR"}
+_JOB_TITLES = {"mask_train": "Train masks", "mask_apply": "Apply masks", "mask_matte": "Face matte"}
 _JOB_ICONS = {"queued": "SORTTIME", "running": "PLAY", "done": "CHECKMARK", "failed": "ERROR",
               "cancelled": "CANCEL"}
 
@@ -23,7 +24,7 @@ def _draw_jobs(layout, context, kind: str, limit: int) -> None:
     for job in jobs[:limit]:
         box = layout.box()
         row = box.row(align=True)
-        row.label(text=job.label or job.kind, icon=_JOB_ICONS.get(job.state, "QUESTION"))
+        row.label(text=_JOB_TITLES.get(job.kind) or job.label or job.kind, icon=_JOB_ICONS.get(job.state, "QUESTION"))
         row.label(text=job.state.capitalize())
         if job.state in mirror.ACTIVE:
             op = row.operator("swapline.cancel_job", text="", icon="X")
@@ -130,7 +131,7 @@ class SEQUENCER_PT_swapline_faceset(_SwaplinePanel, bpy.types.Panel):
         if view.message:
             layout.label(text=view.message)
         _draw_people(layout.box(), view)
-        _draw_faces(layout.box(), view)
+        _draw_faces(layout.box(), view, st.masks)
 
 
 def _faceset_hint(st, view, name: str) -> str:
@@ -188,23 +189,28 @@ def _draw_people(box, view) -> None:
         box.operator("swapline.faceset_keep_chosen", icon="TRASH")
 
 
-def _draw_faces(box, view) -> None:
+def _draw_faces(box, view, masks) -> None:
     row = box.row(align=True)
     for show, text in (("CHOSEN", "Person"), ("EVERYONE", "Everyone")):
         row.operator("swapline.faceset_show", text=text, depress=view.show == show).show = show
     sort = next(text for key, text, _ in SORT_ITEMS if key == view.sort)
     row.operator_menu_enum("swapline.faceset_sort", "sort", text=sort, icon="SORTSIZE")
-    box.prop(view, "thumbnail_scale")
+    row = box.row(align=True)
+    row.prop(view, "thumbnail_scale")
+    row.operator("swapline.mask_previews", text="Show Masks", icon="MOD_MASK", depress=masks.show_previews)
     if not view.faces:
         box.label(text="No faces to show")
         return
     selected = faceset_view.selected_ids(view)
+    labelled = mask_view.labelled_ids(masks) if masks.faceset == view.faceset else set()
     grid = box.grid_flow(row_major=True, columns=0, even_columns=True, even_rows=True, align=True)
     for face in view.faces:
         cell = grid.column(align=True)
-        _thumbnail(cell, face, view.thumbnail_scale)
+        overlay = mask_view.preview_of(masks, face.face_id) if masks.show_previews else None
+        _thumbnail(cell, overlay or face, view.thumbnail_scale)
+        # a drawn label shows as a pen on the face's button
         op = cell.operator("swapline.faceset_select", text=f"{face.frame} · t{face.track}",
-                           depress=face.face_id in selected)
+                           depress=face.face_id in selected, icon="GREASEPENCIL" if face.face_id in labelled else "NONE")
         op.face_id, op.action = face.face_id, "TOGGLE"
     row = box.row(align=True)
     row.operator("swapline.faceset_page", text="", icon="TRIA_LEFT").step = -1

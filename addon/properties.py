@@ -46,6 +46,12 @@ SHOW_ITEMS = [
 
 # NONE: never asked; LOADING: asked, no answer yet; MISSING: the engine has no such faceset
 VIEW_STATE_ITEMS = [(name, name.capitalize(), "") for name in ("NONE", "LOADING", "MISSING", "READY")]
+MASK_SPACE_ITEMS = [
+    ("FACE", "Face", "Draw on the aligned face crop"),
+    ("FRAME", "Frame", "Draw on the whole frame; the polygons are mapped onto the aligned face"),
+]
+# NONE: nothing open; LOADING: asked for the face; OPEN: in the Image Editor
+MASK_EDIT_ITEMS = [(name, name.capitalize(), "") for name in ("NONE", "LOADING", "OPEN")]
 THUMBNAIL_ITEMS = [
     ("PENDING", "Pending", "Not loaded yet"),
     ("LOADED", "Loaded", "In the preview collection"),
@@ -58,6 +64,43 @@ class SwaplineMergeRequest(bpy.types.PropertyGroup):
 
     job_id: StringProperty()
     destination: StringProperty(description="Name of the destination strip")
+
+
+class SwaplineMatteRequest(bpy.types.PropertyGroup):
+    """A matte this scene asked for: its image strip goes above `strip` when the job is done."""
+
+    job_id: StringProperty()
+    strip: StringProperty(description="Name of the strip the matte is for")
+    grade: BoolProperty(description="Add a face grade (Color Balance masked by the matte) once placed")
+
+
+def _percent(name: str, description: str, low: float = -50.0):
+    return FloatProperty(name=name, description=description, default=0.0, min=low, max=50.0,
+                         soft_min=max(low, -25.0), soft_max=25.0, subtype="PERCENTAGE")
+
+
+class SwaplineMaskSettings(bpy.types.PropertyGroup):
+    """Mask learning and matte shaping for this .blend (the user's intent, saved with the file)."""
+
+    space: EnumProperty(name="Draw On", items=MASK_SPACE_ITEMS, default="FACE")
+    model: StringProperty(name="Mask Model", default="xseg")
+    resolution: EnumProperty(name="Resolution", items=[
+        ("128", "128 px", "Trains in minutes on a CPU"), ("256", "256 px", "DeepFaceLab's XSeg size: use a GPU")],
+        default="128")
+    iterations: IntProperty(name="Iterations", default=3000, min=1, soft_max=100_000)
+    minutes: FloatProperty(name="Time Budget (min)", description="Stop training after this many minutes; 0: no limit",
+                           default=10.0, min=0.0, soft_max=240.0)
+    erode: _percent("Erode", "Move the matte edge inward (negative: outward), in % of the face size")
+    blur: _percent("Blur", "Soften the matte edge, in % of the face size", low=0.0)
+    top: _percent("Top", "Erode (negative: grow) the top side only, in % of the face size")
+    bottom: _percent("Bottom", "Erode (negative: grow) the bottom side only")
+    left: _percent("Left", "Erode (negative: grow) the left side only")
+    right: _percent("Right", "Erode (negative: grow) the right side only")
+    temporal: FloatProperty(name="Temporal Smoothing", description="Smooth the matte over this many frames "
+                            "(Gaussian sigma) so its edge does not shimmer; 0: off", default=1.0, min=0.0, soft_max=5.0)
+    source: EnumProperty(name="Mask Source", items=[
+        ("auto", "Best Available", "Drawn labels, then learned masks, then the landmark hull"),
+        ("hull", "Landmark Hull", "The face outline from landmarks only")], default="auto")
 
 
 class SwaplineSceneSettings(bpy.types.PropertyGroup):
@@ -84,6 +127,8 @@ class SwaplineSceneSettings(bpy.types.PropertyGroup):
                             default=64, min=32, max=512, step=16)
     batch_size: IntProperty(name="Batch Size", default=8, min=1, max=256)
     merges: CollectionProperty(type=SwaplineMergeRequest)
+    mattes: CollectionProperty(type=SwaplineMatteRequest)
+    masks: PointerProperty(type=SwaplineMaskSettings)
 
 
 class SwaplineJob(bpy.types.PropertyGroup):
@@ -167,6 +212,35 @@ class SwaplineFacesetView(bpy.types.PropertyGroup):
     tracks: CollectionProperty(type=SwaplineTrack)
 
 
+class SwaplineMaskPreview(_Thumbnail, bpy.types.PropertyGroup):
+    """A face of the page on show with its mask overlaid (engine's mask.preview)."""
+
+    source: StringProperty(description="Where the mask came from: label, learned, imported or hull")
+
+
+class SwaplineMaskState(bpy.types.PropertyGroup):
+    """Live mask status: labels of the faceset on show, the face open in the Image Editor, previews.
+    Written by the drain from the engine's answers, except show_previews (the user's toggle)."""
+
+    faceset: StringProperty(description="The faceset the label counts are for")
+    labelled: CollectionProperty(type=SwaplineFaceId)
+    labelled_count: IntProperty()
+    face_count: IntProperty()
+    counted: BoolProperty(description="The label counts were answered")
+    edit: EnumProperty(items=MASK_EDIT_ITEMS, default="NONE")
+    face_id: IntProperty(default=-1, description="The face open in the Image Editor")
+    open_faceset: StringProperty()
+    space: EnumProperty(items=MASK_SPACE_ITEMS, default="FACE", description="What the open face is drawn on")
+    image: StringProperty(subtype="FILE_PATH", description="The open image on the engine's machine")
+    crop: StringProperty(subtype="FILE_PATH")
+    width: IntProperty()
+    height: IntProperty()
+    size: IntProperty(description="Side of the face's aligned crop")
+    message: StringProperty()
+    show_previews: BoolProperty(name="Show Masks", description="Show each face with its mask overlaid")
+    previews: CollectionProperty(type=SwaplineMaskPreview)
+
+
 class SwaplineStatus(bpy.types.PropertyGroup):
     connection: EnumProperty(items=CONNECTION_ITEMS, default="DISCONNECTED")
     connection_message: StringProperty()
@@ -177,6 +251,7 @@ class SwaplineStatus(bpy.types.PropertyGroup):
     jobs: CollectionProperty(type=SwaplineJob)
     last_error: StringProperty()
     faceset: PointerProperty(type=SwaplineFacesetView)
+    masks: PointerProperty(type=SwaplineMaskState)
 
 
 STRIP_PROPS = {
@@ -184,10 +259,12 @@ STRIP_PROPS = {
     "swapline_result_for": StringProperty(name="Swap Of",
                                           description="The destination strip this merge result belongs to"),
     "swapline_job": StringProperty(name="Merge Job", description="The engine job that rendered this strip"),
+    "swapline_matte_for": StringProperty(name="Matte Of", description="The strip whose face this matte holds"),
 }
 
-classes = (SwaplineMergeRequest, SwaplineSceneSettings, SwaplineJob, SwaplineFace, SwaplineTrack, SwaplineFaceId,
-           SwaplineFacesetView, SwaplineStatus)
+classes = (SwaplineMergeRequest, SwaplineMatteRequest, SwaplineMaskSettings, SwaplineSceneSettings, SwaplineJob,
+           SwaplineFace, SwaplineTrack, SwaplineFaceId, SwaplineFacesetView, SwaplineMaskPreview, SwaplineMaskState,
+           SwaplineStatus)
 
 
 def register() -> None:

@@ -12,7 +12,7 @@ import time
 
 import bpy
 
-from . import faceset_view, mirror, strips, thumbnails
+from . import faceset_view, mask_view, matte, mirror, strips, thumbnails
 from .engine_link import (CONNECTED, CONNECTING, Connection, EngineLink, JobList, JobUpdate, LinkError, Reply,
                           RequestFailed)
 
@@ -71,6 +71,7 @@ def drain(budget: float | None = BUDGET) -> int:
             _report("ERROR", f"Swapline could not apply an engine message: {exc}")
         count += 1
     count += faceset_view.load_thumbnails(status().faceset, deadline)
+    count += mask_view.load_previews(status().masks, deadline)
     if count:
         _tag_redraw()
     return count
@@ -106,6 +107,8 @@ def apply(message) -> None:
     elif isinstance(message, RequestFailed):
         if faceset_view.apply_failure(status().faceset, message.op, message.code, message.message, message.tag):
             return
+        if mask_view.apply_failure(status(), message.op, message.code, message.message, message.tag):
+            return
         label = (message.tag or {}).get("label") or message.op
         _failures.append({"op": message.op, "code": message.code, "message": message.message,
                           "kind": (message.tag or {}).get("kind"), "label": label})
@@ -114,6 +117,9 @@ def apply(message) -> None:
         mirror.write_engine_info(status(), message.result)
     elif isinstance(message, Reply) and faceset_view.owns(message.tag):
         send(faceset_view.apply_reply(status().faceset, message.op, message.result, message.tag))
+        send(mask_view.follow_faceset(status(), message.op, message.tag))
+    elif isinstance(message, Reply) and mask_view.owns(message.tag):
+        send(mask_view.apply_reply(status(), message.op, message.result, message.tag))
 
 
 def _apply_connection(message: Connection) -> None:
@@ -151,6 +157,10 @@ def _apply_job(job: dict, tag: dict | None) -> None:
         error = current.get("error") or {}
         _set_error(f"{mirror.job_label(current)} failed: {error.get('message') or error.get('code') or 'unknown error'}")
     _settle_merge(current)
+    for problem in matte.settle(current):
+        _set_error(problem)
+    if finished:
+        send(mask_view.follow_job(status(), current))
     if finished and current.get("kind") == "extract":
         _refresh_faceset(str((current.get("params") or {}).get("faceset") or ""))
 
@@ -170,6 +180,7 @@ def _adopt(job_id: str, tag: dict) -> None:
     if job_id not in _ours:
         _ours.append(job_id)
         mirror.mark_ours(status(), job_id)
+    matte.adopt(job_id, tag)
     if tag.get("purpose") == "merge" and tag.get("scene") in bpy.data.scenes:
         request = bpy.data.scenes[tag["scene"]].swapline.merges.add()
         request.job_id = job_id

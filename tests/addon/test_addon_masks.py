@@ -46,3 +46,56 @@ def test_blender_draws_the_mask_where_the_polygon_is(run_scenario, tmp_path):
     assert iou > 0.93, iou
     flipped = expected[::-1]
     assert (drawn & flipped).sum() / (drawn | flipped).sum() < 0.8, "y is not flipped"
+
+
+def _mattes(folder: Path) -> Path:
+    """Frame f's matte is a 16 px wide white band at x = (f % 4) * 16, so frames can be told apart."""
+    folder.mkdir()
+    for f in range(40):
+        image = np.zeros((48, 64), np.uint8)
+        image[:, (f % 4) * 16:(f % 4) * 16 + 16] = 255
+        cv2.imwrite(str(folder / f"matte_{f:06d}.png"), image)
+    return folder
+
+
+def test_face_matte_strip_and_masked_grade(run_scenario, tiny_clips, tmp_path):
+    out = run_scenario("masks_matte", tiny_clips["a"], _mattes(tmp_path / "mattes"), tmp_path, timeout=180)
+    assert "No active strip" in out["no_active"]
+    assert out["add"] == ["FINISHED"]
+    op, args, tag = out["sent"]
+    assert op == "job.start" and args["kind"] == "mask_matte"
+    params = args["params"]
+    assert params["faceset"] == "destination" and params["video"] == str(tiny_clips["a"])
+    assert (params["frame_start"], params["frame_end"]) == (5, 33), "the frames the trimmed shot shows"
+    assert params["shape"] == {"erode": 0.02, "blur": 0.04, "top": -0.1, "bottom": 0.0, "left": 0.05, "right": 0.0}
+    assert params["temporal"] == 1.5 and params["source"] == "auto"
+    assert out["pending"] == [["j1", "Shot", False]] and out["pending_after"] == 0
+
+    m = out["matte"]
+    assert m["name"] == "Shot face matte" and m["type"] == "IMAGE" and m["job"] == "j1"
+    assert m["mute"] and m["colorspace"] == "Non-Color"
+    assert m["channel"] == 4, "channel 3 is taken inside the shot's range"
+    assert (m["start"], m["end"]) == (15, 43)
+    assert m["files"] == {"15": "matte_000005.png", "16": "matte_000006.png", "30": "matte_000020.png",
+                          "42": "matte_000032.png"}, "timeline frame F shows the matte of source frame F - 10"
+
+    assert out["grade"] == ["FINISHED"] and out["modifier"] == ["COLOR_BALANCE", "STRIP", "Shot face matte"]
+    assert out["grade_again"] == ["FINISHED"] and out["modifiers"] == ["Face Grade"]
+
+    # Pixels: against the same frame with the grade muted, only the band of source frame F - 10 changes
+    for frame, paths in out["renders"].items():
+        source = int(frame) - 10
+        plain, graded = (cv2.imread(paths[k], cv2.IMREAD_GRAYSCALE).astype(float) for k in ("plain", "graded"))
+        band = np.zeros(plain.shape, bool)
+        band[:, (source % 4) * 16:(source % 4) * 16 + 16] = True
+        inner = band & np.roll(band, 2, axis=1) & np.roll(band, -2, axis=1)  # away from the band's edges
+        outside = ~(band | np.roll(band, 2, axis=1) | np.roll(band, -2, axis=1))
+        change = graded - plain
+        assert change[inner].min() > 20, (frame, change[inner].min())
+        assert np.abs(change[outside]).max() <= 1, (frame, np.abs(change[outside]).max())
+        assert plain.std() < 2, "the muted matte does not show in the picture"
+
+    assert out["remade"] == [1, "j2", True], "a new matte replaces the old one and the grade follows it"
+    assert out["grade_first"] == ["FINISHED"] and out["grade_first_sent"] == ["source", True, "Other"]
+    assert out["graded_on_arrival"]
+    assert "does not cover" in out["bad_result"]
