@@ -37,52 +37,52 @@ class SEQUENCER_PT_swapline_masks(_SwaplinePanel, bpy.types.Panel):
                 layout.label(text="No labels: the landmark hull mask is used everywhere")
         else:
             layout.label(text="Press Refresh to count the labelled faces")
-        self._draw_editing(layout.box(), state, settings)
+        _draw_editing(layout.box(), state, settings)
         if state.message:
             layout.label(text=state.message)
-        self._draw_learning(layout.box(), context, settings)
+        _draw_learning(layout.box(), context, settings)
 
-    @staticmethod
-    def _draw_editing(box, state, settings):
-        row = box.row(align=True)
-        row.label(text="Draw On")
-        for key, text in (("FACE", "Face"), ("FRAME", "Frame")):
-            row.operator("swapline.mask_space", text=text, depress=settings.space == key).space = key
-        box.operator("swapline.mask_edit", icon="MOD_MASK")
-        if state.edit == "NONE":
-            box.label(text="Selected face, or the first unlabelled one")
-            return
-        if state.edit == "LOADING":
-            box.label(text=f"Opening face {state.face_id}…", icon="SORTTIME")
-            return
-        box.label(text=f"Face {state.face_id} on the {state.space.lower()} · Image Editor, Mask mode",
-                  icon="IMAGE_DATA")
-        row = box.row(align=True)
-        row.operator("swapline.mask_step", text="Previous", icon="TRIA_LEFT").step = -1
-        row.operator("swapline.mask_save", text="Save", icon="FILE_TICK")
-        row.operator("swapline.mask_step", text="Next", icon="TRIA_RIGHT").step = 1
-        box.operator("swapline.mask_clear", icon="TRASH")
-        box.label(text="Draw in the 'Include' layer; cut out in 'Exclude'")
 
-    @staticmethod
-    def _draw_learning(box, context, settings):
-        box.label(text="Learned Masks", icon="MODIFIER")
-        names = mask_operators.target_facesets(context)
-        box.label(text="Facesets: " + (", ".join(names) if names else "—"))
-        col = box.column(align=True)
-        col.prop(settings, "model")
-        col.row(align=True).prop(settings, "resolution", expand=True)
-        col.prop(settings, "iterations")
-        col.prop(settings, "minutes")
-        training = mirror.active_jobs(sync.status(context), "mask_train")
-        row = box.row(align=True)
-        sub = row.row(align=True)
-        sub.enabled = not training
-        sub.operator("swapline.mask_train", text="Train", icon="PLAY")
-        row.operator("swapline.mask_apply", text="Apply", icon="CHECKMARK")
-        row.operator("swapline.mask_remove", text="", icon="TRASH")
-        _draw_jobs(box, context, "mask_train", limit=1)
-        _draw_jobs(box, context, "mask_apply", limit=2)
+def _draw_editing(box, state, settings) -> None:
+    row = box.row(align=True)
+    row.label(text="Draw On")
+    for key, text in (("FACE", "Face"), ("FRAME", "Frame")):
+        row.operator("swapline.mask_space", text=text, depress=settings.space == key).space = key
+    box.operator("swapline.mask_edit", icon="MOD_MASK")
+    if state.edit == "NONE":
+        box.label(text="Selected face, or the first unlabelled one")
+        return
+    if state.edit == "LOADING":
+        box.label(text=f"Opening face {state.face_id}…", icon="SORTTIME")
+        return
+    box.label(text=f"Face {state.face_id} on the {state.space.lower()} · Image Editor, Mask mode",
+              icon="IMAGE_DATA")
+    row = box.row(align=True)
+    row.operator("swapline.mask_step", text="Previous", icon="TRIA_LEFT").step = -1
+    row.operator("swapline.mask_save", text="Save", icon="FILE_TICK")
+    row.operator("swapline.mask_step", text="Next", icon="TRIA_RIGHT").step = 1
+    box.operator("swapline.mask_clear", icon="TRASH")
+    box.label(text="Draw in the 'Include' layer; cut out in 'Exclude'")
+
+
+def _draw_learning(box, context, settings) -> None:
+    box.label(text="Learned Masks", icon="MODIFIER")
+    names = mask_operators.target_facesets(context)
+    box.label(text="Facesets: " + (", ".join(names) if names else "—"))
+    col = box.column(align=True)
+    col.prop(settings, "model")
+    col.row(align=True).prop(settings, "resolution", expand=True)
+    col.prop(settings, "iterations")
+    col.prop(settings, "minutes")
+    training = mirror.active_jobs(sync.status(context), "mask_train")
+    row = box.row(align=True)
+    sub = row.row(align=True)
+    sub.enabled = not training
+    sub.operator("swapline.mask_train", text="Train", icon="PLAY")
+    row.operator("swapline.mask_apply", text="Apply", icon="CHECKMARK")
+    row.operator("swapline.mask_remove", text="", icon="TRASH")
+    _draw_jobs(box, context, "mask_train", limit=1)
+    _draw_jobs(box, context, "mask_apply", limit=2)
 
 
 class SEQUENCER_PT_swapline_matte(_SwaplinePanel, bpy.types.Panel):

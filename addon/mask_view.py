@@ -44,7 +44,7 @@ def count(name: str, auto: bool = False) -> Request:
 
 def open_face(state, faceset: str, face_id: int, space: str) -> list[Request]:
     """Ask for face `face_id`'s images; the answer asks for its label (see the module docstring)."""
-    state.edit, state.message = "LOADING", f"Opening face {face_id}…"
+    state.edit, state.message = "LOADING", ""
     return [("mask.frame", {"face": face_id}, _tag(OPEN, faceset, face=face_id, space=space))]
 
 

@@ -12,6 +12,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_polygons_round_trip_through_the_mask_datablock(run_scenario, tmp_path):
     out = run_scenario("masks_editor", tmp_path)
+    _check_round_trips(out)
+    _check_blender_draws_the_polygon(out)
+
+
+def _check_round_trips(out):
     assert out["fresh_layers"] == [["Include", "MERGE_ADD"], ["Exclude", "MERGE_SUBTRACT"]]
     for case in ("face_square", "face_any_size", "frame_wide", "frame_tall"):
         result = out[case]
@@ -32,9 +37,8 @@ def test_polygons_round_trip_through_the_mask_datablock(run_scenario, tmp_path):
     assert out["too_few"] == ["Include shape 1: fewer than 3 points"]
 
 
-def test_blender_draws_the_mask_where_the_polygon_is(run_scenario, tmp_path):
+def _check_blender_draws_the_polygon(out):
     """A non-square frame: Blender's own mask rasteriser agrees with the polygon in frame pixels."""
-    out = run_scenario("masks_editor", tmp_path)
     image = cv2.imread(out["render"], cv2.IMREAD_GRAYSCALE)
     assert image.shape == (64, 96)
     drawn = image > image.min() + 20
@@ -99,3 +103,71 @@ def test_face_matte_strip_and_masked_grade(run_scenario, tiny_clips, tmp_path):
     assert out["grade_first"] == ["FINISHED"] and out["grade_first_sent"] == ["source", True, "Other"]
     assert out["graded_on_arrival"]
     assert "does not cover" in out["bad_result"]
+
+
+def test_masks_panel_and_operators(run_scenario, tiny_clips, tmp_path):
+    out = run_scenario("masks_view", tmp_path, tiny_clips["a"])
+    assert out["problems"] == []
+    assert "Connect the engine to draw and learn masks" in out["disconnected"]["labels"]
+    assert "Load a faceset in the Faceset panel first" in out["no_faceset"]["labels"]
+    assert "No faces on show" in out["edit_no_faceset"]
+    assert out["auto_count_before_use"] == [], "nothing is asked for before masks are used"
+    assert "Press Refresh to count the labelled faces" in out["not_counted"]["labels"]
+    assert {"swapline.mask_edit", "swapline.mask_train", "swapline.mask_apply", "swapline.mask_remove",
+            "swapline.mask_previews", "swapline.mask_space", "swapline.matte_add",
+            "swapline.face_grade"} <= set(out["not_counted"]["operators"])
+    assert out["refresh"] == ["FINISHED"] and out["refresh_sent"] == ["mask.labels", {"faceset": "source"}]
+    assert "1 of 4 faces labelled" in out["counted"]["labels"]
+
+    # the selected face opens on its crop with its stored label
+    assert out["edit"] == ["FINISHED"] and out["edit_sent"] == ["mask.frame", {"face": 12}]
+    assert "Opening face 12…" in out["loading"]["labels"]
+    assert out["label_sent"] == ["mask.label.get", {"face": 12, "space": "face"}]
+    opened = out["opened"]
+    assert [opened["edit"], opened["face"], opened["space"], opened["size"]] == ["OPEN", 12, "FACE", [64, 64]]
+    assert opened["image"].endswith("crop.png")
+    assert opened["layers"] == [["Include", 1], ["Exclude", 0]]
+    assert np.allclose(opened["polygons"][0]["points"], [[0.2, 0.2], [0.8, 0.2], [0.8, 0.9], [0.2, 0.9]], atol=1e-6)
+    assert {"swapline.mask_save", "swapline.mask_step", "swapline.mask_clear"} <= set(out["open"]["operators"])
+    assert "Face 12 on the face · Image Editor, Mask mode" in out["open"]["labels"]
+
+    op, args = out["save_sent"]
+    assert op == "mask.label.set" and args["face"] == 12 and args["space"] == "face"
+    assert [p["include"] for p in args["polygons"]] == [True, False]
+    assert np.allclose(args["polygons"][1]["points"], [[0.4, 0.4], [0.6, 0.4], [0.5, 0.6]], atol=1e-6)
+    assert out["after_save"] == [2, [11, 12], "Saved face 12"]
+    assert out["next"] == ["FINISHED"] and out["next_saves"] == ["mask.label.set", 12, 13], "saved before moving on"
+    assert out["on_13"] == [13, "OPEN", [["Include", 0], ["Exclude", 0]]]
+
+    # on the frame: the frame image, frame pixels both ways
+    assert out["to_frame"] == ["FINISHED"] and out["to_frame_saves"] == [13, [], 13]
+    assert out["frame_label_sent"] == {"face": 13, "space": "frame"}
+    on_frame = out["on_frame"]
+    assert on_frame["space"] == "FRAME" and on_frame["image"].endswith("frame.png") and on_frame["size"] == [96, 64]
+    frame_points = [[30.0, 10.0], [70.0, 12.0], [60.0, 50.0], [28.0, 44.0]]
+    assert np.allclose(on_frame["polygons"][0]["points"], frame_points, atol=1e-3)
+    assert out["save_frame_sent"]["space"] == "frame"
+    assert np.allclose(out["save_frame_sent"]["polygons"][0]["points"], frame_points, atol=1e-3)
+    assert out["previous"] == [["FINISHED"], 1]
+
+    assert out["clear"] == ["FINISHED"] and out["clear_sent"] == {"face": 13, "polygons": [], "space": "face"}
+    assert out["after_clear"] == [1, [11, 12], 0], "the label and the open mask are cleared"
+
+    assert out["previews"] == ["FINISHED"] and out["preview_sent"] == ["mask.preview", {"faces": [10, 11, 12, 13]}]
+    assert out["preview_items"] == [[10, "LOADED"], [11, "LOADED"], [12, "LOADED"], [13, "MISSING"]]
+    assert len(out["with_previews"]["icons"]) == 4
+
+    assert out["train"] == ["FINISHED"]
+    assert out["train_sent"] == {"kind": "mask_train", "params": {
+        "model": "xseg", "facesets": ["source"], "resolution": 128, "iterations": 3000, "max_seconds": 600.0}}
+    assert out["train_both_sent"]["facesets"] == ["source", "destination"]
+    assert out["train_both_sent"]["resolution"] == 256 and out["train_both_sent"]["max_seconds"] is None
+    assert "Iteration 120  ·  loss 0.0812" in out["training"]["labels"] and "Train masks" in out["training"]["labels"]
+    assert "already training" in out["train_again"]
+    assert out["apply"] == ["FINISHED"]
+    assert out["apply_sent"] == [{"model": "xseg", "faceset": "source"}, {"model": "xseg", "faceset": "destination"}]
+    assert out["trained_message"] == "Mask model trained: loss 0.0500 · press Apply to use it"
+    assert out["applied"] == ["Learned masks applied to 4 faces", ["mask.preview"]], "previews follow the new masks"
+    assert out["remove"] == ["FINISHED"] and out["remove_sent"] == [{"faceset": "source"}, {"faceset": "destination"}]
+    assert out["removed"] == ["Removed 4 learned masks", ["mask.preview"]]
+    assert out["refused"] == ["NONE", -1, "Masks of source failed: not_found!"]
