@@ -77,6 +77,13 @@ class MaskStore:
                        " ORDER BY f.media_id, f.frame, f.face_index", (fs["id"],))
         return [r["id"] for r in rows]
 
+    def faceset_of(self, face_id: int) -> str:
+        """The name of the faceset a face belongs to."""
+        rows = self._q("SELECT s.name FROM faces f JOIN facesets s ON s.id=f.faceset_id WHERE f.id=?", (int(face_id),))
+        if not rows:
+            raise EngineError("not_found", f"no face {face_id} in this workspace")
+        return rows[0]["name"]
+
     # Learned masks ---------------------------------------------------------------------------
 
     @staticmethod
@@ -128,7 +135,7 @@ class MaskStore:
         """A face's mask (float32 (size, size) 0..1 over its stored crop; size defaults to the crop's)
         and where it came from: a drawn label, else a learned mask, else one imported with the face
         (DeepFaceLab xseg), else the landmark hull with the forehead raised by `brow_expand`."""
-        crop = _crop_side(face)
+        crop = crop_side(face)
         size = int(size or crop)
         polygons = self.label(face.id) if face.id is not None else None
         if polygons:
@@ -148,10 +155,11 @@ class MaskStore:
         polygons = self.label(face.id) if face.id is not None else None
         if not polygons:
             return None
-        return exclusion(polygons, int(size or _crop_side(face)))
+        return exclusion(polygons, int(size or crop_side(face)))
 
 
-def _crop_side(face: "FaceRecord") -> int:
+def crop_side(face: "FaceRecord") -> int:
+    """The side of a face's stored crop in pixels."""
     if face.size:
         return int(face.size)
     img = cv2.imread(str(face.image), cv2.IMREAD_GRAYSCALE)  # catalogs from before sizes were stored

@@ -15,6 +15,7 @@ from .faces import sort as face_sort
 from .facesets import FaceRecord
 from .jobs import JobRunner
 from .recipes import STAGES
+from .service_args import arg as _arg, ints as _ints
 from .service_masks import MASK_OPS
 from .workspace import Workspace
 
@@ -78,23 +79,6 @@ class EngineService:
         except EngineError as exc:
             raise BridgeError(exc.code, exc.message) from None
         raise BridgeError("unknown_op", f"this engine has no operation {op!r}")
-
-
-def _arg(args: dict, name: str, kind: type, default=None, optional: bool = False):
-    """A request argument of this type; with `optional`, a missing or nil one is `default`."""
-    value = args.get(name)
-    if value is None and optional:
-        return default
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise EngineError("bad_request", f"argument {name!r} must be a {kind.__name__}")
-    return value
-
-
-def _ints(args: dict, name: str, optional: bool = False) -> list[int] | None:
-    value = _arg(args, name, list, optional=optional)
-    if value is not None and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise EngineError("bad_request", f"argument {name!r} must be a list of integers")
-    return value
 
 
 # Faceset operations: quick, synchronous reads and edits of the catalog -------------------------
