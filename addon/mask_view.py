@@ -156,7 +156,7 @@ def apply_reply(status, op: str, result, tag: dict) -> list[Request]:
     elif purpose == SAVE:
         return _saved(state, result, tag)
     elif purpose == PREVIEW:
-        _write_previews(state, tag.get("faces") or (), result.get("previews") or {})
+        _write_previews(state, tag.get("faces") or (), result)
     elif purpose == REMOVE:
         removed = int(result.get("removed") or 0)
         state.message = f"Removed {removed} learned mask{'s' if removed != 1 else ''}"
@@ -230,17 +230,16 @@ def _saved(state, result: dict, tag: dict) -> list[Request]:
     return []
 
 
-def _write_previews(state, face_ids, found: dict) -> None:
+def _write_previews(state, face_ids, result: dict) -> None:
     global _unloaded
+    found, sources = result.get("previews") or {}, result.get("sources") or {}
     thumbnails.clear(PREVIEWS)
     state.previews.clear()
     for face_id in face_ids:
-        entry = found.get(str(face_id)) or found.get(face_id)
         item = state.previews.add()
         item.face_id = int(face_id)
-        path = entry.get("image") if isinstance(entry, dict) else entry
-        item.source = str(entry.get("source") or "") if isinstance(entry, dict) else str(found.get("source") or "")
-        item.image = str(path or "")
+        item.image = str(found.get(str(face_id)) or "")  # msgpack maps from the engine: string keys
+        item.source = str(sources.get(str(face_id)) or "")
         item.icon_id = 0
         item.thumbnail = "PENDING"
     _unloaded = True

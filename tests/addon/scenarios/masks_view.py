@@ -163,8 +163,8 @@ overlays = {str(10 + i): png(f"overlay{i}", 32, 32) for i in range(3)}
 out["previews"] = run(bpy.ops.swapline.mask_previews)
 [preview_req] = take()
 out["preview_sent"] = preview_req[:2]
-answer(preview_req, {"previews": overlays, "source": "hull"})
-out["preview_items"] = [[p.face_id, p.thumbnail] for p in state.previews]
+answer(preview_req, {"previews": overlays, "sources": {"10": "label", "11": "hull", "12": "learned"}})
+out["preview_items"] = [[p.face_id, p.thumbnail, p.source] for p in state.previews]
 draw("with_previews")
 
 # Learning: with no strips marked, the faceset on show
