@@ -135,8 +135,7 @@ class MaskStore:
         """A face's mask (float32 (size, size) 0..1 over its stored crop; size defaults to the crop's)
         and where it came from: a drawn label, else a learned mask, else one imported with the face
         (DeepFaceLab xseg), else the landmark hull with the forehead raised by `brow_expand`."""
-        crop = crop_side(face)
-        size = int(size or crop)
+        size = int(size or crop_side(face))
         polygons = self.label(face.id) if face.id is not None else None
         if polygons:
             return rasterize(polygons, size), "label"
@@ -146,9 +145,16 @@ class MaskStore:
             mask = _read_mask(path, size) if path is not None else None
             if mask is not None:
                 return mask, source
+        return self.hull_of(face, size, brow_expand), "hull"
+
+    @staticmethod
+    def hull_of(face: "FaceRecord", size: int | None = None, brow_expand: float = 0.25) -> np.ndarray:
+        """The landmark hull of a face over its stored crop (float32 (size, size) 0..1)."""
+        crop = crop_side(face)
+        size = int(size or crop)
         # crop pixels at another size: continuous coordinates scale, OpenCV's are half a pixel off
         lm = (transform_points(face.transform, face.landmarks68) + 0.5) * (size / crop) - 0.5
-        return hull_mask(lm, (size, size), brow_expand), "hull"
+        return hull_mask(lm, (size, size), brow_expand)
 
     def exclusion_of(self, face: "FaceRecord", size: int | None = None) -> np.ndarray | None:
         """The face's drawn exclusion zones (float32 (size, size)), or None when it has none."""
