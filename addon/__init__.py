@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import bpy
 
-from . import faceset_operators, mask_operators, mask_panels, operators, panels, preferences, properties, sync
+from . import (faceset_operators, mask_operators, mask_panels, matte_operators, operators, panels, preferences,
+               properties, sync)
 
 # The mask panels sit between the Faceset and the Train panels (sidebar order is registration order).
 _AT = panels.classes.index(panels.SEQUENCER_PT_swapline_faceset) + 1
 _CLASSES = (*preferences.classes, *operators.classes, *faceset_operators.classes, *mask_operators.classes,
+            *matte_operators.classes,
             *panels.classes[:_AT], *mask_panels.classes, *panels.classes[_AT:])
 
 

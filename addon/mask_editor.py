@@ -198,29 +198,31 @@ def image_editors(wm) -> list:
 
 
 def open_editor(context):
-    """Make sure an Image Editor is open (UI context only): a new window, else the largest area
-    that is not a sequencer turns into one. Returns the area, or None without a UI."""
+    """Make sure an Image Editor is open: a new window (the user's layout stays as it is), else the
+    largest area that is not a sequencer turns into one. Returns the area, or None without a window."""
     wm = context.window_manager
     found = image_editors(wm)
     if found:
         return found[0][1]
-    window = context.window
-    if window is None or bpy.app.background:
+    window = context.window or (wm.windows[0] if wm.windows else None)
+    if window is None:
         return None
-    before = set(wm.windows[:])
-    try:
-        with context.temp_override(window=window):
-            bpy.ops.wm.window_new()
+    if not bpy.app.background:  # no new windows without a UI
+        before = set(wm.windows[:])
+        try:
+            with context.temp_override(window=window):
+                bpy.ops.wm.window_new()
+        except RuntimeError:
+            pass
         new = [w for w in wm.windows if w not in before]
-    except RuntimeError:
-        new = []
-    if new:
-        area = max(new[0].screen.areas, key=lambda a: a.width * a.height)
-    else:
-        others = [a for a in window.screen.areas if a.type != "SEQUENCE_EDITOR"]
-        if not others:
-            return None
-        area = max(others, key=lambda a: a.width * a.height)
+        if new:
+            area = max(new[0].screen.areas, key=lambda a: a.width * a.height)
+            area.type = "IMAGE_EDITOR"
+            return area
+    others = [a for a in window.screen.areas if a.type != "SEQUENCE_EDITOR"]
+    if not others:
+        return None
+    area = max(others, key=lambda a: a.width * a.height)
     area.type = "IMAGE_EDITOR"
     return area
 

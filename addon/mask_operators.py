@@ -1,5 +1,5 @@
 """Blender layer: mask operators. Drawing labels (open, save, step, clear), learning masks (train,
-apply, remove), previews in the faceset grid, and a shot's face matte and grade.
+apply, remove) and previews in the faceset grid. The matte's operators are in matte_operators.py.
 
 Each validates, sends the requests mask_view builds (or a job.start), and reports; the answers
 arrive through the drain in sync.py.
@@ -8,9 +8,9 @@ arrive through the drain in sync.py.
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, IntProperty
+from bpy.props import EnumProperty, IntProperty
 
-from . import mask_editor, mask_view, matte, mirror, strips, sync
+from . import mask_editor, mask_view, mirror, strips, sync
 from .operators import request
 from .properties import MASK_SPACE_ITEMS
 
@@ -207,7 +207,8 @@ class SWAPLINE_OT_mask_previews(bpy.types.Operator):
         return _send(self, context, mask_view.previews(state, status.faceset.faces))
 
 
-def _job(op, context, kind: str, params: dict, label: str, **extra) -> bool:
+def start_job(op, context, kind: str, params: dict, label: str, **extra) -> bool:
+    """Send job.start for `kind`; the tag's purpose is `kind` unless given."""
     tag = {"purpose": extra.pop("purpose", kind), "kind": kind, "label": label, **extra}
     return request(op, context, "job.start", {"kind": kind, "params": params}, tag)
 
@@ -230,7 +231,7 @@ class SWAPLINE_OT_mask_train(bpy.types.Operator):
         params = {"model": settings.model.strip() or "xseg", "facesets": facesets,
                   "resolution": int(settings.resolution), "iterations": settings.iterations,
                   "max_seconds": settings.minutes * 60.0 if settings.minutes > 0 else None}
-        if not _job(self, context, "mask_train", params, "Train masks"):
+        if not start_job(self, context, "mask_train", params, "Train masks"):
             return {"CANCELLED"}
         self.report({"INFO"}, f"Training the mask model on {', '.join(facesets)}")
         return {"FINISHED"}
@@ -249,7 +250,7 @@ class SWAPLINE_OT_mask_apply(bpy.types.Operator):
             self.report({"ERROR"}, "Mark a Source or Destination strip, or load a faceset, first")
             return {"CANCELLED"}
         for name in facesets:
-            if not _job(self, context, "mask_apply", {"model": model, "faceset": name}, f"Apply masks to {name}"):
+            if not start_job(self, context, "mask_apply", {"model": model, "faceset": name}, f"Apply masks to {name}"):
                 return {"CANCELLED"}
         return {"FINISHED"}
 
@@ -262,8 +263,9 @@ class SWAPLINE_OT_mask_remove(bpy.types.Operator):
 
     def invoke(self, context, event):
         names = ", ".join(target_facesets(context)) or "no faceset"
-        return context.window_manager.invoke_confirm(self, event, title="Remove Learned Masks", icon="WARNING",
-                                                     confirm_text="Remove", message=f"Remove the learned masks of {names}?")
+        return context.window_manager.invoke_confirm(
+            self, event, title="Remove Learned Masks", icon="WARNING", confirm_text="Remove",
+            message=f"Remove the learned masks of {names}? Drawn labels stay.")
 
     def execute(self, context):
         facesets = target_facesets(context)
@@ -273,70 +275,6 @@ class SWAPLINE_OT_mask_remove(bpy.types.Operator):
         return _send(self, context, [mask_view.remove(name) for name in facesets])
 
 
-def _shot(op, context):
-    """The active strip's shot (a merge result or matte counts as its shot) and its faceset."""
-    scene = strips.sequencer_scene(context)
-    active = strips.active_strip(scene)
-    if active is None:
-        op.report({"ERROR"}, "No active strip: click the shot first")
-        return None, None
-    editor = scene.sequence_editor
-    shot = editor.strips_all.get(matte.owner_name(active)) or active
-    settings = scene.swapline
-    faceset = {"SOURCE": settings.source_faceset, "DESTINATION": settings.destination_faceset}.get(shot.swapline_role, "")
-    if shot.type != "MOVIE" or not faceset.strip():
-        op.report({"ERROR"}, f"'{shot.name}' is not a Source or Destination movie strip with extracted faces")
-        return None, None
-    return shot, faceset.strip()
-
-
-class SWAPLINE_OT_matte_add(bpy.types.Operator):
-    """Render the face matte of the active shot and add it above the shot (muted: a mask for strip modifiers)"""
-
-    bl_idname = "swapline.matte_add"
-    bl_label = "Add Face Matte"
-
-    grade: BoolProperty(description="Also add a Color Balance modifier masked by the matte once it is ready")
-
-    def execute(self, context):
-        scene = strips.sequencer_scene(context)
-        shot, faceset = _shot(self, context)
-        if shot is None:
-            return {"CANCELLED"}
-        m = scene.swapline.masks
-        start, end = strips.source_range(shot)
-        shape = {name: getattr(m, name) / 100.0 for name in ("erode", "blur", "top", "bottom", "left", "right")}
-        params = {"faceset": faceset, "video": strips.video_path(shot), "frame_start": start, "frame_end": end,
-                  "source": m.source, "shape": shape, "temporal": m.temporal}
-        if not _job(self, context, "mask_matte", params, f"Face matte of {shot.name}", purpose="matte",
-                    scene=scene.name, strip=shot.name, grade=self.grade):
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"Rendering the face matte of '{shot.name}'")
-        return {"FINISHED"}
-
-
-class SWAPLINE_OT_face_grade(bpy.types.Operator):
-    """Grade the face on its own: a Color Balance modifier on the active strip, masked by the face matte"""
-
-    bl_idname = "swapline.face_grade"
-    bl_label = "Grade Face"
-    bl_options = {"REGISTER", "UNDO"}
-
-    def execute(self, context):
-        scene = strips.sequencer_scene(context)
-        active = strips.active_strip(scene)
-        if active is None:
-            self.report({"ERROR"}, "No active strip: click the shot first")
-            return {"CANCELLED"}
-        target = strips.sequencer_scene(context).sequence_editor.strips_all.get(active.swapline_matte_for) or active
-        found = matte.matte_of(scene, matte.owner_name(target))
-        if found is None:  # no matte yet: make one, the grade follows when it lands
-            return bpy.ops.swapline.matte_add(grade=True)
-        matte.add_grade(target, found)
-        self.report({"INFO"}, f"'{matte.GRADE_NAME}' added to '{target.name}': adjust it in the strip's Modifiers")
-        return {"FINISHED"}
-
-
 classes = (SWAPLINE_OT_mask_refresh, SWAPLINE_OT_mask_edit, SWAPLINE_OT_mask_step, SWAPLINE_OT_mask_space,
            SWAPLINE_OT_mask_save, SWAPLINE_OT_mask_clear, SWAPLINE_OT_mask_previews, SWAPLINE_OT_mask_train,
-           SWAPLINE_OT_mask_apply, SWAPLINE_OT_mask_remove, SWAPLINE_OT_matte_add, SWAPLINE_OT_face_grade)
+           SWAPLINE_OT_mask_apply, SWAPLINE_OT_mask_remove)

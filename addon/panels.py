@@ -210,7 +210,8 @@ def _draw_faces(box, view, masks) -> None:
         _thumbnail(cell, overlay or face, view.thumbnail_scale)
         # a drawn label shows as a pen on the face's button
         op = cell.operator("swapline.faceset_select", text=f"{face.frame} · t{face.track}",
-                           depress=face.face_id in selected, icon="GREASEPENCIL" if face.face_id in labelled else "NONE")
+                           depress=face.face_id in selected,
+                           icon="GREASEPENCIL" if face.face_id in labelled else "NONE")
         op.face_id, op.action = face.face_id, "TOGGLE"
     row = box.row(align=True)
     row.operator("swapline.faceset_page", text="", icon="TRIA_LEFT").step = -1

@@ -109,6 +109,8 @@ out["opened"] = {"edit": state.edit, "face": state.face_id, "space": state.space
                  "layers": [[layer.name, len(layer.splines)] for layer in mask.layers],
                  "polygons": polygons_of_mask("face", 64, 64)}
 draw("open")
+editors = [area.spaces.active for window in wm.windows for area in window.screen.areas if area.type == "IMAGE_EDITOR"]
+out["editor"] = [len(editors), editors[0].mode, editors[0].mask.name, editors[0].image.name] if editors else []
 
 # The user cuts a hole into it (the Exclude layer) and saves
 hole = [{"include": False, "points": [[0.4, 0.4], [0.6, 0.4], [0.5, 0.6]]}]
