@@ -14,6 +14,7 @@ from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -114,66 +115,81 @@ def to_frame(mask: np.ndarray, face: FaceRecord, width: int, height: int) -> np.
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def matte_shot(ws: Workspace, params: MatteParams, out_dir: Path, report, should_stop) -> dict:
-    """Write one matte PNG per frame of [frame_start, frame_end): white where the person's face is."""
-    info = probe(Path(params.video))
-    start, end = frame_range(info, params.frame_start, params.frame_end)
-    media_id = ws.media_id(info.path)
-    faces = [f for f in ws.facesets.faces(params.faceset, media_id) if start <= f.frame < end] \
-        if media_id is not None else []
-    if not faces:
-        raise EngineError("no_faces", f"faceset {params.faceset!r} has no faces in frames {start}..{end} of "
-                          f"{info.path.name}; extract them first")
+def _faces_of(ws: Workspace, faceset: str, media_id: int | None, start: int, end: int) -> list[FaceRecord]:
+    faces = ws.facesets.faces(faceset, media_id) if media_id is not None else []
+    return [f for f in faces if start <= f.frame < end]
+
+
+def frame_mattes(ws: Workspace, params: MatteParams, faces: list[FaceRecord], start: int, end: int,
+                 width: int, height: int, should_stop=lambda: False) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame index, float32 (height, width) 0..1 matte) for every frame of [start, end), in order.
+
+    A track's mask is released once the frames after it that its smoothing needs are in, so the
+    output runs `ceil(3 * temporal)` frames behind the loop and memory holds only that window.
+    """
     by_frame: dict[int, list[FaceRecord]] = defaultdict(list)
     for f in faces:
         by_frame[f.frame].append(f)
     smoothers: dict[int, _TrackSmoother] = {}
     ready: dict[int, list[tuple[FaceRecord, np.ndarray]]] = defaultdict(list)
+    lag = int(math.ceil(3 * params.temporal)) if params.temporal > 0 else 0
+    emitted = start
+
+    def release(items) -> None:
+        for face, mask in items:
+            ready[face.frame].append((face, mask))
+
+    def matte(index: int) -> np.ndarray:
+        out = np.zeros((height, width), np.float32)
+        for face, mask in ready.pop(index, []):
+            out = np.maximum(out, to_frame(mask, face, width, height))
+        return out
+
+    for index in range(start, end):
+        if should_stop():
+            raise Cancelled()
+        here = by_frame.get(index, [])
+        tracks_here = {f.track for f in here}
+        for track in [t for t in smoothers if t not in tracks_here]:
+            release(smoothers.pop(track).close())  # the track broke off here
+        for face in here:
+            mask, exclude = face_mask(ws, face, params)
+            release(smoothers.setdefault(face.track, _TrackSmoother(params.temporal)).push(face, mask, exclude))
+        while emitted <= index - lag:
+            yield emitted, matte(emitted)
+            emitted += 1
+    for smoother in smoothers.values():
+        release(smoother.close())
+    while emitted < end:
+        yield emitted, matte(emitted)
+        emitted += 1
+
+
+def matte_shot(ws: Workspace, params: MatteParams, out_dir: Path, report, should_stop) -> dict:
+    """Write one matte PNG per frame of [frame_start, frame_end): white where the person's face is."""
+    info = probe(Path(params.video))
+    start, end = frame_range(info, params.frame_start, params.frame_end)
+    faces = _faces_of(ws, params.faceset, ws.media_id(info.path), start, end)
+    if not faces:
+        raise EngineError("no_faces", f"faceset {params.faceset!r} has no faces in frames {start}..{end} of "
+                          f"{info.path.name}; extract them first")
     out_dir.mkdir(parents=True, exist_ok=True)
     writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="swapline-matte")
-    writes: list[Future] = []
-    written, total, lag = 0, end - start, int(math.ceil(3 * params.temporal)) if params.temporal > 0 else 0
-
-    def write_until(last: int) -> None:
-        nonlocal written
-        while start + written <= last:
-            index = start + written
-            matte = np.zeros((info.height, info.width), np.float32)
-            for face, mask in ready.pop(index, []):
-                matte = np.maximum(matte, to_frame(mask, face, info.width, info.height))
+    writes: list[Future] = []  # PNG encoding releases the GIL: it overlaps the next frames' masks
+    written, total = 0, end - start
+    try:
+        for index, matte in frame_mattes(ws, params, faces, start, end, info.width, info.height, should_stop):
             image = np.round(np.clip(matte, 0, 1) * 255).astype(np.uint8)
             while len(writes) >= 4:  # a few frames in flight; an I/O error surfaces here
                 writes.pop(0).result()
             writes.append(writer.submit(write_image, out_dir / (PATTERN % index), image, False))
             written += 1
-
-    try:
-        for index in range(start, end):
-            if should_stop():
-                raise Cancelled()
-            here = by_frame.get(index, [])
-            for track in [t for t in smoothers if t not in {f.track for f in here}]:
-                for face, mask in smoothers.pop(track).close():  # the track broke off here
-                    ready[face.frame].append((face, mask))
-            for face in here:
-                mask, exclude = face_mask(ws, face, params)
-                smoother = smoothers.setdefault(face.track, _TrackSmoother(params.temporal))
-                for f, m in smoother.push(face, mask, exclude):
-                    ready[f.frame].append((f, m))
-            write_until(index - lag)
-            done = index - start + 1
-            if done % 8 == 0 or done == total:
-                report(done / total, f"frame {done}/{total}", {"frames": done})
-        for smoother in smoothers.values():
-            for face, mask in smoother.close():
-                ready[face.frame].append((face, mask))
-        write_until(end - 1)
+            if written % 8 == 0 or written == total:
+                report(written / total, f"frame {written}/{total}", {"frames": written})
         for future in writes:
             future.result()
     finally:
         writer.shutdown(wait=True)
-    if written:
-        sync_folder_of(out_dir / (PATTERN % start))  # one folder fsync for the whole sequence
+    sync_folder_of(out_dir / (PATTERN % start))  # one folder fsync for the whole sequence
     return {"directory": str(out_dir), "pattern": PATTERN, "first_frame": start, "count": written,
             "faces": len(faces)}
-
