@@ -230,10 +230,17 @@ def open_editor(context):
 def show(wm, image, mask) -> bool:
     """Show `image` with `mask` in Mask mode in the first Image Editor; False when none is open."""
     found = image_editors(wm)
-    for _window, area in found[:1]:
+    for window, area in found[:1]:
         space = area.spaces.active
         space.image = image
         space.mode = "MASK"
         space.mask = mask
+        region = next((r for r in area.regions if r.type == "WINDOW"), None)
+        if region is not None and not bpy.app.background:
+            try:  # fit the face into the editor; a courtesy, drawing works without it
+                with bpy.context.temp_override(window=window, area=area, region=region):
+                    bpy.ops.image.view_all(fit_view=True)
+            except RuntimeError:
+                pass
         area.tag_redraw()
     return bool(found)

@@ -128,12 +128,18 @@ class SWAPLINE_OT_mask_step(bpy.types.Operator):
         if state.edit != "OPEN":
             self.report({"ERROR"}, "No face open: press Edit Mask first")
             return {"CANCELLED"}
-        face_id = mask_view.neighbour(status.faceset, state.face_id, self.step)
-        if face_id is None:
-            self.report({"INFO"}, f"{'Last' if self.step > 0 else 'First'} face of this page: "
-                                  "turn the page in the Faceset panel")
+        view = status.faceset
+        face_id = mask_view.neighbour(view, state.face_id, self.step)
+        if face_id is not None:
+            return _open(self, context, face_id, state.space)
+        more = view.offset + len(view.faces) < view.total if self.step > 0 else view.offset > 0
+        if not more:
+            self.report({"INFO"}, f"This is the {'last' if self.step > 0 else 'first'} face")
             return {"CANCELLED"}
-        return _open(self, context, face_id, state.space)
+        polygons = _read_open_mask(self, state)  # saved, then the page turns and its nearest face opens
+        if polygons is None:
+            return {"CANCELLED"}
+        return _send(self, context, [mask_view.save(state, polygons, page_step=1 if self.step > 0 else -1)])
 
 
 class SWAPLINE_OT_mask_space(bpy.types.Operator):

@@ -14,7 +14,7 @@ import time
 
 import bpy
 
-from . import mask_editor, thumbnails
+from . import faceset_view, mask_editor, thumbnails
 
 KIND = "mask"  # tag kind of every request made here: sync.wait_for_jobs("mask") waits for them
 COUNT, OPEN, LABEL, SAVE, PREVIEW, REMOVE = ("mask_count", "mask_open", "mask_label", "mask_save", "mask_preview",
@@ -48,9 +48,12 @@ def open_face(state, faceset: str, face_id: int, space: str) -> list[Request]:
     return [("mask.frame", {"face": face_id}, _tag(OPEN, faceset, face=face_id, space=space))]
 
 
-def save(state, polygons: list[dict], then: int | None = None, then_space: str = "") -> Request:
-    """Store the open face's label; `then`: the face to open (in `then_space`) once it is stored."""
+def save(state, polygons: list[dict], then: int | None = None, then_space: str = "", page_step: int = 0) -> Request:
+    """Store the open face's label; `then`: the face to open (in `then_space`) once it is stored;
+    `page_step` (1 or -1): turn the faceset page first and open its first (or last) face."""
     extra = {"then": then, "then_space": then_space or state.space} if then is not None else {}
+    if page_step:
+        extra = {"page_step": page_step, "then_space": then_space or state.space}
     args = {"face": state.face_id, "polygons": polygons, "space": state.space.lower()}
     return "mask.label.set", args, _tag(SAVE, state.open_faceset, face=state.face_id, polygons=len(polygons),
                                         **extra)
@@ -77,10 +80,11 @@ def labelled_ids(state) -> set[int]:
 
 
 def neighbour(view, face_id: int, step: int) -> int | None:
-    """The face `step` places from `face_id` on the page on show, or None past either end."""
+    """The face `step` places from `face_id` on the page on show, or None past either end. From a
+    face not on this page (the page was turned), Next opens its first face and Previous its last."""
     ids = [face.face_id for face in view.faces]
     if face_id not in ids:
-        return ids[0] if ids and step > 0 else None
+        return (ids[0] if step > 0 else ids[-1]) if ids else None
     index = ids.index(face_id) + step
     return ids[index] if 0 <= index < len(ids) else None
 
@@ -112,7 +116,12 @@ def follow_faceset(status, op: str, tag: dict | None) -> list[Request]:
             state.faceset = view.faceset
         return [count(view.faceset, auto=True)]
     if op == "faceset.faces" and tag.get("generation") == view.generation:
-        return previews(state, view.faces)
+        opening = []
+        if state.then_page and view.faces:  # Previous/Next crossed a page: open its nearest face
+            face = view.faces[0] if state.then_page > 0 else view.faces[len(view.faces) - 1]
+            state.then_page, state.face_id = 0, face.face_id
+            opening = open_face(state, view.faceset, face.face_id, state.then_space or "FACE")
+        return opening + previews(state, view.faces)
     return []
 
 
@@ -154,7 +163,7 @@ def apply_reply(status, op: str, result, tag: dict) -> list[Request]:
         if tag.get("face") == state.face_id and state.edit == "LOADING":
             _open(status, state, str(tag.get("space") or "FACE"), list(result.get("polygons") or ()))
     elif purpose == SAVE:
-        return _saved(state, result, tag)
+        return _saved(status, result, tag)
     elif purpose == PREVIEW:
         _write_previews(state, tag.get("faces") or (), result)
     elif purpose == REMOVE:
@@ -208,7 +217,8 @@ def _open(status, state, space: str, polygons: list[dict]) -> None:
     state.message = f"Face {state.face_id}: {len(polygons)} polygon{'s' if len(polygons) != 1 else ''}{where}"
 
 
-def _saved(state, result: dict, tag: dict) -> list[Request]:
+def _saved(status, result: dict, tag: dict) -> list[Request]:
+    state, view = status.masks, status.faceset
     face_id = int(tag.get("face") or 0)
     has_label = bool(tag.get("polygons"))
     have = labelled_ids(state)
@@ -227,6 +237,12 @@ def _saved(state, result: dict, tag: dict) -> list[Request]:
     if tag.get("then") is not None:
         state.face_id = int(tag["then"])
         return open_face(state, tag.get("faceset", ""), state.face_id, str(tag.get("then_space") or "FACE"))
+    if tag.get("page_step") and view.faceset == tag.get("faceset"):
+        step = int(tag["page_step"])
+        view.offset = max(0, view.offset + step * faceset_view.PAGE_SIZE)
+        state.edit, state.message = "LOADING", ""
+        state.then_page, state.then_space = step, str(tag.get("then_space") or "FACE")
+        return faceset_view.page(view)
     return []
 
 

@@ -211,7 +211,7 @@ def _draw_faces(box, view, masks) -> None:
         # a drawn label shows as a pen on the face's button
         op = cell.operator("swapline.faceset_select", text=f"{face.frame} · t{face.track}",
                            depress=face.face_id in selected,
-                           icon="GREASEPENCIL" if face.face_id in labelled else "NONE")
+                           icon=_face_icon(face.face_id, labelled, masks))
         op.face_id, op.action = face.face_id, "TOGGLE"
     row = box.row(align=True)
     row.operator("swapline.faceset_page", text="", icon="TRIA_LEFT").step = -1
@@ -227,6 +227,13 @@ def _draw_faces(box, view, masks) -> None:
     sub.enabled = bool(view.selection)
     sub.operator("swapline.faceset_delete", icon="TRASH")
     col.operator("swapline.faceset_best", icon="SOLO_ON")
+
+
+def _face_icon(face_id: int, labelled: set, masks) -> str:
+    """The face open in the mask editor, a face with a drawn label, or none."""
+    if masks.edit != "NONE" and masks.face_id == face_id:
+        return "EDITMODE_HLT"
+    return "GREASEPENCIL" if face_id in labelled else "NONE"
 
 
 class SEQUENCER_PT_swapline_train(_SwaplinePanel, bpy.types.Panel):

@@ -237,6 +237,8 @@ class SwaplineMaskState(bpy.types.PropertyGroup):
     height: IntProperty()
     size: IntProperty(description="Side of the face's aligned crop")
     message: StringProperty()
+    then_page: IntProperty(description="Previous/Next turned the page: open its first (1) or last (-1) face")
+    then_space: EnumProperty(items=MASK_SPACE_ITEMS, default="FACE")
     show_previews: BoolProperty(name="Show Masks", description="Show each face with its mask overlaid")
     previews: CollectionProperty(type=SwaplineMaskPreview)
 

@@ -155,6 +155,14 @@ def test_masks_panel_and_operators(run_scenario, tiny_clips, tmp_path):
     assert out["clear"] == ["FINISHED"] and out["clear_sent"] == {"face": 13, "polygons": [], "space": "face"}
     assert out["after_clear"] == [1, [11, 12], 0], "the label and the open mask are cleared"
 
+    assert out["next_page"] == ["FINISHED"] and out["next_page_saves"] == [13, 1]
+    assert out["next_page_asks"] == ["faceset.faces", 4, 4]
+    assert out["next_page_opens"] == ["mask.frame", {"face": 14}]
+    assert out["on_14"] == [14, "OPEN", "FRAME", 4]
+    assert out["back"] == ["FINISHED"] and out["back_opens"] == [0, {"face": 13}], "the previous page's last face"
+    assert out["on_13_again"] == [13, "OPEN"]
+    assert out["last_face"] == ["CANCELLED"], "no page after the last one"
+
     assert out["previews"] == ["FINISHED"] and out["preview_sent"] == ["mask.preview", {"faces": [10, 11, 12, 13]}]
     assert out["preview_items"] == [[10, "LOADED", "label"], [11, "LOADED", "hull"], [12, "LOADED", "learned"],
                                     [13, "MISSING", ""]]

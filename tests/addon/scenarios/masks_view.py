@@ -160,6 +160,36 @@ answer(clear_req, {"face": 13, "count": 1})
 out["after_clear"] = [state.labelled_count, sorted(i.face_id for i in state.labelled),
                       sum(len(l.splines) for l in mask.layers)]
 
+# Next on the last face of a page: saved, the page turns, its first face opens; Previous turns back
+faceset_view = _blender.submodule("faceset_view")
+faceset_view.PAGE_SIZE, view.total = 4, 6
+out["next_page"] = run(bpy.ops.swapline.mask_step, step=1)
+[save_req] = take()
+out["next_page_saves"] = [save_req[1]["face"], save_req[2].get("page_step")]
+answer(save_req, {"face": 13, "count": 1})
+[page_req] = take()
+out["next_page_asks"] = [page_req[0], page_req[1]["offset"], page_req[1]["limit"]]
+answer(page_req, {"faces": [dict(faces[0], id=14, frame=4), dict(faces[0], id=15, frame=5)], "total": 6})
+[frame_req] = take()
+out["next_page_opens"] = frame_req[:2]
+answer(frame_req, {"image": frame, "width": 96, "height": 64, "crop": crop, "size": 64})
+[label_req] = take()
+answer(label_req, {"face": 14, "polygons": [], "space": "frame"})
+out["on_14"] = [state.face_id, state.edit, state.space, view.offset]
+out["back"] = run(bpy.ops.swapline.mask_step, step=-1)
+[save_req] = take()
+answer(save_req, {"face": 14, "count": 1})
+[page_req] = take()
+answer(page_req, {"faces": faces, "total": 6})
+[frame_req] = take()
+out["back_opens"] = [page_req[1]["offset"], frame_req[1]]
+answer(frame_req, {"image": frame, "width": 96, "height": 64, "crop": crop, "size": 64})
+answer(take()[0], {"face": 13, "polygons": [], "space": "frame"})
+out["on_13_again"] = [state.face_id, state.edit]
+view.total = 4
+out["last_face"] = run(bpy.ops.swapline.mask_step, step=1)
+take()
+
 # Previews: the page is asked for with masks overlaid, and drawn instead of the plain crops
 overlays = {str(10 + i): png(f"overlay{i}", 32, 32) for i in range(3)}
 out["previews"] = run(bpy.ops.swapline.mask_previews)
