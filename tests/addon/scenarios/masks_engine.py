@@ -120,6 +120,24 @@ found = matte.matte_of(scene, "Hopper")
 out["matte_strip"] = None if found is None else [found.mute, found.frame_final_start, found.frame_final_end,
                                                  len(found.elements), found.colorspace_settings.name]
 out["strip_range"] = [strip.frame_final_start, strip.frame_final_end]
+if found is not None:
+    out["matte_files"] = [found.directory, found.elements[0].filename, found.elements[len(found.elements) - 1].filename]
+
+# Learning, a few iterations: train on the one label, apply, and the previews show learned masks
+settings = scene.swapline.masks
+settings.iterations, settings.minutes = 4, 0.0
+wm.swapline.last_error = ""
+out["train"] = _blender.call(bpy.ops.swapline.mask_train)[1] or "started"
+jobs = sync.wait_for_jobs("mask_train", timeout=300, check=False)
+out["train_job"] = [jobs[0]["state"], jobs[0].get("result"), (jobs[0].get("error") or {}).get("message")] if jobs \
+    else ["refused", wm.swapline.last_error]
+if jobs and jobs[0]["state"] == "done":
+    out["train_message"] = state.message
+    bpy.ops.swapline.mask_apply()
+    [applied] = sync.wait_for_jobs("mask_apply", timeout=300, check=False)
+    settle("mask")
+    out["apply_job"] = [applied["state"], applied.get("result")]
+    out["sources_after_apply"] = sorted({p.source for p in state.previews})
 bpy.ops.swapline.disconnect()
 _blender.disable()
 _blender.emit(**out)
