@@ -51,3 +51,21 @@ def test_importing_a_missing_folder_is_not_found(runner, tmp_path):
     _, r = runner
     job = _wait(r, "import_faceset", {"folder": str(tmp_path / "nope"), "faceset": "x"})
     assert job["error"]["code"] == "not_found"
+
+
+def test_training_samples_bring_drawn_masks_and_the_hull_elsewhere(runner, portrait_clips):
+    from engine.recipes import load_samples
+
+    ws, r = runner
+    job = _wait(r, "extract", {"video": str(portrait_clips["hopper"]), "faceset": "src", "size": 128, "frame_end": 3})
+    assert job["state"] == "done", job["error"]
+    assert load_samples(ws, "src").masks is None  # nothing drawn: training draws the hull itself
+    faces = ws.facesets.faces("src")
+    ws.masks.set_label(faces[0].id, [{"include": True, "points": [[0.2, 0.2], [0.5, 0.2], [0.5, 0.8], [0.2, 0.8]]}])
+    samples = load_samples(ws, "src")
+    assert samples.masks.shape == (3, 128, 128)
+    drawn, hull = samples.masks[0] > 127, samples.masks[1] > 127
+    assert drawn[64, 40] and not drawn[64, 90]  # the label's left box, not the face's right cheek
+    assert hull[64, 40] and hull[64, 90]
+    narrow = load_samples(ws, "src", "half", max_size=64)  # re-cut: the mask follows the crop
+    assert narrow.masks.shape == (3, 64, 64) and narrow.masks[0].mean() > narrow.masks[0][:, 40:].mean()
