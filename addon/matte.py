@@ -4,7 +4,8 @@ A `mask_matte` job renders one 8-bit grey PNG per source frame (white = the face
 matte strip covers exactly the frames its shot strip shows (DESIGN.md: a movie strip's source
 frame for timeline frame F is F - strip.frame_start), in a free channel above it, Non-Color, and
 muted: a strip modifier's STRIP mask still reads a muted strip (checked on bpy 5.0.1 by a render),
-so the matte drives the grade without covering the picture.
+so the matte drives the grade without covering the picture. The mask is read in the output canvas,
+so the matte carries the shot's transform and crop.
 """
 
 from __future__ import annotations
@@ -96,9 +97,22 @@ def place(scene, shot, result: dict, job_id: str = ""):
     strip.color_tag = "COLOR_05"
     strip.swapline_matte_for = shot.name
     strip.swapline_job = job_id
+    _copy_placement(shot, strip)
     for modifier in users:  # a re-made matte keeps feeding the grades made from the old one
         modifier.input_mask_strip = strip
     return strip
+
+
+def _copy_placement(shot, strip) -> None:
+    """Give the matte the shot's transform and crop. A modifier's STRIP mask is read in the output
+    canvas (bpy 5.0.1, checked by a render), so a moved or scaled shot needs its matte moved alike."""
+    for group, attrs in (("transform", ("offset_x", "offset_y", "scale_x", "scale_y", "rotation", "origin",
+                                        "filter")),
+                         ("crop", ("min_x", "max_x", "min_y", "max_y"))):
+        source, target = getattr(shot, group, None), getattr(strip, group, None)
+        for attr in attrs if source is not None and target is not None else ():
+            if hasattr(source, attr):
+                setattr(target, attr, getattr(source, attr))
 
 
 def _grades_using(scene, matte) -> list:

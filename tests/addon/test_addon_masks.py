@@ -87,10 +87,12 @@ def test_face_matte_strip_and_masked_grade(run_scenario, tiny_clips, tmp_path):
     assert out["grade"] == ["FINISHED"] and out["modifier"] == ["COLOR_BALANCE", "STRIP", "Shot face matte"]
     assert out["grade_again"] == ["FINISHED"] and out["modifiers"] == ["Face Grade"]
 
-    # Pixels: against the same frame with the grade muted, only the band of source frame F - 10 changes
+    # Pixels: against the same frame with the grade muted, only the band of source frame F - 10 changes,
+    # where the shot shows it: 8 px to the right (the shot's offset; columns left of it are empty)
+    assert m["offset_x"] == 8
     for frame, paths in out["renders"].items():
         source = int(frame) - 10
-        plain, graded = (cv2.imread(paths[k], cv2.IMREAD_GRAYSCALE).astype(float) for k in ("plain", "graded"))
+        plain, graded = (cv2.imread(paths[k], cv2.IMREAD_GRAYSCALE).astype(float)[:, 8:] for k in ("plain", "graded"))
         band = np.zeros(plain.shape, bool)
         band[:, (source % 4) * 16:(source % 4) * 16 + 16] = True
         inner = band & np.roll(band, 2, axis=1) & np.roll(band, -2, axis=1)  # away from the band's edges

@@ -20,6 +20,7 @@ scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_pe
 shot = editor.strips.new_movie(name="Shot", filepath=clip, channel=2, frame_start=10)
 shot.frame_offset_start, shot.frame_offset_end = 5, 7  # timeline 15..42 shows source frames 5..32
 shot.swapline_role = "DESTINATION"
+shot.transform.offset_x = 8  # moved right: the matte must move with it (the mask is read in the canvas)
 editor.strips.new_effect(name="Blocker", type="COLOR", channel=3, frame_start=30, length=5)
 settings = scene.swapline.masks
 settings.erode, settings.blur, settings.top, settings.left, settings.temporal = 2.0, 4.0, -10.0, 5.0, 1.5
@@ -60,7 +61,7 @@ out["pending_after"] = len(scene.swapline.mattes)
 strip = matte.matte_of(scene, "Shot")
 out["matte"] = {"name": strip.name, "type": strip.type, "channel": strip.channel, "mute": strip.mute,
                 "colorspace": strip.colorspace_settings.name, "start": strip.frame_final_start,
-                "end": strip.frame_final_end, "job": strip.swapline_job,
+                "end": strip.frame_final_end, "job": strip.swapline_job, "offset_x": strip.transform.offset_x,
                 "files": {f: strip.strip_elem_from_frame(f).filename for f in (15, 16, 30, 42)}}
 
 # Grade Face with the matte there: a modifier on the shot, masked by the matte strip
