@@ -72,12 +72,13 @@ def _open(op, context, face_id: int, space: str) -> set:
     if name is None:
         return {"CANCELLED"}
     mask_editor.open_editor(context)
-    if state.edit == "OPEN" and state.face_id >= 0:
-        polygons = _read_open_mask(op, state)
-        if polygons is None:
-            return {"CANCELLED"}
+    is_open = state.edit == "OPEN" and state.face_id >= 0
+    polygons = _read_open_mask(op, state) if is_open else []
+    if polygons is None:
+        return {"CANCELLED"}
+    if is_open and (polygons or state.face_id in mask_view.labelled_ids(state)):  # what is drawn, or its removal
         requests = [mask_view.save(state, polygons, then=face_id, then_space=space)]
-    else:
+    else:  # nothing drawn on a face without a label: nothing to store
         state.face_id, state.open_faceset = face_id, name
         requests = mask_view.open_face(state, name, face_id, space)
     state.open_faceset = name
@@ -139,7 +140,10 @@ class SWAPLINE_OT_mask_step(bpy.types.Operator):
         polygons = _read_open_mask(self, state)  # saved, then the page turns and its nearest face opens
         if polygons is None:
             return {"CANCELLED"}
-        return _send(self, context, [mask_view.save(state, polygons, page_step=1 if self.step > 0 else -1)])
+        step = 1 if self.step > 0 else -1
+        if not polygons and state.face_id not in mask_view.labelled_ids(state):
+            return _send(self, context, mask_view.turn_page(view, state, step, state.space))
+        return _send(self, context, [mask_view.save(state, polygons, page_step=step)])
 
 
 class SWAPLINE_OT_mask_space(bpy.types.Operator):

@@ -75,6 +75,15 @@ def remove(faceset: str) -> Request:
     return "mask.remove", {"faceset": faceset}, _tag(REMOVE, faceset)
 
 
+def turn_page(view, state, step: int, space: str) -> list[Request]:
+    """Previous/Next past the page's end: ask for the neighbouring page; its answer opens the
+    nearest face (see follow_faceset)."""
+    view.offset = max(0, view.offset + step * faceset_view.PAGE_SIZE)
+    state.edit, state.message = "LOADING", ""
+    state.then_page, state.then_space = step, space
+    return faceset_view.page(view)
+
+
 def labelled_ids(state) -> set[int]:
     return {item.face_id for item in state.labelled}
 
@@ -161,7 +170,7 @@ def apply_reply(status, op: str, result, tag: dict) -> list[Request]:
                  _tag(LABEL, tag.get("faceset", ""), face=state.face_id, space=space))]
     elif purpose == LABEL:
         if tag.get("face") == state.face_id and state.edit == "LOADING":
-            _open(status, state, str(tag.get("space") or "FACE"), list(result.get("polygons") or ()))
+            _open(state, str(tag.get("space") or "FACE"), list(result.get("polygons") or ()))
     elif purpose == SAVE:
         return _saved(status, result, tag)
     elif purpose == PREVIEW:
@@ -197,7 +206,7 @@ def _write_counts(state, faceset: str, result: dict) -> None:
     state.counted = True
 
 
-def _open(status, state, space: str, polygons: list[dict]) -> None:
+def _open(state, space: str, polygons: list[dict]) -> None:
     state.space = space
     path = state.image if space == "FRAME" else state.crop
     if not path or not os.path.isfile(path):
@@ -232,18 +241,17 @@ def _saved(status, result: dict, tag: dict) -> list[Request]:
         state.message = f"Cleared the label of face {face_id}"
         if face_id == state.face_id and state.edit == "OPEN":
             mask_editor.write_mask(mask_editor.ensure_mask(), [], "face", 1, 1)
+    elif has_label:
+        state.message = f"Saved face {face_id}"
     else:
-        state.message = f"Saved face {face_id}" + ("" if has_label else " (no polygons: label removed)")
+        state.message = f"Face {face_id}: no polygons, label removed"
+    follow = previews(state, view.faces)  # the saved face's overlay changed
     if tag.get("then") is not None:
         state.face_id = int(tag["then"])
-        return open_face(state, tag.get("faceset", ""), state.face_id, str(tag.get("then_space") or "FACE"))
+        return open_face(state, tag.get("faceset", ""), state.face_id, str(tag.get("then_space") or "FACE")) + follow
     if tag.get("page_step") and view.faceset == tag.get("faceset"):
-        step = int(tag["page_step"])
-        view.offset = max(0, view.offset + step * faceset_view.PAGE_SIZE)
-        state.edit, state.message = "LOADING", ""
-        state.then_page, state.then_space = step, str(tag.get("then_space") or "FACE")
-        return faceset_view.page(view)
-    return []
+        return turn_page(view, state, int(tag["page_step"]), str(tag.get("then_space") or "FACE"))
+    return follow
 
 
 def _write_previews(state, face_ids, result: dict) -> None:

@@ -144,7 +144,7 @@ def test_masks_panel_and_operators(run_scenario, tiny_clips, tmp_path):
     assert out["on_13"] == [13, "OPEN", [["Include", 0], ["Exclude", 0]]]
 
     # on the frame: the frame image, frame pixels both ways
-    assert out["to_frame"] == ["FINISHED"] and out["to_frame_saves"] == [13, [], 13]
+    assert out["to_frame"] == ["FINISHED"] and out["to_frame_sends"] == ["mask.frame", {"face": 13}]
     assert out["frame_label_sent"] == {"face": 13, "space": "frame"}
     on_frame = out["on_frame"]
     assert on_frame["space"] == "FRAME" and on_frame["image"].endswith("frame.png") and on_frame["size"] == [96, 64]
@@ -162,7 +162,7 @@ def test_masks_panel_and_operators(run_scenario, tiny_clips, tmp_path):
     assert out["next_page_opens"] == ["mask.frame", {"face": 14}]
     assert out["on_14"] == [14, "OPEN", "FRAME", 4]
     assert out["back"] == ["FINISHED"] and out["back_opens"] == [0, {"face": 13}], "the previous page's last face"
-    assert out["on_13_again"] == [13, "OPEN"]
+    assert out["on_13_again"] == [13, "OPEN", 1]
     assert out["last_face"] == ["CANCELLED"], "no page after the last one"
 
     assert out["previews"] == ["FINISHED"] and out["preview_sent"] == ["mask.preview", {"faces": [10, 11, 12, 13]}]
@@ -183,6 +183,7 @@ def test_masks_panel_and_operators(run_scenario, tiny_clips, tmp_path):
     assert out["applied"] == ["Learned masks applied to 4 faces", ["mask.preview"]], "previews follow the new masks"
     assert out["remove"] == ["FINISHED"] and out["remove_sent"] == [{"faceset": "source"}, {"faceset": "destination"}]
     assert out["removed"] == ["Removed 4 learned masks", ["mask.preview"]]
+    assert out["saved_first"] == [13, 1, 99]
     assert out["refused"] == ["NONE", -1, "Masks of source failed: not_found!"]
 
 

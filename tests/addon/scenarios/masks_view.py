@@ -132,13 +132,11 @@ answer(frame_req, {"image": frame, "width": 96, "height": 64, "crop": crop, "siz
 answer(label_req, {"face": 13, "polygons": [], "space": "face"})
 out["on_13"] = [state.face_id, state.edit, [[l.name, len(l.splines)] for l in mask.layers]]
 
-# Draw on the frame instead: face 13 is saved (empty) and reopened on its frame
+# Draw on the frame instead: nothing drawn on unlabelled face 13, so it is reopened on its frame at once
 FRAME_LABEL = [{"include": True, "points": [[30.0, 10.0], [70.0, 12.0], [60.0, 50.0], [28.0, 44.0]]}]
 out["to_frame"] = run(bpy.ops.swapline.mask_space, space="FRAME")
-[save_req] = take()
-out["to_frame_saves"] = [save_req[1]["face"], save_req[1]["polygons"], save_req[2].get("then")]
-answer(save_req, {"face": 13, "count": 2})
 [frame_req] = take()
+out["to_frame_sends"] = frame_req[:2]
 answer(frame_req, {"image": frame, "width": 96, "height": 64, "crop": crop, "size": 64})
 [label_req] = take()
 out["frame_label_sent"] = label_req[1]
@@ -163,10 +161,11 @@ out["after_clear"] = [state.labelled_count, sorted(i.face_id for i in state.labe
 # Next on the last face of a page: saved, the page turns, its first face opens; Previous turns back
 faceset_view = _blender.submodule("faceset_view")
 faceset_view.PAGE_SIZE, view.total = 4, 6
+me.write_mask(mask, FRAME_LABEL, "frame", 96, 64)  # drawn again after the clear
 out["next_page"] = run(bpy.ops.swapline.mask_step, step=1)
 [save_req] = take()
 out["next_page_saves"] = [save_req[1]["face"], save_req[2].get("page_step")]
-answer(save_req, {"face": 13, "count": 1})
+answer(save_req, {"face": 13, "count": 2})
 [page_req] = take()
 out["next_page_asks"] = [page_req[0], page_req[1]["offset"], page_req[1]["limit"]]
 answer(page_req, {"faces": [dict(faces[0], id=14, frame=4), dict(faces[0], id=15, frame=5)], "total": 6})
@@ -177,15 +176,13 @@ answer(frame_req, {"image": frame, "width": 96, "height": 64, "crop": crop, "siz
 answer(label_req, {"face": 14, "polygons": [], "space": "frame"})
 out["on_14"] = [state.face_id, state.edit, state.space, view.offset]
 out["back"] = run(bpy.ops.swapline.mask_step, step=-1)
-[save_req] = take()
-answer(save_req, {"face": 14, "count": 1})
-[page_req] = take()
+[page_req] = take()  # nothing drawn on face 14: no save, the page turns at once
 answer(page_req, {"faces": faces, "total": 6})
 [frame_req] = take()
 out["back_opens"] = [page_req[1]["offset"], frame_req[1]]
 answer(frame_req, {"image": frame, "width": 96, "height": 64, "crop": crop, "size": 64})
-answer(take()[0], {"face": 13, "polygons": [], "space": "frame"})
-out["on_13_again"] = [state.face_id, state.edit]
+answer(take()[0], {"face": 13, "polygons": FRAME_LABEL, "space": "frame"})
+out["on_13_again"] = [state.face_id, state.edit, len(polygons_of_mask("frame", 96, 64))]
 view.total = 4
 out["last_face"] = run(bpy.ops.swapline.mask_step, step=1)
 take()
@@ -239,8 +236,9 @@ out["removed"] = [state.message, [op for op, _, _ in take()]]
 wm.swapline.last_error = ""
 run(bpy.ops.swapline.mask_previews)  # previews off
 run(bpy.ops.swapline.mask_edit, face_id=99)
-[save_req] = take()  # face 13 is open: saved first
-answer(save_req, {"face": 13, "count": 1})
+[save_req] = take()  # face 13 is open with its label: saved first
+out["saved_first"] = [save_req[1]["face"], len(save_req[1]["polygons"]), save_req[2]["then"]]
+answer(save_req, {"face": 13, "count": 2})
 [frame_req] = take()
 answer(frame_req, code="not_found")
 out["refused"] = [state.edit, state.face_id, wm.swapline.last_error]
