@@ -55,8 +55,8 @@ def _draw_editing(box, state, settings) -> None:
     if state.edit == "LOADING":
         box.label(text=f"Opening face {state.face_id}…", icon="SORTTIME")
         return
-    box.label(text=f"Face {state.face_id} on the {state.space.lower()} · Image Editor, Mask mode",
-              icon="IMAGE_DATA")
+    where = "whole frame" if state.space == "FRAME" else "aligned face"
+    box.label(text=f"Face {state.face_id} open ({where}) in the Image Editor", icon="IMAGE_DATA")
     row = box.row(align=True)
     row.operator("swapline.mask_step", text="Previous", icon="TRIA_LEFT").step = -1
     row.operator("swapline.mask_save", text="Save", icon="FILE_TICK")

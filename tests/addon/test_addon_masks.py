@@ -132,7 +132,7 @@ def test_masks_panel_and_operators(run_scenario, tiny_clips, tmp_path):
     assert opened["layers"] == [["Include", 1], ["Exclude", 0]]
     assert np.allclose(opened["polygons"][0]["points"], [[0.2, 0.2], [0.8, 0.2], [0.8, 0.9], [0.2, 0.9]], atol=1e-6)
     assert {"swapline.mask_save", "swapline.mask_step", "swapline.mask_clear"} <= set(out["open"]["operators"])
-    assert "Face 12 on the face · Image Editor, Mask mode" in out["open"]["labels"]
+    assert "Face 12 open (aligned face) in the Image Editor" in out["open"]["labels"]
     assert out["editor"] == [1, "MASK", "Swapline Face Mask", "Swapline Face"], "an area became an Image Editor"
 
     op, args = out["save_sent"]
