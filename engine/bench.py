@@ -203,9 +203,20 @@ def bench_train(seconds: float) -> dict:
     return bench_training(seconds=seconds)
 
 
+def bench_mask_temporal(seconds: float) -> dict:
+    """Frame-to-frame change of the mask edge on talking heads, with and without smoothing over time."""
+    from .faces.extract import ExtractParams, extract_faces
+    from .masks.temporal_bench import bench_mask_temporal as run
+
+    def extract(ws, video: Path, faceset: str, frames: int, steady: bool) -> None:
+        extract_faces(ws, ExtractParams(video=str(video), faceset=faceset, frame_end=frames, size=256, smooth=steady),
+                      lambda *a: None, lambda: False)
+    return run(seconds, extract, fallback=_clip)
+
+
 BENCHMARKS: dict[str, Callable[[float], dict]] = {
     "extract": bench_extract, "jitter": bench_jitter, "recall": bench_recall, "train": bench_train,
-    "merge": bench_merge,
+    "merge": bench_merge, "mask-temporal": bench_mask_temporal,
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -23,6 +23,7 @@ from ..config import check_types, from_dict
 from ..errors import Cancelled, EngineError
 from ..facesets import FaceRecord
 from ..files import sync_folder_of
+from ..geometry.align import invert
 from ..geometry.mask_shape import MaskShape, shape_mask
 from ..media.decode import frame_range, probe
 from ..media.encode import write_image
@@ -102,6 +103,56 @@ class _TrackSmoother:
         return face, mask
 
 
+def steady_transforms(faces: list[FaceRecord], sigma: float) -> dict[tuple[int, int], np.ndarray]:
+    """Each face's frame -> crop transform averaged over its track's neighbours (a centred
+    Gaussian of `sigma` frames, within runs of consecutive frames), by (track, frame).
+
+    Landmarks wobble a little from frame to frame and the alignment with them, so a mask carried
+    into the frame by the raw transform shimmers even when its shape in the crop is steady.
+    The averaged transform follows the head's real motion (centred: no lag) without the wobble.
+    """
+    out: dict[tuple[int, int], np.ndarray] = {}
+    by_track: dict[int, list[FaceRecord]] = defaultdict(list)
+    for f in faces:
+        by_track[f.track].append(f)
+    radius = int(math.ceil(3 * sigma))
+    for track in by_track.values():
+        track.sort(key=lambda f: f.frame)
+        runs, run = [], [track[0]]
+        for f in track[1:]:
+            if f.frame != run[-1].frame + 1:
+                runs.append(run)
+                run = []
+            run.append(f)
+        runs.append(run)
+        for run in runs:
+            ms = np.stack([f.transform for f in run]).reshape(len(run), 6)
+            for i, f in enumerate(run):
+                lo, hi = max(0, i - radius), min(len(run), i + radius + 1)
+                out[(f.track, f.frame)] = _local_line(ms[lo:hi], np.arange(lo, hi) - i, sigma).reshape(2, 3)
+    return out
+
+
+def _local_line(values: np.ndarray, x: np.ndarray, sigma: float) -> np.ndarray:
+    """The value at x = 0 of a Gaussian-weighted straight-line fit: inside a run this is the
+    weighted mean; at a run's ends, where the window is one-sided, the slope keeps a moving face's
+    transform from lagging behind it. Similarity matrices combine linearly into a similarity."""
+    w = np.exp(-0.5 * (x / sigma) ** 2)
+    s0, s1, s2 = w.sum(), (w * x).sum(), (w * x * x).sum()
+    t0, t1 = w @ values, (w * x) @ values
+    det = s0 * s2 - s1 * s1
+    if len(x) < 3 or det <= 1e-9 * s0 * s0:
+        return t0 / s0
+    return (t0 * s2 - t1 * s1) / det
+
+
+def _into(m: np.ndarray | None, crop_to_crop: np.ndarray) -> np.ndarray | None:
+    if m is None:
+        return None
+    side = m.shape[0]
+    return cv2.warpAffine(m, crop_to_crop, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
 def face_mask(ws: Workspace, face: FaceRecord, params: MatteParams) -> tuple[np.ndarray, np.ndarray | None]:
     """A face's shaped mask over its crop, and its drawn exclusion zones (None without any)."""
     mask = ws.masks.hull_of(face) if params.source == "hull" else ws.masks.mask_of(face)[0]
@@ -115,7 +166,8 @@ def to_frame(mask: np.ndarray, face: FaceRecord, width: int, height: int) -> np.
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def _faces_of(ws: Workspace, faceset: str, media_id: int | None, start: int, end: int) -> list[FaceRecord]:
+def faces_in_range(ws: Workspace, faceset: str, media_id: int | None, start: int, end: int) -> list[FaceRecord]:
+    """The faceset's chosen person's faces of frames [start, end) of one video."""
     faces = ws.facesets.faces(faceset, media_id) if media_id is not None else []
     return [f for f in faces if start <= f.frame < end]
 
@@ -133,6 +185,7 @@ def frame_mattes(ws: Workspace, params: MatteParams, faces: list[FaceRecord], st
     smoothers: dict[int, _TrackSmoother] = {}
     ready: dict[int, list[tuple[FaceRecord, np.ndarray]]] = defaultdict(list)
     lag = int(math.ceil(3 * params.temporal)) if params.temporal > 0 else 0
+    steady = steady_transforms(faces, params.temporal) if params.temporal > 0 else {}
     emitted = start
 
     def release(items) -> None:
@@ -154,6 +207,11 @@ def frame_mattes(ws: Workspace, params: MatteParams, faces: list[FaceRecord], st
             release(smoothers.pop(track).close())  # the track broke off here
         for face in here:
             mask, exclude = face_mask(ws, face, params)
+            if steady:  # the crop of the steadied transform: there the face holds still
+                m = steady[(face.track, face.frame)]
+                crop_to_crop = (np.vstack([m, [0, 0, 1]]) @ np.vstack([invert(face.transform), [0, 0, 1]]))[:2]
+                mask, exclude = _into(mask, crop_to_crop), _into(exclude, crop_to_crop)
+                face = replace(face, transform=m)
             release(smoothers.setdefault(face.track, _TrackSmoother(params.temporal)).push(face, mask, exclude))
         while emitted <= index - lag:
             yield emitted, matte(emitted)
@@ -169,7 +227,7 @@ def matte_shot(ws: Workspace, params: MatteParams, out_dir: Path, report, should
     """Write one matte PNG per frame of [frame_start, frame_end): white where the person's face is."""
     info = probe(Path(params.video))
     start, end = frame_range(info, params.frame_start, params.frame_end)
-    faces = _faces_of(ws, params.faceset, ws.media_id(info.path), start, end)
+    faces = faces_in_range(ws, params.faceset, ws.media_id(info.path), start, end)
     if not faces:
         raise EngineError("no_faces", f"faceset {params.faceset!r} has no faces in frames {start}..{end} of "
                           f"{info.path.name}; extract them first")

@@ -181,3 +181,26 @@ def test_matte_of_a_real_extraction(tmp_path, shared_clip):
     assert m[int(nose[1]), int(nose[0])] == 255 and m[0, 0] == 0
     assert 0.02 < (m > 127).mean() < 0.6
     ws.close()
+
+
+def test_steady_transforms_follow_motion_without_lag_and_drop_the_wobble():
+    from engine.masks.matte import steady_transforms
+
+    rng = np.random.default_rng(3)
+    faces, truth = [], {}
+    for frame in list(range(20)) + list(range(25, 30)):  # a gap: two runs
+        m = align_transform(_lm(frame), SIZE, "full")
+        truth[frame] = m
+        wobble = m.copy()
+        wobble[:, 2] += rng.normal(0, 0.8, 2)  # the alignment shakes by about a pixel
+        faces.append(FaceRecord(media_id=1, frame=frame, face_index=0, box=(0, 0, 1, 1), score=1.0,
+                                landmarks=np.zeros((1, 2)), landmarks68=_lm(frame), transform=wobble, image="x",
+                                track=1))
+    steady = steady_transforms(faces, 2.0)
+    err_raw = np.mean([np.abs(f.transform - truth[f.frame])[:, 2].mean() for f in faces])
+    err = np.mean([np.abs(steady[(1, f.frame)] - truth[f.frame])[:, 2].mean() for f in faces])
+    assert err < 0.6 * err_raw
+    # without wobble, a steadily moving face's transforms come back as they were, ends included
+    clean = [FaceRecord(**{**f.__dict__, "transform": truth[f.frame]}) for f in faces]
+    for f in clean:
+        np.testing.assert_allclose(steady_transforms(clean, 2.0)[(1, f.frame)], truth[f.frame], atol=1e-9)
