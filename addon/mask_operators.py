@@ -14,9 +14,6 @@ from . import mask_editor, mask_view, mirror, strips, sync
 from .operators import request
 from .properties import MASK_SPACE_ITEMS
 
-MASK_JOBS = ("mask_train", "mask_apply")
-
-
 def _status(context):
     return sync.status(context)
 
@@ -192,10 +189,13 @@ class SWAPLINE_OT_mask_clear(bpy.types.Operator):
     def execute(self, context):
         status = _status(context)
         state = status.masks
-        face_id = state.face_id if state.edit == "OPEN" else mask_view.first_to_label(status.faceset, state)
-        name = state.open_faceset if state.edit == "OPEN" else _faceset_on_show(self, context)
+        if state.edit == "OPEN":
+            face_id, name = state.face_id, state.open_faceset
+        else:  # nothing open: the face selected in the grid
+            selected = sorted(item.face_id for item in status.faceset.selection)
+            face_id, name = (selected[0] if selected else None), status.faceset.faceset
         if face_id is None or not name:
-            self.report({"ERROR"}, "No face open or selected")
+            self.report({"ERROR"}, "Open a face with Edit Mask, or select one in the faceset grid")
             return {"CANCELLED"}
         return _send(self, context, [mask_view.clear(name, face_id)])
 
@@ -209,11 +209,12 @@ class SWAPLINE_OT_mask_previews(bpy.types.Operator):
     def execute(self, context):
         status = _status(context)
         state = status.masks
-        state.show_previews = not state.show_previews
-        if not state.show_previews:
+        if state.show_previews:
+            state.show_previews = False
             return {"FINISHED"}
         if _faceset_on_show(self, context) is None:
             return {"CANCELLED"}
+        state.show_previews = True
         return _send(self, context, mask_view.previews(state, status.faceset.faces))
 
 

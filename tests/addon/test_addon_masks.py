@@ -121,6 +121,7 @@ def test_masks_panel_and_operators(run_scenario, tiny_clips, tmp_path):
             "swapline.face_grade"} <= set(out["not_counted"]["operators"])
     assert out["refresh"] == ["FINISHED"] and out["refresh_sent"] == ["mask.labels", {"faceset": "source"}]
     assert "1 of 4 faces labelled" in out["counted"]["labels"]
+    assert "Open a face with Edit Mask, or select one" in out["clear_nothing"]
 
     # the selected face opens on its crop with its stored label
     assert out["edit"] == ["FINISHED"] and out["edit_sent"] == ["mask.frame", {"face": 12}]

@@ -92,6 +92,8 @@ out["refresh_sent"] = count[:2]
 answer(count, {"labelled": [11], "count": 1, "faces": 4})
 draw("counted")
 
+out["clear_nothing"] = run(bpy.ops.swapline.mask_clear)  # nothing open, nothing selected
+
 # Edit: the selected face opens on its crop, loaded with its label
 bpy.ops.swapline.faceset_select(face_id=12)
 out["edit"] = run(bpy.ops.swapline.mask_edit)
