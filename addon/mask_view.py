@@ -213,7 +213,11 @@ def _open(state, space: str, polygons: list[dict]) -> None:
         state.edit = "NONE"
         state.message = f"The face image is not on this machine: {path or 'no path'}"
         return
-    image = mask_editor.load_image(path)
+    try:
+        image = mask_editor.load_image(path)
+    except RuntimeError as exc:  # not an image Blender can read
+        state.edit, state.message = "NONE", f"Could not open the face image: {exc}"
+        return
     width, height = (state.width, state.height) if space == "FRAME" else tuple(image.size)
     if space == "FRAME" and (width, height) != tuple(image.size):
         width, height = tuple(image.size)  # the frame as decoded here decides the mask's aspect
