@@ -81,7 +81,7 @@ def mask_frame(ws: Workspace, args: dict) -> dict:
     face = _face(ws, args)
     media = _media(ws, face)
     video = Path(media["path"])
-    if not video.is_file():
+    if not video.is_absolute() or not video.is_file():  # imported faces name their clip, not a path
         raise EngineError("not_found", f"the video of face {face.id} is not here: {video}")
     st = video.stat()
     # keyed by the file's size and time too: a clip edited in place must not show its old frames
