@@ -11,19 +11,12 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty
 
 from . import faceset_view, strips, sync
-from .operators import ensure_link, request
+from .operators import ensure_link, request, send_requests
 from .properties import FACESET_ITEMS, SHOW_ITEMS, SORT_ITEMS
 
 
 def _view(context):
     return sync.status(context).faceset
-
-
-def _send(op, context, requests) -> set:
-    for engine_op, args, tag in requests:
-        if not request(op, context, engine_op, args, tag):
-            return {"CANCELLED"}
-    return {"FINISHED"}
 
 
 def _on_show(op, view) -> str | None:
@@ -42,7 +35,7 @@ def _refresh(op, context) -> set:
         return {"CANCELLED"}
     if not ensure_link(op, context):
         return {"CANCELLED"}
-    return _send(op, context, faceset_view.show(view, name))
+    return send_requests(op, context, faceset_view.show(view, name))
 
 
 class SWAPLINE_OT_faceset_refresh(bpy.types.Operator):
@@ -75,7 +68,7 @@ class _PageChange:
         view = _view(context)
         if _on_show(self, view) is None:
             return {"CANCELLED"}
-        return _send(self, context, faceset_view.page(view))
+        return send_requests(self, context, faceset_view.page(view))
 
 
 class SWAPLINE_OT_faceset_sort(_PageChange, bpy.types.Operator):
@@ -174,7 +167,7 @@ class SWAPLINE_OT_faceset_choose(bpy.types.Operator):
                 self.report({"ERROR"}, "Keep at least one track chosen, or press Automatic")
                 return {"CANCELLED"}
             tracks = sorted(chosen)
-        return _send(self, context, [faceset_view.choose(name, tracks)])
+        return send_requests(self, context, [faceset_view.choose(name, tracks)])
 
 
 class SWAPLINE_OT_faceset_delete(bpy.types.Operator):
@@ -200,7 +193,7 @@ class SWAPLINE_OT_faceset_delete(bpy.types.Operator):
         if not selected:
             self.report({"ERROR"}, "No faces selected: click faces in the grid first")
             return {"CANCELLED"}
-        return _send(self, context, [faceset_view.delete(name, sorted(selected))])
+        return send_requests(self, context, [faceset_view.delete(name, sorted(selected))])
 
 
 class SWAPLINE_OT_faceset_keep_chosen(bpy.types.Operator):
@@ -226,7 +219,7 @@ class SWAPLINE_OT_faceset_keep_chosen(bpy.types.Operator):
         if keep is None:
             self.report({"INFO"}, "Only the chosen person's faces are in the faceset")
             return {"CANCELLED"}
-        return _send(self, context, [keep])
+        return send_requests(self, context, [keep])
 
 
 class SWAPLINE_OT_faceset_best(bpy.types.Operator):
@@ -249,7 +242,7 @@ class SWAPLINE_OT_faceset_best(bpy.types.Operator):
         name = _on_show(self, _view(context))
         if name is None:
             return {"CANCELLED"}
-        return _send(self, context, [faceset_view.best(name, self.count)])
+        return send_requests(self, context, [faceset_view.best(name, self.count)])
 
 
 classes = (SWAPLINE_OT_faceset_refresh, SWAPLINE_OT_faceset_browse, SWAPLINE_OT_faceset_sort,

@@ -9,9 +9,6 @@ with a refresh); `apply_reply` returns those follow-up requests for the drain to
 
 from __future__ import annotations
 
-import os
-import time
-
 from . import thumbnails
 
 PAGE_SIZE = 48
@@ -235,26 +232,10 @@ def _clear(view) -> None:
 
 
 def load_thumbnails(view, deadline: float | None) -> int:
-    """Load pending thumbnails until `deadline` (time.monotonic(); None: all), at least one per call.
-
-    Small JPGs, read on the main thread a few at a time. A path that is not on this machine (a
-    remote engine's) is marked MISSING and the panel draws a placeholder.
-    """
+    """Load pending thumbnails until `deadline` (time.monotonic(); None: all), at least one per call."""
     global _unloaded
     if not _unloaded:
         return 0
-    loaded = 0
-    for items, group in ((view.tracks, thumbnails.PEOPLE), (view.faces, thumbnails.PAGE)):
-        for item in items:
-            if item.thumbnail != "PENDING":
-                continue
-            if loaded and deadline is not None and time.monotonic() >= deadline:
-                return loaded
-            if item.image and os.path.isfile(item.image):
-                item.icon_id = thumbnails.load(group, item.image)
-                item.thumbnail = "LOADED"
-            else:
-                item.thumbnail = "MISSING"
-            loaded += 1
-    _unloaded = False
+    loaded, done = thumbnails.load_pending(((view.tracks, thumbnails.PEOPLE), (view.faces, thumbnails.PAGE)), deadline)
+    _unloaded = not done
     return loaded

@@ -11,7 +11,7 @@ import bpy
 from bpy.props import EnumProperty, IntProperty
 
 from . import mask_editor, mask_view, mirror, strips, sync
-from .operators import request
+from .operators import request, send_requests
 from .properties import MASK_SPACE_ITEMS
 
 def _status(context):
@@ -20,13 +20,6 @@ def _status(context):
 
 def _settings(context):
     return strips.sequencer_scene(context).swapline
-
-
-def _send(op, context, requests) -> set:
-    for engine_op, args, tag in requests:
-        if not request(op, context, engine_op, args, tag):
-            return {"CANCELLED"}
-    return {"FINISHED"}
 
 
 def _faceset_on_show(op, context) -> str | None:
@@ -79,7 +72,7 @@ def _open(op, context, face_id: int, space: str) -> set:
         state.face_id, state.open_faceset = face_id, name
         requests = mask_view.open_face(state, name, face_id, space)
     state.open_faceset = name
-    return _send(op, context, requests)
+    return send_requests(op, context, requests)
 
 
 class SWAPLINE_OT_mask_refresh(bpy.types.Operator):
@@ -92,7 +85,7 @@ class SWAPLINE_OT_mask_refresh(bpy.types.Operator):
         name = _faceset_on_show(self, context)
         if name is None:
             return {"CANCELLED"}
-        return _send(self, context, [mask_view.count(name)])
+        return send_requests(self, context, [mask_view.count(name)])
 
 
 class SWAPLINE_OT_mask_edit(bpy.types.Operator):
@@ -139,8 +132,8 @@ class SWAPLINE_OT_mask_step(bpy.types.Operator):
             return {"CANCELLED"}
         step = 1 if self.step > 0 else -1
         if not polygons and state.face_id not in mask_view.labelled_ids(state):
-            return _send(self, context, mask_view.turn_page(view, state, step, state.space))
-        return _send(self, context, [mask_view.save(state, polygons, page_step=step)])
+            return send_requests(self, context, mask_view.turn_page(view, state, step, state.space))
+        return send_requests(self, context, [mask_view.save(state, polygons, page_step=step)])
 
 
 class SWAPLINE_OT_mask_space(bpy.types.Operator):
@@ -173,7 +166,7 @@ class SWAPLINE_OT_mask_save(bpy.types.Operator):
         polygons = _read_open_mask(self, state)
         if polygons is None:
             return {"CANCELLED"}
-        return _send(self, context, [mask_view.save(state, polygons)])
+        return send_requests(self, context, [mask_view.save(state, polygons)])
 
 
 class SWAPLINE_OT_mask_clear(bpy.types.Operator):
@@ -197,7 +190,7 @@ class SWAPLINE_OT_mask_clear(bpy.types.Operator):
         if face_id is None or not name:
             self.report({"ERROR"}, "Open a face with Edit Mask, or select one in the faceset grid")
             return {"CANCELLED"}
-        return _send(self, context, [mask_view.clear(name, face_id)])
+        return send_requests(self, context, [mask_view.clear(name, face_id)])
 
 
 class SWAPLINE_OT_mask_previews(bpy.types.Operator):
@@ -215,7 +208,7 @@ class SWAPLINE_OT_mask_previews(bpy.types.Operator):
         if _faceset_on_show(self, context) is None:
             return {"CANCELLED"}
         state.show_previews = True
-        return _send(self, context, mask_view.previews(state, status.faceset.faces))
+        return send_requests(self, context, mask_view.previews(state, status.faceset.faces))
 
 
 def start_job(op, context, kind: str, params: dict, label: str, **extra) -> bool:
@@ -283,7 +276,7 @@ class SWAPLINE_OT_mask_remove(bpy.types.Operator):
         if not facesets:
             self.report({"ERROR"}, "Mark a Source or Destination strip, or load a faceset, first")
             return {"CANCELLED"}
-        return _send(self, context, [mask_view.remove(name) for name in facesets])
+        return send_requests(self, context, [mask_view.remove(name) for name in facesets])
 
 
 classes = (SWAPLINE_OT_mask_refresh, SWAPLINE_OT_mask_edit, SWAPLINE_OT_mask_step, SWAPLINE_OT_mask_space,

@@ -10,7 +10,6 @@ Opening a face is two requests in a chain: `mask.frame` (where its images are an
 from __future__ import annotations
 
 import os
-import time
 
 import bpy
 
@@ -285,17 +284,6 @@ def load_previews(state, deadline: float | None) -> int:
     global _unloaded
     if not _unloaded:
         return 0
-    loaded = 0
-    for item in state.previews:
-        if item.thumbnail != "PENDING":
-            continue
-        if loaded and deadline is not None and time.monotonic() >= deadline:
-            return loaded
-        if item.image and os.path.isfile(item.image):
-            item.icon_id = thumbnails.load(PREVIEWS, item.image)
-            item.thumbnail = "LOADED"
-        else:
-            item.thumbnail = "MISSING"
-        loaded += 1
-    _unloaded = False
+    loaded, done = thumbnails.load_pending(((state.previews, PREVIEWS),), deadline)
+    _unloaded = not done
     return loaded

@@ -47,6 +47,14 @@ def request(op, context, engine_op: str, args: dict, tag: dict) -> bool:
     return True
 
 
+def send_requests(op, context, requests) -> set:
+    """Send (engine_op, args, tag) requests in order; an operator's result set."""
+    for engine_op, args, tag in requests:
+        if not request(op, context, engine_op, args, tag):
+            return {"CANCELLED"}
+    return {"FINISHED"}
+
+
 def _movie_strip(op, scene, role: str):
     """The strip marked `role`, checked to be a movie whose file exists; None after reporting."""
     strip = strips.find_role(scene, role)

@@ -7,6 +7,9 @@ shows is replaced, and everything is released on unregister. Icon ids are 0 in b
 
 from __future__ import annotations
 
+import os
+import time
+
 import bpy
 import bpy.utils.previews
 
@@ -34,6 +37,28 @@ def clear(group: str) -> None:
     collection = _collections.pop(group, None)
     if collection is not None:
         bpy.utils.previews.remove(collection)
+
+
+def load_pending(groups, deadline: float | None) -> tuple[int, bool]:
+    """Load the PENDING thumbnails of (items, group) pairs until `deadline`: (loaded, all done).
+
+    Small JPGs, read on the main thread a few at a time. A path that is not on this machine (a
+    remote engine's) is marked MISSING and the panel draws a placeholder.
+    """
+    loaded = 0
+    for items, group in groups:
+        for item in items:
+            if item.thumbnail != "PENDING":
+                continue
+            if loaded and deadline is not None and time.monotonic() >= deadline:
+                return loaded, False
+            if item.image and os.path.isfile(item.image):
+                item.icon_id = load(group, item.image)
+                item.thumbnail = "LOADED"
+            else:
+                item.thumbnail = "MISSING"
+            loaded += 1
+    return loaded, True
 
 
 def unregister() -> None:
