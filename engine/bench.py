@@ -214,9 +214,20 @@ def bench_mask_temporal(seconds: float) -> dict:
     return run(seconds, extract, fallback=_clip)
 
 
+def bench_occlusion(seconds: float) -> dict:
+    """Learned mask vs landmark hull IoU against the truth on real faces with synthetic occluders."""
+    from .faces.extract import ExtractParams, extract_faces
+    from .masks.occlusion_bench import bench_occlusion as run
+
+    def extract(ws, video: Path, faceset: str, frames: int) -> None:
+        extract_faces(ws, ExtractParams(video=str(video), faceset=faceset, frame_end=frames, size=256),
+                      lambda *a: None, lambda: False)
+    return run(seconds, extract)
+
+
 BENCHMARKS: dict[str, Callable[[float], dict]] = {
     "extract": bench_extract, "jitter": bench_jitter, "recall": bench_recall, "train": bench_train,
-    "merge": bench_merge, "mask-temporal": bench_mask_temporal,
+    "merge": bench_merge, "mask-temporal": bench_mask_temporal, "occlusion": bench_occlusion,
 }
 
 

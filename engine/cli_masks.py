@@ -41,6 +41,20 @@ def add_mask_parser(sub) -> None:
     a.add_argument("--source", choices=("auto", "hull"), default="auto",
                    help="auto: drawn > learned > imported > hull masks; hull: landmarks only")
     # --- train, apply ---
+    t = actions.add_parser("train", help="train (or resume) the mask model on the labelled faces of facesets")
+    t.add_argument("--workspace", required=True)
+    t.add_argument("--facesets", nargs="+", required=True)
+    t.add_argument("--model", default="xseg")
+    t.add_argument("--resolution", type=int, default=128, help="multiple of 32; 128 on a CPU, 256 on a GPU")
+    t.add_argument("--iterations", type=int, default=3000, help="total, counting those of a resumed model")
+    t.add_argument("--minutes", type=float, default=None, help="stop after this long")
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--device", default="cpu")
+    a = actions.add_parser("apply", help="learned masks for every face of a faceset")
+    a.add_argument("--workspace", required=True)
+    a.add_argument("--faceset", required=True)
+    a.add_argument("--model", default="xseg")
+    a.add_argument("--device", default="cpu")
 
 
 def _label_file(path: str, space: str) -> dict:
@@ -88,4 +102,14 @@ def run_mask(args: argparse.Namespace) -> int:
             "frame_end": args.end, "output": str(Path(args.output).resolve()) if args.output else None,
             "source": args.source, "temporal": args.temporal,
             "shape": {k: getattr(args, k) for k in ("erode", "blur", "top", "bottom", "left", "right")}})
+    if args.action in ("train", "apply"):
+        from .cli import run_job  # cli imports this module
+
+        if args.action == "train":
+            return run_job(args.workspace, "mask_train", {
+                "model": args.model, "facesets": args.facesets, "resolution": args.resolution,
+                "iterations": args.iterations, "max_seconds": args.minutes * 60 if args.minutes else None,
+                "batch_size": args.batch_size, "device": args.device})
+        return run_job(args.workspace, "mask_apply", {"model": args.model, "faceset": args.faceset,
+                                                      "device": args.device})
     raise SystemExit(f"unknown mask action {args.action!r}")

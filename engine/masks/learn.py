@@ -1,0 +1,272 @@
+"""Masks stage: training the segmentation network from labelled crops, and the trained Segmenter.
+
+One visible loop (draw an augmented batch, one Adam step on BCE + dice, report, checkpoint), like the
+swap model's. The checkpoint is engine.models.checkpoint's single safetensors file: weights, Adam
+state, the SegNetConfig and the training state (iteration count, loss history), so a run resumes
+where it stopped and Segmenter.load rebuilds the network from the folder alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+import safetensors
+import torch
+from torch.nn import functional as F
+
+from engine.config import check_types, from_dict
+from engine.errors import Cancelled, EngineError
+from engine.models import native_bf16
+from engine.models.checkpoint import FORMAT, checkpoint_path, has_checkpoint, load_optimizer_state, save_checkpoint
+from engine.masks.augment import MaskAugmentation, PairAugmenter, Prefetcher
+from engine.masks.segnet import SegNet, SegNetConfig
+
+KIND = "mask_segnet"  # the checkpoint's state says which network it holds
+
+
+@dataclass(frozen=True)
+class SegTrainSettings:
+    """What a mask training job is asked to do; the network's shape comes from the same fields."""
+
+    resolution: int = 128  # 128 trains in minutes on a CPU; 256 (DeepFaceLab's XSeg) wants a GPU
+    width: int = SegNetConfig.width
+    iterations: int = 3000  # absolute target: a resumed model counts the iterations it already has
+    max_seconds: float | None = None  # stop earlier than `iterations` after this long
+    batch_size: int = 8
+    learning_rate: float = 2e-3  # decays along a cosine to a tenth of this by the end of the run
+    precision: str = "auto"  # "bf16", "fp32", or "auto": bf16 where the hardware does it natively
+    device: str = "cpu"
+    seed: int | None = None
+    save_every_s: float = 60.0
+    report_every_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_types(self, "mask training setting")
+        if self.iterations < 0 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise ValueError("iterations must be >= 0, batch_size >= 1 and learning_rate > 0")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError("max_seconds must be positive")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
+        try:
+            torch.device(self.device)
+        except RuntimeError:
+            raise ValueError(f"unknown device {self.device!r}; e.g. 'cpu' or 'cuda'") from None
+        self.config()  # a bad network shape is reported now, not after the data is loaded
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SegTrainSettings":
+        return from_dict(cls, d, "mask training setting")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def config(self) -> SegNetConfig:
+        return SegNetConfig(resolution=self.resolution, width=self.width)
+
+
+def seg_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE plus soft dice, in fp32: BCE drives every pixel, dice keeps a small occluder from being
+    outvoted by the many easy background and cheek pixels."""
+    logits, target = logits.float(), target.float()
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    p = torch.sigmoid(logits)
+    inter = (p * target).sum(dim=(1, 2, 3))
+    dice = 1 - (2 * inter + 1) / (p.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1)
+    return bce + dice.mean()
+
+
+def _resize_stack(arrays: np.ndarray, r: int) -> np.ndarray:
+    if arrays.shape[1] == r:
+        return np.ascontiguousarray(arrays)
+    interp = cv2.INTER_AREA if arrays.shape[1] > r else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(a, (r, r), interpolation=interp) for a in arrays])
+
+
+def _to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    # NHWC viewed as NCHW is channels_last already: no copy before the first conv
+    x = torch.from_numpy(images.astype(np.float32) * np.float32(1 / 255)).permute(0, 3, 1, 2)
+    return x.to(device, non_blocking=True)
+
+
+def _read_checkpoint(model_dir: Path) -> tuple[SegNetConfig, dict[str, Any], dict[str, torch.Tensor]]:
+    """Config, training state and weights of a mask model folder; anything else -> EngineError."""
+    path = checkpoint_path(model_dir)
+    if not path.is_file():
+        raise EngineError("not_found", f"no trained mask model in {model_dir}")
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            weights = {k[len("model."):]: f.get_tensor(k) for k in f.keys() if k.startswith("model.")}
+        state = json.loads(meta["state"])
+        raw = json.loads(meta["config"])
+    except Exception as e:  # the parser's own error types differ between safetensors versions
+        raise EngineError("corrupt_checkpoint", f"the mask model file {path} is damaged ({e})") from None
+    if meta.get("format") != FORMAT or state.get("kind") != KIND:
+        raise EngineError("model_mismatch", f"{path} holds no mask model")
+    try:
+        config = SegNetConfig.from_dict(raw)
+    except ValueError as e:
+        raise EngineError("model_mismatch", f"the mask model in {model_dir} cannot be built here: {e}") from None
+    return config, state, weights
+
+
+def _load_model(model_dir: Path, device: torch.device) -> tuple[SegNet, SegNetConfig, dict[str, Any]]:
+    config, state, weights = _read_checkpoint(model_dir)
+    model = SegNet(config)
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as e:
+        raise EngineError("model_mismatch", f"the weights in {model_dir} do not fit their config: {e}") from None
+    return model.to(device, memory_format=torch.channels_last), config, state
+
+
+def _device(name: str) -> torch.device:
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EngineError("bad_request", "'cuda' was asked for, but this engine has no CUDA device")
+    return device
+
+
+def train_segmenter(images: np.ndarray, masks: np.ndarray, model_dir: Path, settings: SegTrainSettings,
+                    report: Callable[[float, str, dict], None], should_stop: Callable[[], bool],
+                    augmentation: MaskAugmentation = MaskAugmentation()) -> dict[str, Any]:
+    """Train (or resume) the mask model in `model_dir` on crops (N,S,S,3) uint8 and masks (N,S,S) 0..1.
+
+    Returns {iterations, loss (mean of the last 20 steps), checkpoint, seconds}. `should_stop` is
+    asked before every step: when it says yes, the model is saved and Cancelled raised.
+    """
+    started = time.monotonic()
+    if images.ndim != 4 or images.shape[0] == 0 or masks.shape != images.shape[:3]:
+        raise EngineError("no_labels", "mask training needs labelled crops (N,S,S,3) and their masks (N,S,S)")
+    model_dir, device = Path(model_dir), _device(settings.device)
+    bf16 = settings.precision == "bf16" or (settings.precision == "auto" and native_bf16(device))
+    config = settings.config()
+    if has_checkpoint(model_dir):
+        model, saved, state = _load_model(model_dir, device)
+        if saved != config:
+            raise EngineError("model_mismatch", f"the mask model in {model_dir} was built with resolution "
+                              f"{saved.resolution} and width {saved.width}; asked {config.resolution}/{config.width}")
+        resumed = True
+    else:
+        with torch.random.fork_rng(devices=[]):  # a seed must not reset the whole process's RNG
+            if settings.seed is not None:
+                torch.manual_seed(settings.seed)
+            model = SegNet(config).to(device, memory_format=torch.channels_last)
+        state, resumed = {"kind": KIND, "iteration": 0, "loss_history": []}, False
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, fused=True)
+    if resumed:
+        load_optimizer_state(model_dir, optimizer)
+    iteration = int(state["iteration"])
+    history = [float(x) for x in state["loss_history"]]
+    r = settings.resolution
+    augmenter = PairAugmenter(_resize_stack(images, r), _resize_stack(masks.astype(np.float32), r),
+                              augmentation, seed=settings.seed)
+
+    def save() -> Path:
+        state.update(kind=KIND, iteration=iteration, loss_history=history, settings=settings.to_dict())
+        return save_checkpoint(model_dir, model, config, state, optimizer)
+
+    def progress() -> float:
+        done = iteration / settings.iterations if settings.iterations else 1.0
+        if settings.max_seconds:
+            done = max(done, (time.monotonic() - started) / settings.max_seconds)
+        return min(1.0, done)
+
+    # cv2's own thread pool would fight torch's for the same cores over 128 px images
+    cv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    prefetch = Prefetcher(augmenter, settings.batch_size)
+    try:
+        last_save = last_report = time.monotonic()
+        window: list[float] = []
+        while iteration < settings.iterations:
+            if should_stop():
+                save()
+                raise Cancelled()
+            if settings.max_seconds is not None and time.monotonic() - started >= settings.max_seconds:
+                break
+            # cosine decay over the run (by iterations or by time, whichever is further along)
+            for group in optimizer.param_groups:
+                group["lr"] = settings.learning_rate * (0.1 + 0.45 * (1 + math.cos(math.pi * progress())))
+            batch_images, batch_masks = prefetch.next()
+            x = _to_input(batch_images, device)
+            y = torch.from_numpy(batch_masks)[:, None].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = model(x)
+            loss = seg_loss(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            value = loss.item()
+            if not math.isfinite(value):
+                raise EngineError("training_diverged", f"the mask loss stopped being finite at iteration "
+                                  f"{iteration}; lower the learning rate and resume from the last checkpoint")
+            iteration += 1
+            history.append(value)
+            window.append(value)
+            now = time.monotonic()
+            if now - last_report >= settings.report_every_s:
+                mean = sum(window) / len(window)
+                report(progress(), f"iteration {iteration}/{settings.iterations}, loss {mean:.4f}",
+                       {"iteration": iteration, "loss": mean, "it_per_s": len(window) / (now - last_report)})
+                window, last_report = [], now
+            if now - last_save >= settings.save_every_s:
+                save()
+                last_save = now
+        path = save()
+    finally:
+        prefetch.close()
+        cv2.setNumThreads(cv_threads)
+    recent = history[-20:]
+    loss_value = sum(recent) / len(recent) if recent else float("nan")
+    report(1.0, f"trained {iteration} iterations, loss {loss_value:.4f}", {"iteration": iteration, "loss": loss_value})
+    return {"iterations": iteration, "loss": loss_value, "checkpoint": str(path),
+            "seconds": time.monotonic() - started}
+
+
+class Segmenter:
+    """A trained mask model, ready to predict masks for aligned crops of any size."""
+
+    def __init__(self, model: SegNet, config: SegNetConfig, state: dict[str, Any], device: torch.device) -> None:
+        self.model, self.config, self.state, self.device = model.eval(), config, state, device
+        self.bf16 = native_bf16(device)
+        self.flip = True  # average with the prediction of the mirrored crop
+
+    @classmethod
+    def load(cls, model_dir: Path, device: str = "cpu") -> "Segmenter":
+        dev = _device(device)
+        model, config, state = _load_model(Path(model_dir), dev)
+        return cls(model, config, state, dev)
+
+    @property
+    def iterations(self) -> int:
+        return int(self.state.get("iteration", 0))
+
+    @torch.inference_mode()
+    def predict(self, crops: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        """Masks float32 (B,S,S) in 0..1 for crops uint8 (B,S,S,3) BGR, at the crops' own size."""
+        if crops.ndim != 4 or crops.shape[3] != 3 or crops.shape[1] != crops.shape[2] or crops.dtype != np.uint8:
+            raise ValueError(f"crops must be (B,S,S,3) uint8, got {crops.shape} {crops.dtype}")
+        s, r = crops.shape[1], self.config.resolution
+        out = np.empty(crops.shape[:3], np.float32)
+        for start in range(0, len(crops), batch_size):
+            chunk = _resize_stack(crops[start:start + batch_size], r)
+            x = _to_input(chunk, self.device)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                logits = self.model(x).float()
+                if self.flip:  # the mirrored crop's opinion too: steadier edges for twice the compute
+                    logits = (logits + self.model(x.flip(-1)).float().flip(-1)) / 2
+            probs = torch.sigmoid(logits)[:, 0].cpu().numpy()
+            for j, p in enumerate(probs):
+                out[start + j] = p if s == r else cv2.resize(p, (s, s), interpolation=cv2.INTER_LINEAR)
+        return out
