@@ -2,9 +2,11 @@
 
 A few hand-drawn labels have to stand for a whole faceset, so every draw of a pair is distorted:
 geometry (affine jitter and a smooth grid warp, applied to the image and its mask together, in one
-remap), then the image alone: the background swapped for another crop or a random texture, bright
-flares, blur, noise, JPEG re-compression and colour jitter. The network then learns what a face's
-edge looks like instead of remembering the few backgrounds and lighting conditions it saw.
+remap), another labelled face's occluders pasted over this one (the concavities of its label, moved
+at random; the mask loses what they cover), then the image alone: the background swapped for another
+crop or a random texture, bright flares, blur, noise, JPEG re-compression and colour jitter. The
+network then learns what a face's edge looks like instead of remembering the few backgrounds,
+lighting conditions and occluders it saw.
 
 Everything runs on arrays at the network's resolution, per sample, with cv2 (which releases the GIL,
 so a prefetching thread overlaps it with the network's step).
@@ -15,6 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -34,6 +37,7 @@ class MaskAugmentation:
     warp_cells: int = 4
     warp_strength: float = 0.08  # std of an inner grid point's offset, in cell sides
     background: float = 0.25  # probability of swapping what lies outside the mask
+    paste: float = 0.5  # probability of pasting another labelled face's occluders over this one
     flare: float = 0.1
     blur: float = 0.15
     noise: float = 0.15
@@ -62,6 +66,8 @@ class PairAugmenter:
         ys, xs = np.mgrid[0:r, 0:r].astype(np.float32)
         self._grid = np.stack([xs, ys], axis=-1)
         self._order = np.empty(0, np.int64)
+        self.occluders = [occluders_of(m) for m in self.masks]
+        self._with_occluders = [i for i, o in enumerate(self.occluders) if o.any()]
 
     def _next_indices(self, n: int) -> np.ndarray:
         # shuffled passes: every labelled face is seen once per pass
@@ -90,6 +96,20 @@ class PairAugmenter:
         inv = cv2.invertAffineTransform(m).astype(np.float32)
         maps = pts @ inv[:, :2].T + inv[:, 2]
         return maps[..., 0], maps[..., 1]
+
+    def _paste(self, img: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Another face's occluders (its label's concavities, with their pixels), moved at random,
+        over this face; the mask loses what they cover. 20 labels then teach 20 x 20 occlusions."""
+        rng, r = self.rng, self.r
+        k = self._with_occluders[rng.integers(len(self._with_occluders))]
+        m = np.float32([[1, 0, 0], [0, 1, 0]])
+        if rng.random() < 0.5:
+            m = np.float32([[-1, 0, r - 1], [0, 1, 0]])
+        m[:, 2] += rng.uniform(-0.15, 0.15, size=2) * r
+        occ = cv2.warpAffine(self.occluders[k], m, (r, r), flags=cv2.INTER_LINEAR)
+        src = cv2.warpAffine(self.images[k], m, (r, r), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        a = occ[..., None]
+        return img * (1 - a) + src.astype(np.float32) * a, mask * (1 - occ)
 
     # -- photometric (image only) ----------------------------------------------------------------
 
@@ -156,6 +176,8 @@ class PairAugmenter:
         img = cv2.remap(self.images[index], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
         mask = cv2.remap(self.masks[index], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
         out = img.astype(np.float32)
+        if self._with_occluders and rng.random() < a.paste:
+            out, mask = self._paste(out, mask)
         if rng.random() < a.background:
             out = self._swap_background(out, mask)
         if rng.random() < a.colour:
@@ -180,21 +202,33 @@ class PairAugmenter:
         return images, masks
 
 
-class Prefetcher:
-    """Batches made ahead on a thread, so the network rarely waits for augmentation."""
+def occluders_of(mask: np.ndarray) -> np.ndarray:
+    """What likely hides part of a labelled face: the concavities of its label (inside the convex
+    hull of its largest region, outside the label), float32 0..1 with slightly softened edges."""
+    binary = (mask >= 0.5).astype(np.uint8)
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return np.zeros(mask.shape, np.float32)
+    hull = np.zeros_like(binary)
+    cv2.fillConvexPoly(hull, cv2.convexHull(max(contours, key=cv2.contourArea)), 1)
+    holes = cv2.erode(hull & (1 - binary), np.ones((3, 3), np.uint8))  # no slivers along the outline
+    return cv2.GaussianBlur(holes.astype(np.float32), (3, 3), 0.7)
 
-    def __init__(self, augmenter: PairAugmenter, batch_size: int, depth: int = 2) -> None:
+
+class Prefetcher:
+    """Batches made ahead on a thread by `make()`, so the network rarely waits for augmentation."""
+
+    def __init__(self, make: Callable[[], Any], depth: int = 2) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._failure: list[BaseException] = []
-        self._thread = threading.Thread(target=self._run, args=(augmenter, batch_size), daemon=True,
-                                        name="mask-augment")
+        self._thread = threading.Thread(target=self._run, args=(make,), daemon=True, name="mask-augment")
         self._thread.start()
 
-    def _run(self, augmenter: PairAugmenter, batch_size: int) -> None:
+    def _run(self, make: Callable[[], Any]) -> None:
         try:
             while not self._stop.is_set():
-                item = augmenter.batch(batch_size)
+                item = make()
                 while not self._stop.is_set():
                     try:
                         self._queue.put(item, timeout=0.1)
@@ -204,7 +238,7 @@ class Prefetcher:
         except BaseException as e:  # handed to the consumer: a dead producer must not hang training
             self._failure.append(e)
 
-    def next(self) -> tuple[np.ndarray, np.ndarray]:
+    def next(self) -> Any:
         while True:
             if self._failure:
                 raise self._failure[0]

@@ -73,11 +73,11 @@ class SegTrainSettings:
         return SegNetConfig(resolution=self.resolution, width=self.width)
 
 
-def seg_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """BCE plus soft dice, in fp32: BCE drives every pixel, dice keeps a small occluder from being
-    outvoted by the many easy background and cheek pixels."""
+def seg_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """(Weighted) BCE plus soft dice, in fp32: BCE drives every pixel, dice keeps a small occluder
+    from being outvoted by the many easy background and cheek pixels."""
     logits, target = logits.float(), target.float()
-    bce = F.binary_cross_entropy_with_logits(logits, target)
+    bce = F.binary_cross_entropy_with_logits(logits, target, weight=weight)
     p = torch.sigmoid(logits)
     inter = (p * target).sum(dim=(1, 2, 3))
     dice = 1 - (2 * inter + 1) / (p.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1)
@@ -185,7 +185,7 @@ def train_segmenter(images: np.ndarray, masks: np.ndarray, model_dir: Path, sett
     # cv2's own thread pool would fight torch's for the same cores over 128 px images
     cv_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
-    prefetch = Prefetcher(augmenter, settings.batch_size)
+    prefetch = Prefetcher(lambda: augmenter.batch(settings.batch_size))
     try:
         last_save = last_report = time.monotonic()
         window: list[float] = []

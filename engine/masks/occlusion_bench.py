@@ -37,7 +37,7 @@ UNSEEN_CLIPS = [PREFIX + n for n in ("reagan_clip1", "feifeili_clip1")] + \
 FRAMES = 150  # extracted per clip
 LABELLED = 20  # faces labelled for training, spread over TRAIN_CLIPS
 TEST_PER_CLIP = 10
-TRAIN_SECONDS = 240.0
+TRAIN_SECONDS = 300.0
 RESOLUTION = 128
 BATCH = 4
 
@@ -100,7 +100,7 @@ def occlusion_run(faces: dict, model_dir: Path, seed: int, train_seconds: float,
     return out
 
 
-def bench_occlusion(seconds: float, extract: Extract, runs: int = 1,
+def bench_occlusion(seconds: float, extract: Extract, runs: int = 3,
                     train_seconds: float = TRAIN_SECONDS) -> dict:
     """Mean IoU of the learned mask and of the landmark hull against the truth on unseen faces."""
     clips = {n: SHARED_FACES / "train" / f"{n}.mp4" for n in TRAIN_CLIPS + UNSEEN_CLIPS}

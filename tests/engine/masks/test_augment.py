@@ -4,7 +4,7 @@ image alone, the background swap keeps the face, and the prefetcher hands batche
 import numpy as np
 import pytest
 
-from engine.masks.augment import MaskAugmentation, PairAugmenter, Prefetcher
+from engine.masks.augment import MaskAugmentation, PairAugmenter, Prefetcher, occluders_of
 
 NONE = dict(warp=0.0, background=0.0, flare=0.0, blur=0.0, noise=0.0, jpeg=0.0, colour=0.0)
 
@@ -60,18 +60,37 @@ def test_bad_inputs_are_refused():
 
 def test_prefetcher_hands_over_batches_and_errors():
     images, masks = disc()
-    pre = Prefetcher(PairAugmenter(images, masks, seed=0), 2)
+    aug = PairAugmenter(images, masks, seed=0)
+    pre = Prefetcher(lambda: aug.batch(2))
     try:
         x, y = pre.next()
         assert x.shape == (2, 64, 64, 3) and y.shape == (2, 64, 64)
     finally:
         pre.close()
 
-    class Broken(PairAugmenter):
-        def batch(self, n):
-            raise RuntimeError("boom")
+    def broken():
+        raise RuntimeError("boom")
 
-    pre = Prefetcher(Broken(images, masks), 2)
+    pre = Prefetcher(broken)
     with pytest.raises(RuntimeError, match="boom"):
         pre.next()
     pre.close()
+
+
+def test_occluders_are_a_labels_concavities_and_get_pasted_onto_other_faces():
+    images, masks = disc(2)
+    assert occluders_of(masks[0]).sum() == 0  # a convex label hides nothing
+    notched = masks.copy()
+    notched[1, 36:44, 20:40] = 0  # a bar across the second disc: an occluder
+    images[1][notched[1] < masks[1]] = (0, 0, 255)
+    holes = occluders_of(notched[1])
+    assert holes[38:42, 26:36].min() > 0.9 and holes[notched[1] > 0.5].max() < 0.3 and holes[masks[1] == 0].max() == 0
+    aug = PairAugmenter(images, notched, MaskAugmentation(paste=1.0, rotation_deg=0, scale=0, shift=0, flip=False,
+                                                         **NONE), seed=0)
+    pasted = 0
+    for _ in range(6):
+        x, y = aug.batch(2)
+        red = (x[..., 2] > 200) & (x[..., 0] < 50)
+        assert (y[red] < 0.5).mean() > 0.9  # wherever the red bar landed, the mask says "not face"
+        pasted += int(red.any(axis=(1, 2)).sum())
+    assert pasted == 12  # every draw got the bar (only the second face has an occluder to give)

@@ -112,3 +112,19 @@ def test_mismatch_missing_and_bad_input_errors(tmp_path):
     with pytest.raises(EngineError) as e:
         Segmenter.load(tmp_path / "m")
     assert e.value.code == "corrupt_checkpoint"
+
+
+def test_loss_weighs_the_occluder_pixels_more():
+    import torch
+
+    from engine.masks.learn import seg_loss
+
+    target = torch.zeros(1, 1, 8, 8)
+    target[..., 2:6, 2:6] = 1
+    logits = (target * 2 - 1) * 4
+    wrong = logits.clone()
+    wrong[..., 0, 0] = 4  # one background pixel called face
+    weight = torch.ones_like(target)
+    assert seg_loss(logits, target) < seg_loss(wrong, target)
+    weight[..., 0, 0] = 3
+    assert seg_loss(wrong, target, weight) > seg_loss(wrong, target)
