@@ -48,7 +48,7 @@ def add_mask_parser(sub) -> None:
     t.add_argument("--resolution", type=int, default=128, help="multiple of 32; 128 on a CPU, 256 on a GPU")
     t.add_argument("--iterations", type=int, default=3000, help="total, counting those of a resumed model")
     t.add_argument("--minutes", type=float, default=None, help="stop after this long")
-    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--batch-size", type=int, default=4)
     t.add_argument("--device", default="cpu")
     a = actions.add_parser("apply", help="learned masks for every face of a faceset")
     a.add_argument("--workspace", required=True)

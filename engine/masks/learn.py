@@ -40,7 +40,9 @@ class SegTrainSettings:
     width: int = SegNetConfig.width
     iterations: int = 3000  # absolute target: a resumed model counts the iterations it already has
     max_seconds: float | None = None  # stop earlier than `iterations` after this long
-    batch_size: int = 8
+    # 4, not 8: at a fixed CPU budget twice the steps of half the size learnt more (occlusion bench,
+    # 240 s at 128 px: IoU on unseen frames 0.886 -> 0.900)
+    batch_size: int = 4
     learning_rate: float = 2e-3  # decays along a cosine to a tenth of this by the end of the run
     precision: str = "auto"  # "bf16", "fp32", or "auto": bf16 where the hardware does it natively
     device: str = "cpu"
@@ -201,12 +203,16 @@ def train_segmenter(images: np.ndarray, masks: np.ndarray, model_dir: Path, sett
             batch_images, batch_masks = prefetch.next()
             x = _to_input(batch_images, device)
             y = torch.from_numpy(batch_masks)[:, None].to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = model(x)
-            loss = seg_loss(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            try:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    logits = model(x)
+                loss = seg_loss(logits, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            except torch.OutOfMemoryError:
+                raise EngineError("out_of_memory", "not enough memory to train the mask model: lower the "
+                                  "batch size or the resolution") from None
             value = loss.item()
             if not math.isfinite(value):
                 raise EngineError("training_diverged", f"the mask loss stopped being finite at iteration "

@@ -39,7 +39,6 @@ LABELLED = 20  # faces labelled for training, spread over TRAIN_CLIPS
 TEST_PER_CLIP = 10
 TRAIN_SECONDS = 300.0
 RESOLUTION = 128
-BATCH = 4
 
 Extract = Callable[[Workspace, Path, str, int], None]
 
@@ -88,7 +87,7 @@ def occlusion_run(faces: dict, model_dir: Path, seed: int, train_seconds: float,
     """One training and its figures, on sets built with `seed`."""
     sets = build_sets(faces, seed)
     images, truths, _ = sets["train"]
-    settings = SegTrainSettings(resolution=resolution, iterations=1_000_000, max_seconds=train_seconds, seed=seed, batch_size=BATCH)
+    settings = SegTrainSettings(resolution=resolution, iterations=1_000_000, max_seconds=train_seconds, seed=seed)
     trained = train_segmenter(images, truths, model_dir, settings, lambda *a: None, lambda: False)
     segmenter = Segmenter.load(model_dir)
     out = {"train_faces": len(images), "iterations": trained["iterations"], "seconds": trained["seconds"],
@@ -119,15 +118,22 @@ def bench_occlusion(seconds: float, extract: Extract, runs: int = 3,
         results = [occlusion_run(faces, Path(d) / f"model{k}", seed=k, train_seconds=train_seconds)
                    for k in range(runs)]
     for r in results:
-        a = r["all"]
-        print(f"  occlusion: learned IoU {a['learned_iou']:.4f} vs hull {a['hull_iou']:.4f} on {a['faces']} unseen "
-              f"faces (same people {r['seen_people']['learned_iou']:.4f}, other people "
-              f"{r['unseen_people']['learned_iou']:.4f}); {r['train_faces']} labelled faces, "
-              f"{r['iterations']} iterations in {r['seconds']:.0f} s at {RESOLUTION} px")
-    median = lambda key, part="all": statistics.median(r[part][key] for r in results)  # noqa: E731
-    return {"unit": "mean IoU vs ground truth", "runs": runs, "resolution": RESOLUTION,
-            "train_seconds": train_seconds, "extract_seconds": extracted,
-            "learned_iou": median("learned_iou"), "hull_iou": median("hull_iou"),
-            "learned_iou_seen_people": median("learned_iou", "seen_people"),
-            "learned_iou_unseen_people": median("learned_iou", "unseen_people"),
+        seen, other, a = r["seen_people"], r["unseen_people"], r["all"]
+        print(f"  occlusion: unseen frames of the labelled clips: learned IoU {seen['learned_iou']:.4f} vs hull "
+              f"{seen['hull_iou']:.4f} ({seen['faces']} faces); other people: learned {other['learned_iou']:.4f} "
+              f"vs hull {other['hull_iou']:.4f} ({other['faces']}); all: {a['learned_iou']:.4f} vs "
+              f"{a['hull_iou']:.4f}; {r['train_faces']} labelled faces, {r['iterations']} iterations in "
+              f"{r['seconds']:.0f} s at {RESOLUTION} px")
+    median = lambda part, key: statistics.median(r[part][key] for r in results)  # noqa: E731
+    # the headline is the issue's case: label 20 faces of the footage, mask its other frames
+    return {"unit": "mean IoU vs ground truth", "runs": runs, "resolution": RESOLUTION, "device": "cpu",
+            "train_seconds": train_seconds, "extract_seconds": extracted, "train_faces": results[0]["train_faces"],
+            "iterations": statistics.median(r["iterations"] for r in results),
+            "learned_iou": median("seen_people", "learned_iou"), "hull_iou": median("seen_people", "hull_iou"),
+            "test_faces": results[0]["seen_people"]["faces"],
+            "other_people": {"learned_iou": median("unseen_people", "learned_iou"),
+                             "hull_iou": median("unseen_people", "hull_iou"),
+                             "faces": results[0]["unseen_people"]["faces"]},
+            "all": {"learned_iou": median("all", "learned_iou"), "hull_iou": median("all", "hull_iou"),
+                    "faces": results[0]["all"]["faces"]},
             "target": 0.90, "details": results}

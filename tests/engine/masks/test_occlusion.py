@@ -79,3 +79,10 @@ def test_benchmark_skips_without_the_shared_clips(monkeypatch, tmp_path, capsys)
     r = occlusion_bench.bench_occlusion(1.0, extract=lambda *a: pytest.fail("nothing to extract"))
     assert r["skipped"].startswith("skipped") and "nowhere" in r["skipped"]
     assert "skipped" in capsys.readouterr().out
+
+
+def test_the_benchmark_is_registered(monkeypatch, tmp_path):
+    from engine import bench
+
+    monkeypatch.setattr(occlusion_bench, "SHARED_FACES", tmp_path / "nowhere")
+    assert "skipped" in bench.BENCHMARKS["occlusion"](1.0)
