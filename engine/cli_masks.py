@@ -49,12 +49,12 @@ def add_mask_parser(sub) -> None:
     t.add_argument("--iterations", type=int, default=3000, help="total, counting those of a resumed model")
     t.add_argument("--minutes", type=float, default=None, help="stop after this long")
     t.add_argument("--batch-size", type=int, default=4)
-    t.add_argument("--device", default="cpu")
+    t.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu or cuda")
     a = actions.add_parser("apply", help="learned masks for every face of a faceset")
     a.add_argument("--workspace", required=True)
     a.add_argument("--faceset", required=True)
     a.add_argument("--model", default="xseg")
-    a.add_argument("--device", default="cpu")
+    a.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu or cuda")
 
 
 def _label_file(path: str, space: str) -> dict:

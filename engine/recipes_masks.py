@@ -65,7 +65,7 @@ def mask_apply(ws: Workspace, params: dict, ctx: JobContext) -> dict:
     unknown = set(params) - {"model", "faceset", "device"}
     if unknown:
         raise EngineError("bad_request", f"unknown option {sorted(unknown)[0]!r}")
-    model, faceset, device = params.get("model", "xseg"), params.get("faceset"), params.get("device", "cpu")
+    model, faceset, device = params.get("model", "xseg"), params.get("faceset"), params.get("device", "auto")
     if not all(isinstance(v, str) and v for v in (model, faceset, device)):
         raise EngineError("bad_request", "'model', 'faceset' and 'device' must be non-empty strings")
     return apply_segmenter(ws, model, faceset, ctx.report, ctx.should_stop, device)

@@ -32,7 +32,7 @@ def mask_model_dir(ws: Workspace, model: str) -> Path:
 
 
 def apply_segmenter(ws: Workspace, model: str, faceset: str, report: Callable[[float, str, dict], None],
-                    should_stop: Callable[[], bool], device: str = "cpu") -> dict[str, Any]:
+                    should_stop: Callable[[], bool], device: str = "auto") -> dict[str, Any]:
     """Predict and store a learned mask for every face of `faceset` (all people); {"faces", "model", ...}."""
     directory = mask_model_dir(ws, model)
     if not has_checkpoint(directory):

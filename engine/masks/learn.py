@@ -9,7 +9,6 @@ where it stopped and Segmenter.load rebuilds the network from the folder alone.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -18,14 +17,13 @@ from typing import Any, Callable
 
 import cv2
 import numpy as np
-import safetensors
 import torch
 from torch.nn import functional as F
 
 from engine.config import check_types, from_dict
 from engine.errors import Cancelled, EngineError
-from engine.models import native_bf16
-from engine.models.checkpoint import FORMAT, checkpoint_path, has_checkpoint, load_optimizer_state, save_checkpoint
+from engine.models import check_compute, resolve_device, use_bf16
+from engine.models.checkpoint import checkpoint_path, has_checkpoint, load_optimizer_state, read_checkpoint, save_checkpoint
 from engine.masks.augment import MaskAugmentation, PairAugmenter, Prefetcher
 from engine.masks.segnet import SegNet, SegNetConfig
 
@@ -45,7 +43,7 @@ class SegTrainSettings:
     batch_size: int = 4
     learning_rate: float = 2e-3  # decays along a cosine to a tenth of this by the end of the run
     precision: str = "auto"  # "bf16", "fp32", or "auto": bf16 where the hardware does it natively
-    device: str = "cpu"
+    device: str = "auto"  # the GPU when there is one
     seed: int | None = None
     save_every_s: float = 60.0
     report_every_s: float = 0.5
@@ -56,12 +54,7 @@ class SegTrainSettings:
             raise ValueError("iterations must be >= 0, batch_size >= 1 and learning_rate > 0")
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise ValueError("max_seconds must be positive")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
-        try:
-            torch.device(self.device)
-        except RuntimeError:
-            raise ValueError(f"unknown device {self.device!r}; e.g. 'cpu' or 'cuda'") from None
+        check_compute(self.device, self.precision)
         self.config()  # a bad network shape is reported now, not after the data is loaded
 
     @classmethod
@@ -101,19 +94,11 @@ def _to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
 
 def _read_checkpoint(model_dir: Path) -> tuple[SegNetConfig, dict[str, Any], dict[str, torch.Tensor]]:
     """Config, training state and weights of a mask model folder; anything else -> EngineError."""
-    path = checkpoint_path(model_dir)
-    if not path.is_file():
+    if not has_checkpoint(model_dir):
         raise EngineError("not_found", f"no trained mask model in {model_dir}")
-    try:
-        with safetensors.safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            weights = {k[len("model."):]: f.get_tensor(k) for k in f.keys() if k.startswith("model.")}
-        state = json.loads(meta["state"])
-        raw = json.loads(meta["config"])
-    except Exception as e:  # the parser's own error types differ between safetensors versions
-        raise EngineError("corrupt_checkpoint", f"the mask model file {path} is damaged ({e})") from None
-    if meta.get("format") != FORMAT or state.get("kind") != KIND:
-        raise EngineError("model_mismatch", f"{path} holds no mask model")
+    raw, state, weights = read_checkpoint(model_dir)
+    if state.get("kind") != KIND:
+        raise EngineError("model_mismatch", f"{checkpoint_path(model_dir)} holds no mask model")
     try:
         config = SegNetConfig.from_dict(raw)
     except ValueError as e:
@@ -131,13 +116,6 @@ def _load_model(model_dir: Path, device: torch.device) -> tuple[SegNet, SegNetCo
     return model.to(device, memory_format=torch.channels_last), config, state
 
 
-def _device(name: str) -> torch.device:
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise EngineError("bad_request", "'cuda' was asked for, but this engine has no CUDA device")
-    return device
-
-
 def train_segmenter(images: np.ndarray, masks: np.ndarray, model_dir: Path, settings: SegTrainSettings,
                     report: Callable[[float, str, dict], None], should_stop: Callable[[], bool],
                     augmentation: MaskAugmentation = MaskAugmentation()) -> dict[str, Any]:
@@ -149,8 +127,8 @@ def train_segmenter(images: np.ndarray, masks: np.ndarray, model_dir: Path, sett
     started = time.monotonic()
     if images.ndim != 4 or images.shape[0] == 0 or masks.shape != images.shape[:3]:
         raise EngineError("no_labels", "mask training needs labelled crops (N,S,S,3) and their masks (N,S,S)")
-    model_dir, device = Path(model_dir), _device(settings.device)
-    bf16 = settings.precision == "bf16" or (settings.precision == "auto" and native_bf16(device))
+    model_dir, device = Path(model_dir), resolve_device(settings.device)
+    bf16 = use_bf16(settings.precision, device)
     config = settings.config()
     if has_checkpoint(model_dir):
         model, saved, state = _load_model(model_dir, device)
@@ -245,12 +223,12 @@ class Segmenter:
 
     def __init__(self, model: SegNet, config: SegNetConfig, state: dict[str, Any], device: torch.device) -> None:
         self.model, self.config, self.state, self.device = model.eval(), config, state, device
-        self.bf16 = native_bf16(device)
+        self.bf16 = use_bf16("auto", device)
         self.flip = True  # average with the prediction of the mirrored crop
 
     @classmethod
-    def load(cls, model_dir: Path, device: str = "cpu") -> "Segmenter":
-        dev = _device(device)
+    def load(cls, model_dir: Path, device: str = "auto") -> "Segmenter":
+        dev = resolve_device(device)
         model, config, state = _load_model(Path(model_dir), dev)
         return cls(model, config, state, dev)
 

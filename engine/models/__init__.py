@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from engine.errors import EngineError
+
 
 def native_bf16(device: torch.device) -> bool:
     """Whether `device` does bfloat16 math natively, so that autocasting to bf16 makes it faster.
@@ -20,3 +22,32 @@ def native_bf16(device: torch.device) -> bool:
         return any(getattr(torch.cpu, p)() for p in probes if hasattr(torch.cpu, p))
     except RuntimeError:
         return False
+
+
+PRECISIONS = ("auto", "bf16", "fp32")  # "auto": bf16 where the hardware does it natively
+
+
+def check_compute(device: str, precision: str) -> None:
+    """ValueError for a device or precision a settings dataclass must refuse up front."""
+    if device != "auto":
+        try:
+            torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"unknown device {device!r}; e.g. 'auto', 'cpu' or 'cuda'") from None
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for a settings value: "auto" is the GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EngineError("bad_request", f"{name!r} was asked for, but this engine has no CUDA device")
+    return device
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether to autocast to bfloat16: asked for, or "auto" and the hardware does it natively."""
+    return precision == "bf16" or (precision == "auto" and native_bf16(device))

@@ -93,25 +93,29 @@ def _read(directory: Path, prefixes: tuple[str, ...]) -> tuple[dict[str, str], d
     return metadata, tensors
 
 
-def _config_and_state(directory: Path, metadata: dict[str, str]) -> tuple[ModelConfig, dict[str, Any]]:
+def read_checkpoint(directory: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, torch.Tensor]]:
+    """Any network's checkpoint as (config as saved, training state, weights): for a network other
+    than the autoencoder (the mask model), which builds itself from the config."""
+    metadata, tensors = _read(directory, (_MODEL,))
     try:
         raw_config = json.loads(metadata["config"])
         state = json.loads(metadata["state"])
     except (KeyError, ValueError) as e:
         raise EngineError("corrupt_checkpoint", f"the model file in {directory} has damaged metadata ({e})") from None
-    try:
-        config = ModelConfig.from_dict(raw_config)
-    except (TypeError, ValueError) as e:
-        raise EngineError("model_mismatch", f"the model in {directory} has a config this engine cannot build: {e}") from None
-    return config, state
+    if not isinstance(raw_config, dict) or not isinstance(state, dict):
+        raise EngineError("corrupt_checkpoint", f"the model file in {directory} has damaged metadata")
+    return raw_config, state, {k[len(_MODEL):]: v for k, v in tensors.items()}
 
 
 def load_checkpoint(
     directory: Path, expected: ModelConfig | None = None, device: str = "cpu"
 ) -> tuple[DFAutoencoder, ModelConfig, dict[str, Any]]:
     """Rebuild the model from the checkpoint alone; `expected`, when given, must equal its config."""
-    metadata, tensors = _read(directory, (_MODEL,))
-    config, state = _config_and_state(directory, metadata)
+    raw_config, state, weights = read_checkpoint(directory)
+    try:
+        config = ModelConfig.from_dict(raw_config)
+    except (TypeError, ValueError) as e:
+        raise EngineError("model_mismatch", f"the model in {directory} has a config this engine cannot build: {e}") from None
     if expected is not None and expected != config:
         diff = ", ".join(
             f"{k}: saved {v!r}, asked {expected.to_dict()[k]!r}"
@@ -119,7 +123,6 @@ def load_checkpoint(
         )
         raise EngineError("model_mismatch", f"the model in {directory} was built with other settings ({diff})")
     model = build_model(config)
-    weights = {k[len(_MODEL):]: v for k, v in tensors.items()}
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as e:

@@ -13,7 +13,7 @@ import torch
 
 from engine.config import check_types, from_dict
 from engine.errors import Cancelled, EngineError
-from engine.models import native_bf16
+from engine.models import check_compute, resolve_device, use_bf16
 from engine.models.autoencoder import DFAutoencoder, ModelConfig, build_model
 from engine.geometry.align import FACE_TYPES
 from engine.models.checkpoint import has_checkpoint, load_checkpoint, load_optimizer_state, save_checkpoint
@@ -47,7 +47,7 @@ class TrainSettings:
     precision: str = "auto"  # "bf16", "fp32", or "auto": bf16 where the hardware does it natively
     face_type: str = ""  # the model's crop; "" = the source faceset's own (a narrower one is re-cropped)
     threads: int = 0  # torch CPU threads; 0 keeps torch's default (one per physical core)
-    device: str = "cpu"
+    device: str = "auto"  # the GPU when there is one
     save_every_s: float = 60.0
     report_every_s: float = 0.5
     seed: int | None = None
@@ -56,14 +56,9 @@ class TrainSettings:
         check_types(self, "training setting")
         if self.iterations < 0 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ValueError("iterations must be >= 0, batch_size >= 1 and learning_rate > 0")
-        try:
-            torch.device(self.device)
-        except RuntimeError:
-            raise ValueError(f"unknown device {self.device!r}; e.g. 'cpu' or 'cuda'") from None
+        check_compute(self.device, self.precision)
         if self.face_type and self.face_type not in FACE_TYPES:
             raise ValueError(f"unknown face type {self.face_type!r}; expected one of {', '.join(FACE_TYPES)}")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
         self.model_config()  # a bad model shape is reported now, not after the data is loaded
 
     @classmethod
@@ -79,11 +74,6 @@ class TrainSettings:
 
     def augmentation(self) -> Augmentation:
         return Augmentation(flip=self.random_flip, random_warp=self.random_warp)
-
-
-def use_bf16(precision: str, device: torch.device) -> bool:
-    """Whether to autocast to bfloat16: asked for, or "auto" and the hardware does it natively."""
-    return precision == "bf16" or (precision == "auto" and native_bf16(device))
 
 
 def make_optimizer(model: torch.nn.Module, learning_rate: float) -> torch.optim.Adam:
@@ -136,9 +126,7 @@ def train_pair(source: FaceSamples, destination: FaceSamples, model_dir: Path, s
     for name, faces in (("source", source), ("destination", destination)):
         if len(faces) == 0:
             raise EngineError("no_faces", f"the {name} faceset has no faces to train on")
-    device = torch.device(settings.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise EngineError("bad_request", "training on 'cuda' was asked for, but this engine has no CUDA device")
+    device = resolve_device(settings.device)
     bf16 = use_bf16(settings.precision, device)
     config = settings.model_config()
     previous_threads = torch.get_num_threads()
