@@ -17,15 +17,8 @@ from .faces.extract import ExtractParams, extract_faces
 from .geometry.align import recrop_transform, transform_points
 from .jobs import JobContext
 from .recipes_masks import MASK_STAGES
+from .service_args import settings
 from .workspace import Workspace
-
-
-def settings(cls, params: dict):
-    """A stage's settings from a job's params; a bad key or value is the caller's mistake."""
-    try:
-        return cls.from_dict(params)
-    except ValueError as exc:
-        raise EngineError("bad_request", str(exc)) from None
 
 
 def extract(ws: Workspace, params: dict, ctx: JobContext) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .errors import EngineError
 from .jobs import JobContext
+from .service_args import settings
 from .workspace import Workspace
 
 # --- mask_train and mask_apply (segmentation network) -----------------------------------------
@@ -38,23 +39,25 @@ def _labelled_faces(ws: Workspace, facesets: list[str], resolution: int) -> tupl
 def mask_train(ws: Workspace, params: dict, ctx: JobContext) -> dict:
     """Train (or resume) the mask model `model` on the labelled faces of `facesets`."""
     from .masks.apply import mask_model_dir
-    from .masks.learn import SegTrainSettings, train_segmenter  # torch loads only when a job needs it
+    from .masks.learn import SegTrainSettings, train_segmenter, trained_iterations  # torch loads only now
 
     params = dict(params)
     model = params.pop("model", "xseg")
     facesets = params.pop("facesets", None)
+    more = params.pop("more", None)
     if not isinstance(model, str):
         raise EngineError("bad_request", "'model' must be a name")
     if not isinstance(facesets, list) or not facesets or not all(isinstance(f, str) and f for f in facesets):
         raise EngineError("bad_request", "'facesets' must be a non-empty list of faceset names")
-    try:
-        settings = SegTrainSettings.from_dict(params)
-    except ValueError as exc:
-        raise EngineError("bad_request", str(exc)) from None
     directory = mask_model_dir(ws, model)
-    images, masks = _labelled_faces(ws, facesets, settings.resolution)
+    if more is not None:  # "train on": so many steps past what the model has, new labels and all
+        if not isinstance(more, int) or isinstance(more, bool) or more < 1 or "iterations" in params:
+            raise EngineError("bad_request", "'more' must be a whole number >= 1, without 'iterations'")
+        params["iterations"] = trained_iterations(directory) + more
+    train_settings = settings(SegTrainSettings, params)
+    images, masks = _labelled_faces(ws, facesets, train_settings.resolution)
     ctx.report(0.0, f"training mask model {model!r} on {len(images)} labelled faces")
-    result = train_segmenter(images, masks, directory, settings, ctx.report, ctx.should_stop)
+    result = train_segmenter(images, masks, directory, train_settings, ctx.report, ctx.should_stop)
     return {"model": model, "iterations": result["iterations"], "loss": result["loss"], "labelled": len(images)}
 
 
@@ -81,10 +84,7 @@ def mask_matte(ws: Workspace, params: dict, ctx: JobContext) -> dict:
 
     from .masks.matte import MatteParams, matte_shot
 
-    try:
-        p = MatteParams.from_dict(params)
-    except ValueError as exc:
-        raise EngineError("bad_request", str(exc)) from None
+    p = settings(MatteParams, params)
     out_dir = Path(p.output) if p.output else ws.render_dir(ctx.job_id)
     return matte_shot(ws, p, out_dir, ctx.report, ctx.should_stop)
 

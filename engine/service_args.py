@@ -20,3 +20,11 @@ def ints(args: dict, name: str, optional: bool = False) -> list[int] | None:
     if value is not None and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise EngineError("bad_request", f"argument {name!r} must be a list of integers")
     return value
+
+
+def settings(cls, params: dict):
+    """A stage's settings dataclass from a job's params; a bad key or value is the caller's mistake."""
+    try:
+        return cls.from_dict(params)
+    except ValueError as exc:
+        raise EngineError("bad_request", str(exc)) from None

@@ -59,7 +59,7 @@ def mask_label_get(ws: Workspace, args: dict) -> dict:
     if space == "frame":
         polygons = face_to_frame(polygons, face.transform, crop_side(face))
     return {"face": face.id, "polygons": polygons, "space": space, "size": crop_side(face),
-            "width": media["width"] or 0, "height": media["height"] or 0}
+            "crop": str(face.image), "width": media["width"] or 0, "height": media["height"] or 0}
 
 
 def mask_label_set(ws: Workspace, args: dict) -> dict:

@@ -218,6 +218,11 @@ def train_segmenter(images: np.ndarray, masks: np.ndarray, model_dir: Path, sett
             "seconds": time.monotonic() - started}
 
 
+def trained_iterations(model_dir: Path) -> int:
+    """How many steps the mask model in `model_dir` has had (0 when there is none yet)."""
+    return int(_read_checkpoint(Path(model_dir))[1]["iteration"]) if has_checkpoint(model_dir) else 0
+
+
 class Segmenter:
     """A trained mask model, ready to predict masks for aligned crops of any size."""
 

@@ -42,7 +42,10 @@ def resolve_device(name: str) -> torch.device:
     """The torch device for a settings value: "auto" is the GPU when there is one, else the CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise EngineError("bad_request", f"unknown device {name!r}; e.g. 'auto', 'cpu' or 'cuda'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise EngineError("bad_request", f"{name!r} was asked for, but this engine has no CUDA device")
     return device

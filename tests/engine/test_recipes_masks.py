@@ -73,6 +73,9 @@ def test_train_refuses_without_labels_then_trains_and_applies(runner):
     assert "loss" in job["stats"] and "iteration" in job["stats"]
     job = _wait(r, "mask_train", {"facesets": ["a"], **TINY, "iterations": 5})  # resumes
     assert job["state"] == "done" and job["result"]["iterations"] == 5 and job["result"]["labelled"] == 2
+    more = {k: v for k, v in TINY.items() if k != "iterations"}
+    job = _wait(r, "mask_train", {"facesets": ["a"], **more, "more": 2})  # pressing Train again trains on
+    assert job["state"] == "done" and job["result"]["iterations"] == 7
     job = _wait(r, "mask_apply", {"faceset": "b"})
     assert job["state"] == "done" and job["result"]["faces"] == 4
     assert {ws.masks.mask_of(f)[1] for f in b} == {"label", "learned"}  # a drawn label still wins
@@ -84,6 +87,8 @@ def test_train_refuses_without_labels_then_trains_and_applies(runner):
     ("mask_train", {"facesets": ["a"], "resolution": 100}, "bad_request"),
     ("mask_train", {"facesets": ["a"], "colour": 1}, "bad_request"),
     ("mask_train", {"facesets": ["nope"]}, "not_found"),
+    ("mask_train", {"facesets": ["a"], "more": 0}, "bad_request"),
+    ("mask_train", {"facesets": ["a"], "more": 2, "iterations": 9}, "bad_request"),
     ("mask_apply", {"faceset": "a", "model": "missing"}, "not_found"),
     ("mask_apply", {"faceset": "a", "size": 3}, "bad_request"),
     ("mask_apply", {}, "bad_request"),
@@ -105,3 +110,13 @@ def test_mask_train_and_apply_from_the_command_line(runner, capsys):
     assert cli.main(["mask", "apply", "--workspace", root, "--faceset", "b", "--model", "m1"]) == 0
     assert '"faces": 4' in capsys.readouterr().out
     assert cli.main(["mask", "apply", "--workspace", root, "--faceset", "b", "--model", "none"]) == 1
+
+
+def test_a_bad_device_is_the_callers_mistake():
+    from engine.errors import EngineError
+    from engine.models import resolve_device
+
+    with pytest.raises(EngineError) as exc:
+        resolve_device("gpu")
+    assert exc.value.code == "bad_request" and "'gpu'" in exc.value.message
+    assert resolve_device("auto").type in ("cpu", "cuda")

@@ -60,7 +60,8 @@ def test_labels_in_face_space(ws, portrait_clips):
     faces = _fill(ws, portrait_clips["hopper"])
     assert call(ws, "mask.labels", faceset="f") == {"labelled": [], "count": 0, "faces": 5}
     got = call(ws, "mask.label.get", face=faces[0].id)
-    assert got == {"face": faces[0].id, "polygons": [], "space": "face", "size": SIZE, "width": 320, "height": 240}
+    assert got == {"face": faces[0].id, "polygons": [], "space": "face", "size": SIZE, "crop": str(faces[0].image),
+                   "width": 320, "height": 240}
     assert call(ws, "mask.label.set", face=faces[3].id, polygons=LABEL) == {"face": faces[3].id, "count": 1}
     assert call(ws, "mask.label.set", face=faces[1].id, polygons=LABEL, space="face")["count"] == 2
     assert call(ws, "mask.label.get", face=faces[3].id)["polygons"] == LABEL
