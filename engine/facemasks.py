@@ -40,7 +40,6 @@ CREATE TABLE IF NOT EXISTS learned_masks (
 );
 """
 
-SOURCES = ("label", "learned", "imported", "hull")  # mask_of's order of preference
 
 
 class MaskStore:
@@ -77,6 +76,14 @@ class MaskStore:
                        " ORDER BY f.media_id, f.frame, f.face_index", (fs["id"],))
         return [r["id"] for r in rows]
 
+    def masked(self, faceset: str) -> set[int]:
+        """Ids of the faceset's faces whose mask is not the landmark hull (drawn, learned or imported)."""
+        fs = self._ws.facesets.get(faceset)
+        rows = self._q("SELECT id FROM faces f WHERE faceset_id=? AND (json_extract(extra, '$.mask') IS NOT NULL"
+                       " OR EXISTS (SELECT 1 FROM mask_labels WHERE face_id=f.id)"
+                       " OR EXISTS (SELECT 1 FROM learned_masks WHERE face_id=f.id))", (fs["id"],))
+        return {r["id"] for r in rows}
+
     def faceset_of(self, face_id: int) -> str:
         """The name of the faceset a face belongs to."""
         rows = self._q("SELECT s.name FROM faces f JOIN facesets s ON s.id=f.faceset_id WHERE f.id=?", (int(face_id),))
@@ -106,7 +113,13 @@ class MaskStore:
                 if old and old[0]["path"] != rel:
                     replaced.append(old[0]["path"])
             for row in rows:
-                self._x("INSERT OR REPLACE INTO learned_masks (face_id, path, model, updated) VALUES (?,?,?,?)", row)
+                # a face deleted while its mask was being drawn gets no row (and loses the file below)
+                self._x("INSERT OR REPLACE INTO learned_masks (face_id, path, model, updated)"
+                        " SELECT ?,?,?,? WHERE EXISTS (SELECT 1 FROM faces WHERE id=?)", (*row, row[0]))
+            kept = {r["face_id"] for r in self._q(
+                f"SELECT face_id FROM learned_masks WHERE face_id IN ({','.join('?' * len(rows))})",
+                tuple(r[0] for r in rows))} if rows else set()
+        replaced += [rel for face_id, rel, _, _ in rows if face_id not in kept]
         for rel in replaced:  # after the commit: a crash in between leaves an orphan, not a dangling row
             (self._ws.root / rel).unlink(missing_ok=True)
 

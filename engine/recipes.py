@@ -41,7 +41,8 @@ def load_samples(ws: Workspace, faceset: str, face_type: str | None = None, max_
         raise EngineError("no_faces", f"faceset {faceset!r} is empty; extract faces into it first")
     stored, kind = fs["size"], face_type or fs["face_type"]
     size = min(stored, max_size or stored)
-    images, landmarks, masks, sources = [], [], [], set()
+    masked = ws.masks.masked(faceset)  # none: training draws the hull itself, nothing to read here
+    images, landmarks, masks = [], [], []
     for r in records:
         img = cv2.imread(str(r.image))
         if img is None:
@@ -53,15 +54,15 @@ def load_samples(ws: Workspace, faceset: str, face_type: str | None = None, max_
         img = cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_AREA if size < stored else cv2.INTER_CUBIC,
                              borderMode=cv2.BORDER_REPLICATE)
         images.append(img)
-        mask, source = ws.masks.mask_of(r, stored)
-        sources.add(source)
-        masks.append(cv2.warpAffine(np.round(mask * 255).astype(np.uint8), m, (size, size), flags=cv2.INTER_LINEAR))
+        if masked:
+            mask = np.round(ws.masks.mask_of(r, stored)[0] * 255).astype(np.uint8)
+            masks.append(cv2.warpAffine(mask, m, (size, size), flags=cv2.INTER_LINEAR))
         # crop -> crop after frame -> crop: the landmarks land where the narrow crop has them
         landmarks.append(transform_points(m, transform_points(r.transform, r.landmarks68)).astype(np.float32))
     if not images:
         raise EngineError("not_found", f"the face images of faceset {faceset!r} are missing from {ws.root}")
     return FaceSamples(images=np.stack(images), landmarks=np.stack(landmarks),
-                       masks=np.stack(masks) if sources != {"hull"} else None)
+                       masks=np.stack(masks) if masked else None)
 
 
 def train(ws: Workspace, params: dict, ctx: JobContext) -> dict:

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from engine.geometry.align import transform_points
 from engine.geometry.hull import feather, hull_mask
 
 
@@ -75,8 +74,10 @@ class BatchSampler:
         self.images = np.stack([cv2.resize(im, (r, r), interpolation=interp) for im in samples.images])
         # resize maps pixel centres, not pixel corners: x -> (x + 0.5) * r / S - 0.5
         self.landmarks = (samples.landmarks.astype(np.float64) + 0.5) * (r / samples.size) - 0.5
-        self.masks = None if samples.masks is None else np.stack(
-            [cv2.resize(m, (r, r), interpolation=interp) for m in samples.masks])
+        if samples.masks is not None:
+            self.masks = np.stack([cv2.resize(m, (r, r), interpolation=interp) for m in samples.masks])
+        else:  # the hull once per face, warped with it each time: drawing it per sample costs more
+            self.masks = np.stack([np.round(hull_mask(lm, (r, r)) * 255).astype(np.uint8) for lm in self.landmarks])
         self.mask_blur = max(1, r // 32)
         self._order = np.empty(0, np.int64)
         ys, xs = np.mgrid[0:r, 0:r].astype(np.float32)
@@ -120,12 +121,9 @@ class BatchSampler:
             m = self._affine()
             image = self.images[i]
             targets[j] = cv2.warpAffine(image, m, (r, r), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            if self.masks is None:
-                face = hull_mask(transform_points(m, self.landmarks[i]), (r, r))
-            else:  # a drawn or learned mask: hair, hands and glasses over the face stay out of it
-                face = cv2.warpAffine(self.masks[i], m, (r, r), flags=cv2.INTER_LINEAR,
-                                      borderMode=cv2.BORDER_CONSTANT).astype(np.float32) * np.float32(1 / 255)
-            masks[j] = feather(face, 0, self.mask_blur)
+            # a drawn or learned mask keeps hair, hands and glasses over the face out of the loss
+            face = cv2.warpAffine(self.masks[i], m, (r, r), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            masks[j] = feather(face.astype(np.float32) * np.float32(1 / 255), 0, self.mask_blur)
             if self.aug.random_warp:
                 # one remap from the original: output pixel p reads the source at M^-1(p + offset(p))
                 inv = cv2.invertAffineTransform(m)

@@ -160,3 +160,14 @@ def test_labels_are_plain_json_in_the_catalog(ws):
     ws.masks.set_label(faces[0].id, LABEL)
     raw = ws._q("SELECT polygons FROM mask_labels WHERE face_id=?", (faces[0].id,))[0]["polygons"]
     assert json.loads(raw) == LABEL
+
+
+def test_a_mask_for_a_face_deleted_meanwhile_is_not_recorded(ws):
+    faces = _fill(ws)
+    paths = [_write_learned(ws, face) for face in faces[:2]]
+    ws.facesets.delete("f", [faces[1].id])  # deleted while the apply job was drawing its mask
+    ws.masks.set_learned([(faces[0].id, paths[0]), (faces[1].id, paths[1])], "xseg")
+    assert ws.masks.learned(faces[0].id) == paths[0] and paths[0].is_file()
+    assert ws.masks.learned(faces[1].id) is None and not paths[1].exists()
+    ws.masks.set_label(faces[2].id, LABEL)
+    assert ws.masks.masked("f") == {faces[0].id, faces[2].id}

@@ -96,7 +96,8 @@ def test_a_flip_mirrors_the_face_and_its_landmarks():
     assert torch.equal(t, target.flip(3))
     mirrored = (faces.landmarks[0] + 0.5) * 32 / 64 - 0.5
     mirrored[:, 0] = 31 - mirrored[:, 0]
-    assert np.allclose(m[0, 0].numpy(), feather(hull_mask(mirrored, (32, 32)), 0, 1), atol=1e-6)
+    # the hull is drawn once per face, kept as 8 bits and mirrored with it: a fresh drawing within 2%
+    assert np.allclose(m[0, 0].numpy(), feather(hull_mask(mirrored, (32, 32)), 0, 1), atol=0.02)
 
 
 def test_a_stored_mask_replaces_the_hull_and_moves_with_the_face():
