@@ -18,6 +18,7 @@ import numpy as np
 from ..config import check_types, from_dict
 
 LIMIT = 0.5  # an erosion of half the side empties any mask: more is surely a mistake
+BIG = 16  # from this many pixels on, erode by distance transform: within half a pixel, 10x sooner
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,24 @@ def _uniform(mask: np.ndarray, px: float) -> np.ndarray:
     """Erode (px > 0) or dilate (px < 0) every edge by |px| pixels."""
     op = cv2.erode if px > 0 else cv2.dilate
     n, f = int(math.floor(abs(px))), abs(px) % 1.0
+    if n >= BIG:
+        return _by_distance(mask, px)
     lo = op(mask, _disc(n)) if n else mask
     if f < 1e-6:
         return lo
-    return (1.0 - f) * lo + f * op(mask, _disc(n + 1))
+    # disc(n) then disc(1) is disc(n + 1) to within a pixel's rounding, at a fraction of the cost
+    return (1.0 - f) * lo + f * op(lo, _disc(1))
+
+
+def _by_distance(mask: np.ndarray, px: float) -> np.ndarray:
+    """A large erosion (px > 0) or dilation by |px| from the exact distance to the edge: a big
+    elliptical kernel costs a hundred times more. The new edge is one pixel of anti-aliasing."""
+    inside = (mask >= 0.5).astype(np.uint8)
+    # signed distance from each pixel centre to the 0.5 contour, positive inside
+    d_in = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    d_out = cv2.distanceTransform(1 - inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    signed = np.where(inside > 0, d_in - 0.5, 0.5 - d_out)
+    return np.clip(signed - px + 0.5, 0.0, 1.0).astype(np.float32)
 
 
 def _shifted(mask: np.ndarray, k: int, axis: int, sign: int) -> np.ndarray:
@@ -83,8 +98,12 @@ def _one_side(mask: np.ndarray, px: float, axis: int, towards: int) -> np.ndarra
     pick = np.minimum if px > 0 else np.maximum
     n, f = int(math.floor(abs(px))), abs(px) % 1.0
     out = mask
-    for k in range(1, n + 1):
-        out = pick(out, _shifted(mask, k, axis, sign))
+    if n:
+        # min (or max) over mask(p - sign*k), k = 0..n: one line-shaped morphology, anchored at its end
+        shape = (n + 1, 1) if axis == 0 else (1, n + 1)
+        anchor = (0, n if sign > 0 else 0) if axis == 0 else (n if sign > 0 else 0, 0)
+        op = cv2.erode if px > 0 else cv2.dilate
+        out = op(mask, np.ones(shape, np.uint8), anchor=anchor, borderType=cv2.BORDER_REPLICATE)
     if f > 1e-6:
         partial = (1.0 - f) * _shifted(mask, n, axis, sign) + f * _shifted(mask, n + 1, axis, sign)
         out = pick(out, partial)

@@ -102,3 +102,10 @@ def test_edge_change_is_the_mean_edge_displacement():
     assert edge_change(_box(50, 60, 150, 140), _box(52, 60, 152, 140)) == pytest.approx(2 * 160 / 360, abs=0.02)
     assert edge_change(np.zeros((8, 8)), np.zeros((8, 8))) == 0.0
     assert edge_change(c1, c1) == 0.0
+
+
+def test_a_large_erosion_moves_every_edge_to_within_half_a_pixel():
+    moved = np.subtract(_edges(shape_mask(_box(), MaskShape(erode=0.1))), _edges(_box()))
+    np.testing.assert_allclose(moved, [0.1 * SIDE, 0.1 * SIDE, -0.1 * SIDE, -0.1 * SIDE], atol=0.5)
+    grown = np.subtract(_edges(shape_mask(_box(), MaskShape(erode=-0.09))), _edges(_box()))
+    np.testing.assert_allclose(grown, [-0.09 * SIDE, -0.09 * SIDE, 0.09 * SIDE, 0.09 * SIDE], atol=0.5)
