@@ -218,7 +218,7 @@ def start_job(op, context, kind: str, params: dict, label: str, **extra) -> bool
 
 
 class SWAPLINE_OT_mask_train(bpy.types.Operator):
-    """Train the mask model on the labelled faces of the Source and Destination facesets"""
+    """Train the mask model further on the labelled faces of the Source and Destination facesets"""
 
     bl_idname = "swapline.mask_train"
     bl_label = "Train Mask Model"
@@ -232,8 +232,10 @@ class SWAPLINE_OT_mask_train(bpy.types.Operator):
         if mirror.active_jobs(_status(context), "mask_train"):
             self.report({"ERROR"}, "The mask model is already training")
             return {"CANCELLED"}
+        # "more", not "iterations": a model trained before would otherwise be at its count already
+        # and train nothing on the labels added since
         params = {"model": settings.model.strip() or "xseg", "facesets": facesets,
-                  "resolution": int(settings.resolution), "iterations": settings.iterations,
+                  "resolution": int(settings.resolution), "more": settings.iterations,
                   "max_seconds": settings.minutes * 60.0 if settings.minutes > 0 else None}
         if not start_job(self, context, "mask_train", params, "Train masks"):
             return {"CANCELLED"}

@@ -3,8 +3,13 @@ and preview labels, and how the engine's answers are written into `window_manage
 
 As in faceset_view, nothing here sends: operators and the drain (sync.py) send the (op, args, tag)
 requests built here, and only the drain calls `apply_reply`, `apply_failure` and `load_previews`.
-Opening a face is two requests in a chain: `mask.frame` (where its images are and how big), then
-`mask.label.get` in the space to draw on; the second answer fills the Mask datablock and shows it.
+Opening a face on its aligned crop is one request, `mask.label.get`, whose answer names the crop.
+Only drawing on the whole frame asks for `mask.frame` first (the engine decodes the video for it,
+which is slow, and impossible for faces imported without their video); its answer then asks for the
+label in frame space. The label's answer fills the Mask datablock and shows it.
+
+With the previews on, a saved face's overlay alone is asked for again and replaced; the other
+faces keep their loaded icons (the engine names a changed mask's preview anew).
 """
 
 from __future__ import annotations
@@ -42,9 +47,15 @@ def count(name: str, auto: bool = False) -> Request:
 
 
 def open_face(state, faceset: str, face_id: int, space: str) -> list[Request]:
-    """Ask for face `face_id`'s images; the answer asks for its label (see the module docstring)."""
+    """Ask for face `face_id`'s label, on the frame after the frame itself (see the module docstring)."""
     state.edit, state.message = "LOADING", ""
-    return [("mask.frame", {"face": face_id}, _tag(OPEN, faceset, face=face_id, space=space))]
+    if space == "FRAME":
+        return [("mask.frame", {"face": face_id}, _tag(OPEN, faceset, face=face_id, space=space))]
+    return [_label(faceset, face_id, space)]
+
+
+def _label(faceset: str, face_id: int, space: str) -> Request:
+    return "mask.label.get", {"face": face_id, "space": space.lower()}, _tag(LABEL, faceset, face=face_id, space=space)
 
 
 def save(state, polygons: list[dict], then: int | None = None, then_space: str = "", page_step: int = 0) -> Request:
@@ -64,10 +75,18 @@ def clear(faceset: str, face_id: int) -> Request:
 
 
 def previews(state, faces) -> list[Request]:
+    """The overlays of the whole page (a page shown, Show Masks, masks applied or removed)."""
     face_ids = [int(face.face_id) for face in faces]
     if not state.show_previews or not face_ids:
         return []
     return [("mask.preview", {"faces": face_ids}, _tag(PREVIEW, state.faceset, faces=face_ids))]
+
+
+def preview_of_face(state, view, face_id: int) -> list[Request]:
+    """The overlay of one face of the page on show whose mask changed (a label saved or cleared)."""
+    if not state.show_previews or face_id not in {face.face_id for face in view.faces}:
+        return []
+    return [("mask.preview", {"faces": [face_id]}, _tag(PREVIEW, state.faceset, faces=[face_id], one=True))]
 
 
 def remove(faceset: str) -> Request:
@@ -164,14 +183,18 @@ def apply_reply(status, op: str, result, tag: dict) -> list[Request]:
         state.crop = str(result.get("crop") or "")
         state.width, state.height = int(result.get("width") or 0), int(result.get("height") or 0)
         state.size = int(result.get("size") or 0)
-        space = str(tag.get("space") or "FACE")
-        return [("mask.label.get", {"face": state.face_id, "space": space.lower()},
-                 _tag(LABEL, tag.get("faceset", ""), face=state.face_id, space=space))]
+        return [_label(tag.get("faceset", ""), state.face_id, str(tag.get("space") or "FRAME"))]
     elif purpose == LABEL:
         if tag.get("face") == state.face_id and state.edit == "LOADING":
-            _open(state, str(tag.get("space") or "FACE"), list(result.get("polygons") or ()))
+            space = str(tag.get("space") or "FACE")
+            if space == "FACE":  # no mask.frame asked: the label's answer says where the crop is
+                state.image, state.crop = "", str(result.get("crop") or "")
+                state.size = int(result.get("size") or 0)
+            _open(state, space, list(result.get("polygons") or ()))
     elif purpose == SAVE:
         return _saved(status, result, tag)
+    elif purpose == PREVIEW and tag.get("one"):
+        _update_previews(state, result)
     elif purpose == PREVIEW:
         _write_previews(state, tag.get("faces") or (), result)
     elif purpose == REMOVE:
@@ -248,7 +271,7 @@ def _saved(status, result: dict, tag: dict) -> list[Request]:
         state.message = f"Saved face {face_id}"
     else:
         state.message = f"Face {face_id}: no polygons, label removed"
-    follow = previews(state, view.faces)  # the saved face's overlay changed
+    follow = preview_of_face(state, view, face_id) if view.faceset == tag.get("faceset") else []
     if tag.get("then") is not None:
         state.face_id = int(tag["then"])
         return open_face(state, tag.get("faceset", ""), state.face_id, str(tag.get("then_space") or "FACE")) + follow
@@ -270,6 +293,22 @@ def _write_previews(state, face_ids, result: dict) -> None:
         item.icon_id = 0
         item.thumbnail = "PENDING"
     _unloaded = True
+
+
+def _update_previews(state, result: dict) -> None:
+    """Replace the overlays of the faces answered whose preview file changed; keep all others."""
+    global _unloaded
+    found, sources = result.get("previews") or {}, result.get("sources") or {}
+    for item in state.previews:
+        key = str(item.face_id)
+        if key not in found:
+            continue
+        item.source = str(sources.get(key) or "")
+        path = str(found[key] or "")
+        if path != item.image:
+            thumbnails.discard(PREVIEWS, item.image)
+            item.image, item.icon_id, item.thumbnail = path, 0, "PENDING"
+            _unloaded = True
 
 
 def preview_of(state, face_id: int):

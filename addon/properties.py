@@ -87,7 +87,9 @@ class SwaplineMaskSettings(bpy.types.PropertyGroup):
     resolution: EnumProperty(name="Resolution", items=[
         ("128", "128 px", "Trains in minutes on a CPU"), ("256", "256 px", "DeepFaceLab's XSeg size: use a GPU")],
         default="128")
-    iterations: IntProperty(name="Iterations", default=3000, min=1, soft_max=100_000)
+    iterations: IntProperty(name="Iterations", default=3000, min=1, soft_max=100_000,
+                            description="Train this many iterations on each press of Train, on top of what the "
+                            "mask model has learned already (so labels added since are learned too)")
     minutes: FloatProperty(name="Time Budget (min)", description="Stop training after this many minutes; 0: no limit",
                            default=10.0, min=0.0, soft_max=240.0)
     erode: _percent("Erode", "Move the matte edge inward (negative: outward), in % of the face size")

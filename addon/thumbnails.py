@@ -1,7 +1,8 @@
 """Blender layer: the preview collections that hold face thumbnails, one per group of faces on show.
 
 Only the drain loads into them (a few small JPGs per timer tick); a group is cleared when what it
-shows is replaced, and everything is released on unregister. Icon ids are 0 in background Blender
+shows is replaced, one image is discarded when only it changed, and everything is released on
+unregister. Icon ids are 0 in background Blender
 (previews get icons only with a UI), so headless code checks `preview(...).image_size` instead.
 """
 
@@ -31,6 +32,13 @@ def preview(group: str, path: str):
     """The loaded preview of `path` in `group`, or None."""
     collection = _collections.get(group)
     return collection.get(path) if collection is not None else None
+
+
+def discard(group: str, path: str) -> None:
+    """Release the preview of `path` in `group` (an image replaced by a new file); the others stay."""
+    collection = _collections.get(group)
+    if collection is not None and path in collection:
+        del collection[path]  # the collection releases the preview's image
 
 
 def clear(group: str) -> None:

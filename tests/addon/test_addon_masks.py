@@ -123,10 +123,9 @@ def test_masks_panel_and_operators(run_scenario, tiny_clips, tmp_path):
     assert "1 of 4 faces labelled" in out["counted"]["labels"]
     assert "Open a face with Edit Mask, or select one" in out["clear_nothing"]
 
-    # the selected face opens on its crop with its stored label
-    assert out["edit"] == ["FINISHED"] and out["edit_sent"] == ["mask.frame", {"face": 12}]
+    # the selected face opens on its crop with its stored label: one request, whose answer names the crop
+    assert out["edit"] == ["FINISHED"] and out["edit_sent"] == ["mask.label.get", {"face": 12, "space": "face"}]
     assert "Opening face 12…" in out["loading"]["labels"]
-    assert out["label_sent"] == ["mask.label.get", {"face": 12, "space": "face"}]
     opened = out["opened"]
     assert [opened["edit"], opened["face"], opened["space"], opened["size"]] == ["OPEN", 12, "FACE", [64, 64]]
     assert opened["image"].endswith("crop.png")
@@ -142,7 +141,10 @@ def test_masks_panel_and_operators(run_scenario, tiny_clips, tmp_path):
     assert np.allclose(args["polygons"][1]["points"], [[0.4, 0.4], [0.6, 0.4], [0.5, 0.6]], atol=1e-6)
     assert out["after_save"] == [2, [11, 12], "Saved face 12"]
     assert out["next"] == ["FINISHED"] and out["next_saves"] == ["mask.label.set", 12, 13], "saved before moving on"
-    assert out["on_13"] == [13, "OPEN", [["Include", 0], ["Exclude", 0]]]
+    assert out["next_opens"] == ["mask.label.get", {"face": 13, "space": "face"}]
+    assert out["on_13"] == [13, "OPEN", [["Include", 0], ["Exclude", 0]], True]
+    assert out["face_space_ops"] == ["mask.label.get", "mask.label.set", "mask.label.set", "mask.label.get"]
+    assert "mask.frame" not in out["face_space_ops"], "the frame (a video decode) is only for drawing on it"
 
     # on the frame: the frame image, frame pixels both ways
     assert out["to_frame"] == ["FINISHED"] and out["to_frame_sends"] == ["mask.frame", {"face": 13}]
@@ -171,9 +173,18 @@ def test_masks_panel_and_operators(run_scenario, tiny_clips, tmp_path):
                                     [13, "MISSING", ""]]
     assert len(out["with_previews"]["icons"]) == 4
 
+    # a save with the previews on asks for the saved face's overlay only and reloads only a changed file
+    assert out["saves_with_previews"] == [
+        ["mask.preview", {"faces": [13]}, "LOADED", "label", "overlay13.png", ["overlay13.png"]],
+        ["mask.preview", {"faces": [13]}, "LOADED", "label", "overlay13b.png", ["overlay13b.png"]],
+        ["mask.preview", {"faces": [13]}, "LOADED", "hull", "overlay13b.png", []]]
+    assert out["others_kept"] == [True, True, True], "the other faces' icons are not reloaded"
+    assert out["replaced_released"] == [False, True], "the replaced overlay is released"
+    assert out["preview_faces"] == [10, 11, 12, 13]
+
     assert out["train"] == ["FINISHED"]
     assert out["train_sent"] == {"kind": "mask_train", "params": {
-        "model": "xseg", "facesets": ["source"], "resolution": 128, "iterations": 3000, "max_seconds": 600.0}}
+        "model": "xseg", "facesets": ["source"], "resolution": 128, "more": 3000, "max_seconds": 600.0}}
     assert out["train_both_sent"]["facesets"] == ["source", "destination"]
     assert out["train_both_sent"]["resolution"] == 256 and out["train_both_sent"]["max_seconds"] is None
     assert "Iteration 120  ·  loss 0.0812" in out["training"]["labels"] and "Train masks" in out["training"]["labels"]
@@ -198,6 +209,7 @@ def test_labels_through_the_addon_against_the_engine(run_scenario, portrait_clip
     assert f"0 of {faces} faces labelled" in out["counted"]
     assert "No labels: the landmark hull mask is used everywhere" in out["counted"]
     assert out["edit"] == ["FINISHED"] and out["opened"] == ["OPEN", True, "FACE", [64, 64]]
+    assert out["open_ops"] == ["mask.label.get"], "the aligned face opens without decoding its frame"
 
     expected = [[0.15, 0.2], [0.85, 0.2], [0.85, 0.95], [0.15, 0.95]], [[0.4, 0.5], [0.6, 0.5], [0.5, 0.7]]
     stored = out["stored"]
@@ -233,3 +245,5 @@ def test_labels_through_the_addon_against_the_engine(run_scenario, portrait_clip
     assert out["train_job"][1]["labelled"] == 1 and out["train_message"].startswith("Mask model trained: loss")
     assert out["apply_job"][0] == "done" and out["apply_job"][1]["faces"] == faces
     assert out["sources_after_apply"] == ["label", "learned"], "the labelled face keeps its label, others learn"
+    assert out["train_again"][0] == "done", out["train_again"]
+    assert out["train_again"][1]["iterations"] == 2 * out["train_job"][1]["iterations"] == 8, "4 more steps"

@@ -77,9 +77,15 @@ bpy.ops.swapline.extract(which="SOURCE")
 settle("faceset")
 out["faces"] = [view.state, view.face_count]
 
+ops = []  # what the add-on asks the engine, in order
+_request = sync.link().request
+sync.link().request = lambda op, args=None, tag=None: (ops.append(op), _request(op, args, tag))[1]
+
 out["refresh"] = run(bpy.ops.swapline.mask_refresh)
 draw("counted")
+opened_from = len(ops)
 out["edit"] = run(bpy.ops.swapline.mask_edit)
+out["open_ops"] = ops[opened_from:]
 first = state.face_id
 out["opened"] = [state.edit, first == view.faces[0].face_id, state.space, list(bpy.data.images[me.IMAGE_NAME].size)]
 
@@ -138,6 +144,10 @@ if jobs and jobs[0]["state"] == "done":
     settle("mask")
     out["apply_job"] = [applied["state"], applied.get("result")]
     out["sources_after_apply"] = sorted({p.source for p in state.previews})
+    # Train again (as after adding labels): the same setting trains that many more steps
+    bpy.ops.swapline.mask_train()
+    again = sync.wait_for_jobs("mask_train", timeout=300, check=False)
+    out["train_again"] = [again[0]["state"], again[0].get("result")] if again else ["refused", wm.swapline.last_error]
 bpy.ops.swapline.disconnect()
 _blender.disable()
 _blender.emit(**out)

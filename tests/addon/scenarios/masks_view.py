@@ -17,6 +17,7 @@ EL = _blender.submodule("engine_link")
 mask_panels = _blender.submodule("mask_panels")
 panels = _blender.submodule("panels")
 me = _blender.submodule("mask_editor")
+mask_view = _blender.submodule("mask_view")
 scene = _blender.new_scene()
 wm = bpy.context.window_manager
 view, state = wm.swapline.faceset, wm.swapline.masks
@@ -66,7 +67,8 @@ draw("disconnected")
 link = sync.link()
 sent = []
 link.state = EL.CONNECTED
-link.request = lambda op, args=None, tag=None: sent.append((op, dict(args or {}), dict(tag or {})))
+ops = []  # every op sent, in order, never cleared
+link.request = lambda op, args=None, tag=None: (sent.append((op, dict(args or {}), dict(tag or {}))), ops.append(op))
 link.inbox.put(EL.Connection(EL.CONNECTED, "Connected", {"name": "e", "version": "1", "device": "cpu",
                                                          "workspace": folder}))
 sync.drain(budget=None)
@@ -94,17 +96,17 @@ draw("counted")
 
 out["clear_nothing"] = run(bpy.ops.swapline.mask_clear)  # nothing open, nothing selected
 
-# Edit: the selected face opens on its crop, loaded with its label
+# Edit: the selected face opens on its crop, loaded with its label; the label's answer names the crop,
+# so the frame (decoded from the video by the engine) is never asked for
 bpy.ops.swapline.faceset_select(face_id=12)
+face_ops_from = len(ops)
 out["edit"] = run(bpy.ops.swapline.mask_edit)
-[frame_req] = take()
-out["edit_sent"] = frame_req[:2]
-draw("loading")
-answer(frame_req, {"image": frame, "width": 96, "height": 64, "crop": crop, "size": 64})
 [label_req] = take()
-out["label_sent"] = label_req[:2]
+out["edit_sent"] = label_req[:2]
+draw("loading")
 LABEL = [{"include": True, "points": [[0.2, 0.2], [0.8, 0.2], [0.8, 0.9], [0.2, 0.9]]}]
-answer(label_req, {"face": 12, "polygons": LABEL, "space": "face", "size": 64, "width": 96, "height": 64})
+answer(label_req, {"face": 12, "polygons": LABEL, "space": "face", "size": 64, "crop": crop, "width": 96,
+                   "height": 64})
 mask = bpy.data.masks[me.MASK_NAME]
 out["opened"] = {"edit": state.edit, "face": state.face_id, "space": state.space,
                  "image": bpy.data.images[me.IMAGE_NAME].filepath, "size": list(bpy.data.images[me.IMAGE_NAME].size),
@@ -128,11 +130,12 @@ out["next"] = run(bpy.ops.swapline.mask_step, step=1)
 [save_req] = take()
 out["next_saves"] = [save_req[0], save_req[1]["face"], save_req[2].get("then")]
 answer(save_req, {"face": 12, "count": 2})
-[frame_req] = take()
-answer(frame_req, {"image": frame, "width": 96, "height": 64, "crop": crop, "size": 64})
 [label_req] = take()
-answer(label_req, {"face": 13, "polygons": [], "space": "face"})
-out["on_13"] = [state.face_id, state.edit, [[l.name, len(l.splines)] for l in mask.layers]]
+out["next_opens"] = label_req[:2]
+answer(label_req, {"face": 13, "polygons": [], "space": "face", "size": 64, "crop": crop, "width": 96, "height": 64})
+out["on_13"] = [state.face_id, state.edit, [[l.name, len(l.splines)] for l in mask.layers],
+                bpy.data.images[me.IMAGE_NAME].filepath == crop]
+out["face_space_ops"] = ops[face_ops_from:]
 
 # Draw on the frame instead: nothing drawn on unlabelled face 13, so it is reopened on its frame at once
 FRAME_LABEL = [{"include": True, "points": [[30.0, 10.0], [70.0, 12.0], [60.0, 50.0], [28.0, 44.0]]}]
@@ -197,6 +200,31 @@ out["preview_sent"] = preview_req[:2]
 answer(preview_req, {"previews": overlays, "sources": {"10": "label", "11": "hull", "12": "learned"}})
 out["preview_items"] = [[p.face_id, p.thumbnail, p.source] for p in state.previews]
 draw("with_previews")
+
+# Saving with the previews on: only the saved face's overlay is asked for again, and only its icon is
+# replaced when its file name changed; the other faces keep the icons already loaded
+thumbnails = _blender.submodule("thumbnails")
+loads = []
+_load = thumbnails.load
+thumbnails.load = lambda group, path: (loads.append(path), _load(group, path))[1]
+kept = {key: thumbnails.preview(mask_view.PREVIEWS, path) for key, path in overlays.items()}
+saves_with_previews = []
+for name, source in (("overlay13", "label"), ("overlay13b", "label"), ("overlay13b", "hull")):
+    run(bpy.ops.swapline.mask_save)
+    [save_req] = take()
+    answer(save_req, {"face": 13, "count": 2})
+    [preview_req] = take()
+    loads.clear()
+    answer(preview_req, {"previews": {"13": png(name, 32, 32)}, "sources": {"13": source}})
+    item = mask_view.preview_of(state, 13)
+    saves_with_previews.append([preview_req[0], preview_req[1], item.thumbnail, item.source,
+                                os.path.basename(item.image), [os.path.basename(path) for path in loads]])
+out["saves_with_previews"] = saves_with_previews
+out["others_kept"] = [thumbnails.preview(mask_view.PREVIEWS, overlays[key]) is kept[key] is not None
+                      for key in sorted(overlays)]
+out["replaced_released"] = [thumbnails.preview(mask_view.PREVIEWS, os.path.join(folder, name)) is not None
+                            for name in ("overlay13.png", "overlay13b.png")]
+out["preview_faces"] = [p.face_id for p in state.previews]
 
 # Learning: with no strips marked, the faceset on show
 out["train"] = run(bpy.ops.swapline.mask_train)
