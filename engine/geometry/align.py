@@ -129,8 +129,7 @@ def recrop_transform(wide: np.ndarray, size_wide: int, ftype_wide: FaceType | st
     if ftype.coverage > ftype_wide.coverage:
         raise ValueError(f"a {ftype_wide.name} faceset cannot feed a {ftype.name} model: it holds less of the head")
     narrow = align_transform(landmarks68, size, ftype, yaw)
-    full = np.vstack([narrow, [0, 0, 1]]) @ np.vstack([invert(wide), [0, 0, 1]])
-    return full[:2]
+    return compose(narrow, invert(wide))
 
 
 def invert(m: np.ndarray) -> np.ndarray:
@@ -139,6 +138,12 @@ def invert(m: np.ndarray) -> np.ndarray:
     det = a[0, 0] * a[1, 1] - a[0, 1] * a[1, 0]  # closed form: 2x2 inverse, no LAPACK call per frame
     inv = np.array([[a[1, 1], -a[0, 1]], [-a[1, 0], a[0, 0]]]) / det
     return np.hstack([inv, (-inv @ t)[:, None]])
+
+
+def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The 2x3 affine transform that applies `inner`, then `outer`."""
+    outer, inner = np.asarray(outer, np.float64), np.asarray(inner, np.float64)
+    return np.hstack([outer[:, :2] @ inner[:, :2], (outer[:, :2] @ inner[:, 2] + outer[:, 2])[:, None]])
 
 
 def transform_points(m: np.ndarray, pts: np.ndarray) -> np.ndarray:

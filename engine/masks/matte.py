@@ -23,7 +23,7 @@ from ..config import check_types, from_dict
 from ..errors import Cancelled, EngineError
 from ..facesets import FaceRecord
 from ..files import sync_folder_of
-from ..geometry.align import invert
+from ..geometry.align import compose, invert
 from ..geometry.mask_shape import MaskShape, shape_mask
 from ..media.decode import frame_range, probe
 from ..media.encode import write_image
@@ -209,7 +209,7 @@ def frame_mattes(ws: Workspace, params: MatteParams, faces: list[FaceRecord], st
             mask, exclude = face_mask(ws, face, params)
             if steady:  # the crop of the steadied transform: there the face holds still
                 m = steady[(face.track, face.frame)]
-                crop_to_crop = (np.vstack([m, [0, 0, 1]]) @ np.vstack([invert(face.transform), [0, 0, 1]]))[:2]
+                crop_to_crop = compose(m, invert(face.transform))
                 mask, exclude = _into(mask, crop_to_crop), _into(exclude, crop_to_crop)
                 face = replace(face, transform=m)
             release(smoothers.setdefault(face.track, _TrackSmoother(params.temporal)).push(face, mask, exclude))

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..config import check_types, from_dict
 from ..errors import Cancelled, EngineError
-from ..geometry.align import align_transform, rescale, transform_points
+from ..geometry.align import align_transform, compose, invert, rescale, transform_points
 from ..geometry.hull import feather, hull_mask
 from ..media.decode import frame_range, iter_frames, probe
 from ..media.encode import write_image
@@ -55,6 +55,15 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
         raise EngineError("no_faces", f"faceset {params.faceset!r} has no faces of {info.path.name}; extract it first")
     swapper = FaceSwapper.load(ws.model_dir(params.model))
     size = ws.facesets.get(params.faceset)["size"]
+    masked = ws.masks.masked(params.faceset)  # faces with a drawn, learned or imported mask
+
+    def face_mask(face, m: np.ndarray) -> np.ndarray:
+        """The destination face's mask in the merge crop `m`: its drawn or learned one (a hand or a
+        microphone over the face stays in front of the swap), else the landmark hull."""
+        if face.id in masked:
+            stored = ws.masks.mask_of(face)[0]
+            return cv2.warpAffine(stored, compose(m, invert(face.transform)), (CROP, CROP), flags=cv2.INTER_LINEAR)
+        return hull_mask(transform_points(m, face.landmarks68), (CROP, CROP), params.forehead)
 
     def crop_transform(face) -> np.ndarray:
         if swapper.face_type and swapper.face_type != face.face_type:
@@ -77,8 +86,7 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
             predicted, _ = swapper.swap(crops)
         merged = {}
         for k, (i, fr) in enumerate(with_face):
-            lm = transform_points(ms[k], faces[i].landmarks68)
-            mask = feather(hull_mask(lm, (CROP, CROP), params.forehead), int(params.erode * CROP), int(params.blur * CROP))
+            mask = feather(face_mask(faces[i], ms[k]), int(params.erode * CROP), int(params.blur * CROP))
             face = reinhard_transfer(predicted[k], crops[k], mask)
             merged[i] = paste_face(fr, face, mask, ms[k])
         for future in writes:

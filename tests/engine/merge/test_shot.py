@@ -62,3 +62,26 @@ def test_merge_errors(trained, portrait_clips):
     with pytest.raises(EngineError) as err:
         _run(runner, "merge", {"model": "m", "video": str(portrait_clips["astronaut"]), "faceset": "dst", "blend": 1})
     assert err.value.code == "bad_request"
+
+
+def test_a_drawn_mask_keeps_what_covers_the_face_in_front_of_the_swap(trained, portrait_clips, tmp_path):
+    ws, runner = trained
+    face = next(f for f in ws.facesets.faces("dst") if f.frame == 3)
+    # the face is the crop's upper half only: a microphone covers everything below the nose
+    ws.masks.set_label(face.id, [{"include": True, "points": [[0.1, 0.05], [0.9, 0.05], [0.9, 0.5], [0.1, 0.5]]}])
+    try:
+        _run(runner, "merge", {"model": "m", "video": str(portrait_clips["astronaut"]), "faceset": "dst",
+                               "frame_start": 3, "frame_end": 4, "output": str(tmp_path / "out")})
+    finally:
+        ws.masks.set_label(face.id, [])
+    merged = cv2.imread(str(tmp_path / "out" / "frame_000003.png"))
+    frame = next(f for _, f in iter_frames(portrait_clips["astronaut"], 3, 4))
+    diff = np.abs(merged.astype(int) - frame.astype(int)).sum(axis=2)
+    # where the label's upper half and its lower half land in the frame
+    ys, xs = np.mgrid[0:frame.shape[0], 0:frame.shape[1]]
+    crop = np.stack([xs, ys], -1).reshape(-1, 2) @ face.transform[:, :2].T + face.transform[:, 2]
+    u, v = (crop[:, 0] / face.size).reshape(ys.shape), (crop[:, 1] / face.size).reshape(ys.shape)
+    upper = (u > 0.3) & (u < 0.7) & (v > 0.2) & (v < 0.4)
+    lower = (u > 0.1) & (u < 0.9) & (v > 0.6) & (v < 1.0)
+    assert diff[upper].mean() > 5, "the labelled part of the face was not replaced"
+    assert diff[lower].max() == 0, "the swap was pasted over what the label leaves out"
