@@ -21,9 +21,8 @@ from .dfl_jpeg import embed_metadata
 from .interchange import FORMAT, FORMAT_VERSION, MAX_SKIPPED, OURS_TO_DFL, SIDECAR
 
 
-def _dfl_metadata(face: FaceRecord, lm_crop: np.ndarray, media_path: str, mask: bytes | None) -> dict:
+def _dfl_metadata(face: FaceRecord, extra: dict, lm_crop: np.ndarray, media_path: str, mask: bytes | None) -> dict:
     """DeepFaceLab's metadata for one of our faces: our crop is its aligned image."""
-    extra = face.extra
     meta = {
         "face_type": OURS_TO_DFL[face.face_type], "landmarks": lm_crop.tolist(),
         "source_filename": extra.get("source_filename") or f"{Path(media_path).stem}_{face.frame:06d}.png",
@@ -74,17 +73,23 @@ def export_faceset(ws: Workspace, faceset: str, out_dir: Path, report, should_st
         name = f"{i:06d}.jpg" if dfl else f"{i:06d}{face.image.suffix.lower()}"
         try:
             data = face.image.read_bytes()
-            mask = (ws.root / face.extra["mask"]).read_bytes() if face.extra.get("mask") else None
+            # the mask the face has: learned by our model, else the one it came with
+            mask_file = ws.masks.learned(face.id) or (ws.root / face.extra["mask"] if face.extra.get("mask") else None)
+            mask = mask_file.read_bytes() if mask_file is not None else None
         except OSError as exc:
             skipped.append(f"face {face.id}: {exc.strerror or exc}")
             continue
         lm_crop = transform_points(face.transform, face.landmarks68)
         path = media[face.media_id]["path"]
         extra = dict(face.extra)
+        label = ws.masks.label(face.id)
+        if label:  # drawn here: back to crop pixels, as DeepFaceLab and our importer read them
+            extra["polys"] = [{"type": "include" if p["include"] else "exclude",
+                               "pts": np.round(np.asarray(p["points"]) * face.size - 0.5, 2).tolist()} for p in label]
         if dfl:
             if face.image.suffix.lower() not in (".jpg", ".jpeg"):
                 data = cv2.imencode(".jpg", cv2.imread(str(face.image)), [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
-            data = embed_metadata(data, _dfl_metadata(face, lm_crop, path, mask), out_dir / name)
+            data = embed_metadata(data, _dfl_metadata(face, extra, lm_crop, path, mask), out_dir / name)
         if mask is not None:
             extra["mask"] = f"{Path(name).stem}_mask.png"
             atomic_write(out_dir / extra["mask"], mask)

@@ -153,9 +153,21 @@ class _FacesetWriter:
         # crops are on disk before their rows commit: a crash leaves an orphan file, never a row without one
         with self.ws.transaction():
             for face in self.pending:
-                self.ws.facesets.add(self.id, face)
+                polys = face.extra.pop("polys", None)
+                face_id = self.ws.facesets.add(self.id, face)
+                if polys:  # DeepFaceLab's drawn polygons become our labels (one home: the label table)
+                    self._label(face_id, polys)
         self.stored += len(self.pending)
         self.pending = []
+
+    def _label(self, face_id: int, polys: list[dict]) -> None:
+        # crop pixels (OpenCV's, centres on integers) -> fractions of the crop
+        label = [{"include": p["type"] == "include", "points": ((np.asarray(p["pts"], np.float64) + 0.5) / self.size).tolist()}
+                 for p in polys if len(p["pts"]) >= 3]
+        try:
+            self.ws.masks.set_label(face_id, label)
+        except EngineError as exc:  # a malformed polygon costs the label, not the face
+            self.skip(f"the mask polygons of face {face_id}: {exc.message}", files=0)
 
     def skip(self, reason: str, files: int = 1) -> None:
         self.skipped_count += files

@@ -122,8 +122,10 @@ def test_imports_a_deepfacelab_faceset_realigned(tmp_path, dfl_folder):
     ours, mat = _geometry(0)
     to_crop = _then(f.transform, invert(mat))  # DeepFaceLab crop → ours
     expected = transform_points(to_crop, [[60, 60], [200, 60], [200, 200]])
-    assert len(f.extra["polys"]) == 1 and f.extra["polys"][0]["type"] == "include"
-    np.testing.assert_allclose(f.extra["polys"][0]["pts"], expected, atol=0.01)
+    label = ws.masks.label(f.id)  # DeepFaceLab's drawn polygon is our label, in face space
+    assert len(label) == 1 and label[0]["include"] and "polys" not in f.extra
+    np.testing.assert_allclose(np.asarray(label[0]["points"]) * 128 - 0.5, expected, atol=0.01)
+    assert ws.masks.mask_of(f)[1] == "label" and set(ws.masks.labelled("src")) == {g.id for g in faces}
     mask = cv2.imread(str(ws.root / f.extra["mask"]), cv2.IMREAD_GRAYSCALE)
     ys, xs = np.nonzero(mask > 127)
     centre = transform_points(to_crop, [[160.5, 96.5]])[0]  # the disc's centre in DeepFaceLab pixels
@@ -250,7 +252,7 @@ def test_export_then_import_keeps_faces(tmp_path, dfl_folder):
     for a, b in zip(after, before):
         np.testing.assert_allclose(a.landmarks68, b.landmarks68, atol=1e-2)
         np.testing.assert_allclose(a.transform, b.transform, atol=1e-3)
-        np.testing.assert_allclose(a.extra["polys"][0]["pts"], b.extra["polys"][0]["pts"], atol=0.05)
+        np.testing.assert_allclose(other.masks.label(a.id)[0]["points"], ws.masks.label(b.id)[0]["points"], atol=1e-3)
         assert (other.root / a.extra["mask"]).is_file() and a.yaw == pytest.approx(b.yaw)
         assert a.extra["source_filename"] == b.extra["source_filename"]
     _check_aligned(other, "copy", 128)
@@ -298,3 +300,22 @@ def test_cancel_and_a_faceset_of_another_size(tmp_path, dfl_folder):
     with pytest.raises(EngineError) as err:
         _import(ws, dfl_folder, size=8)
     assert err.value.code == "bad_request"
+
+
+def test_labels_drawn_here_and_learned_masks_go_out_to_deepfacelab(tmp_path, dfl_folder):
+    ws = Workspace(tmp_path / "ws")
+    _import(ws, dfl_folder, size=128)
+    f = ws.facesets.faces("src")[0]
+    ws.masks.set_label(f.id, [{"include": True, "points": [[0.25, 0.25], [0.75, 0.25], [0.5, 0.75]]},
+                              {"include": False, "points": [[0.4, 0.4], [0.6, 0.4], [0.5, 0.6]]}])
+    learned = ws.masks.learned_path(f)
+    cv2.imwrite(str(learned), np.full((128, 128), 255, np.uint8))
+    ws.masks.set_learned([(f.id, learned)], "xseg")
+    out = tmp_path / "dfl_out"
+    _export(ws, "src", out, dfl=True)
+    _, meta = read_dfl_jpeg(out / "000000.jpg")
+    polys = meta["seg_ie_polys"]["polys"]
+    assert [p["type"] for p in polys] == [1, 0]
+    np.testing.assert_allclose(polys[0]["pts"], [[31.5, 31.5], [95.5, 31.5], [63.5, 95.5]], atol=0.01)
+    exported = cv2.imdecode(np.frombuffer(meta["xseg_mask"], np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert exported.min() == 255  # the learned mask, not the disc the face came with
