@@ -1,5 +1,5 @@
-"""Shared piece: shaping masks in face space (erode/dilate uniformly or per side, blur) and over
-time (smoothing across frames, and the edge-change figure that measures shimmer).
+"""Shared piece: shaping masks in face space (erode/dilate uniformly or per side, blur), and the
+edge-change figure that measures how much a mask's edge shimmers from frame to frame.
 
 Amounts are fractions of the mask's side, so one setting means the same on a 256 px training crop
 and a 512 px faceset. Every edge moves by the asked amount to a fraction of a pixel: integer steps
@@ -46,10 +46,6 @@ class MaskShape:
     @classmethod
     def from_dict(cls, d: dict) -> "MaskShape":
         return from_dict(cls, d, "mask shape option")
-
-    @property
-    def changes(self) -> bool:
-        return any((self.erode, self.top, self.bottom, self.left, self.right, self.blur))
 
 
 def _disc(radius: int) -> np.ndarray:
@@ -126,27 +122,6 @@ def shape_mask(mask: np.ndarray, shape: MaskShape, exclude: np.ndarray | None = 
     if exclude is not None:
         out = np.minimum(out, 1.0 - np.asarray(exclude, np.float32))
     return np.clip(out, 0.0, 1.0).astype(np.float32)
-
-
-def smooth_over_time(masks: np.ndarray, sigma: float) -> np.ndarray:
-    """Each frame's mask averaged with its neighbours' by a centred Gaussian of `sigma` frames.
-
-    Centred, so a moving edge is not pulled behind (a causal filter would lag); at the ends the
-    weights that fall outside are dropped and the rest renormalised. Callers split the sequence
-    where the shot cuts or the face's track breaks: smoothing across those would blend two faces.
-    """
-    masks = np.asarray(masks, np.float32)
-    if sigma <= 0 or len(masks) < 2:
-        return masks.copy()
-    radius = min(len(masks) - 1, int(math.ceil(3 * sigma)))
-    out = np.zeros_like(masks)
-    norm = np.zeros(len(masks), np.float64)
-    for k in range(-radius, radius + 1):
-        w = math.exp(-0.5 * (k / sigma) ** 2)
-        lo, hi = max(0, -k), min(len(masks), len(masks) - k)  # frames t with t + k inside
-        out[lo:hi] += np.float32(w) * masks[lo + k:hi + k]
-        norm[lo:hi] += w
-    return out / norm.astype(np.float32)[:, None, None]
 
 
 def edge_length(mask: np.ndarray) -> float:

@@ -4,7 +4,7 @@ over time has no lag, and edge_change measures what it says."""
 import numpy as np
 import pytest
 
-from engine.geometry.mask_shape import MaskShape, edge_change, edge_length, shape_mask, smooth_over_time
+from engine.geometry.mask_shape import MaskShape, edge_change, edge_length, shape_mask
 from engine.geometry.polygons import fill
 
 SIDE = 200
@@ -72,24 +72,6 @@ def test_bad_shapes_are_refused(bad):
 
 def test_shape_from_dict():
     assert MaskShape.from_dict({"erode": 0.1, "top": -0.02, "blur": 0}) == MaskShape(erode=0.1, top=-0.02)
-    assert not MaskShape().changes and MaskShape(left=0.1).changes
-
-
-def test_smoothing_over_time_has_no_lag_and_keeps_a_steady_mask():
-    steady = np.stack([_box()] * 9)
-    np.testing.assert_allclose(smooth_over_time(steady, 2.0), steady, atol=1e-5)
-    # a box moving right 1.5 px a frame: the smoothed one is where the raw one is (no lag)
-    moving = np.stack([_box(left=40 + 1.5 * t, right=140 + 1.5 * t) for t in range(21)])
-    smooth = smooth_over_time(moving, 1.5)
-    for t in (5, 10, 15):
-        np.testing.assert_allclose(_edges(smooth[t])[0], _edges(moving[t])[0], atol=0.05)
-    # jitter shrinks: a box that shakes ±1 px around a fixed place steadies
-    rng = np.random.default_rng(0)
-    shaky = np.stack([_box(left=50 + d, right=150 + d) for d in rng.uniform(-1, 1, 30)])
-    raw = np.mean([edge_change(a, b) for a, b in zip(shaky, shaky[1:])])
-    calm = smooth_over_time(shaky, 1.5)
-    assert np.mean([edge_change(a, b) for a, b in zip(calm, calm[1:])]) < 0.5 * raw
-    assert np.array_equal(smooth_over_time(shaky, 0), shaky)
 
 
 def test_edge_change_is_the_mean_edge_displacement():
