@@ -6,43 +6,17 @@ import numpy as np
 import pytest
 
 from engine.errors import Cancelled, EngineError
-from engine.facesets import FaceRecord
-from engine.geometry.align import FACE_TYPES, align_transform, template_points
 from engine.masks.apply import apply_segmenter, mask_model_dir
 from engine.masks.learn import SegTrainSettings, train_segmenter
 from engine.workspace import Workspace
 
-SIZE = 64
-
-
-def fill(ws: Workspace, name: str = "f", frames: int = 5, people: int = 2) -> list[FaceRecord]:
-    """A faceset of synthetic faces (a bright ellipse on noise), `people` tracks per frame."""
-    rng = np.random.default_rng(0)
-    video = ws.root / "clip.mp4"
-    video.write_bytes(b"clip")
-    media = ws.register_media(video, 320, 240, 25.0, frames)
-    fs = ws.facesets.ensure(name, "full", SIZE)
-    tpl = template_points(100, FACE_TYPES["full"])
-    for frame in range(frames):
-        for person in range(people):
-            lm = tpl + [100 + 3 * frame + 150 * person, 60]
-            img = rng.integers(0, 120, (SIZE, SIZE, 3)).astype(np.uint8)
-            cv2.ellipse(img, (SIZE // 2, SIZE // 2), (SIZE // 4, SIZE // 3), 0, 0, 360, (90, 140, 200), -1)
-            path = ws.faceset_dir(name) / f"m{media}_f{frame:06d}_{person}.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(path), img)
-            ws.facesets.add(fs, FaceRecord(
-                media_id=media, frame=frame, face_index=person, box=(0, 0, 1, 1), score=0.9,
-                landmarks=np.zeros((468, 2), np.float32), landmarks68=lm.astype(np.float32),
-                transform=align_transform(lm, SIZE, "full"), image=path, track=1 + person, face_type="full",
-                size=SIZE))
-    return ws.facesets.faces(name, everyone=True)
+SIZE = 64  # the side fill_faceset (tests/engine/conftest.py) draws its crops at
 
 
 @pytest.fixture
-def trained(tmp_path):
+def trained(tmp_path, fill_faceset):
     ws = Workspace(tmp_path / "ws")
-    faces = fill(ws)
+    faces = fill_faceset(ws)
     crops = np.stack([cv2.imread(str(f.image)) for f in faces[:4]])
     ys, xs = np.mgrid[0:SIZE, 0:SIZE]
     ellipse = (((xs - SIZE / 2) / (SIZE / 4)) ** 2 + ((ys - SIZE / 2) / (SIZE / 3)) ** 2 < 1).astype(np.float32)
