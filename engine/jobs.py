@@ -1,7 +1,8 @@
 """Service layer: long work as jobs, run one at a time on a worker thread, persisted in the workspace.
 
-A job's stage function gets a `JobContext` (report progress, ask whether to stop) and never sees the
-socket. Jobs outlive the client that started them; an exception in a stage fails that job only.
+A job's stage function gets a `JobContext` (report progress, ask whether to stop, take the commands
+a client sent it, say it is paused) and never sees the socket. Jobs outlive the client that started
+them; an exception in a stage fails that job only.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .workspace import Workspace
 
 log = logging.getLogger("swapline.engine.jobs")
 
-ACTIVE = ("queued", "running")
+ACTIVE = ("queued", "running", "paused")  # paused: a running job that waits for "resume"
 EVENT_INTERVAL = 0.2  # progress events per job at most ~5 a second: Blender redraws on each
 
 StageFn = Callable[[Workspace, dict, "JobContext"], dict]
@@ -28,11 +29,26 @@ StageFn = Callable[[Workspace, dict, "JobContext"], dict]
 
 @dataclass
 class JobContext:
-    """What a running stage may do with its job: report progress and check for cancellation."""
+    """What a running stage may do with its job: report progress, check for cancellation, take the
+    commands sent to it (`JobRunner.control`) and say whether it is paused."""
 
     job_id: str
     _runner: "JobRunner"
     _cancel: threading.Event = field(default_factory=threading.Event)
+    _commands: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+
+    def commands(self) -> list[dict]:
+        """The commands sent since the last call, oldest first (the stage polls this every step)."""
+        out = []
+        while True:
+            try:
+                out.append(self._commands.get_nowait())
+            except queue.Empty:
+                return out
+
+    def set_paused(self, paused: bool) -> None:
+        """The stage stopped (or went on) working while keeping its job: state "paused" <-> "running"."""
+        self._runner._set_paused(self.job_id, paused)
 
     def report(self, progress: float, message: str = "", stats: dict | None = None) -> None:
         self._runner._progress(self.job_id, progress, message, stats)
@@ -56,6 +72,7 @@ class JobRunner:
         self._contexts: dict[str, JobContext] = {}
         self._started: dict[str, float] = {}
         self._last_event: dict[str, float] = {}
+        self._paused_at: dict[str, float] = {}
         self._lock = threading.RLock()
         self._queue: queue.Queue[str | None] = queue.Queue()
         for job in workspace.load_jobs():
@@ -105,10 +122,26 @@ class JobRunner:
                 raise EngineError("not_found", f"no job {job_id!r}")
             if job["state"] == "queued":
                 self._finish(job, "cancelled", message="cancelled before it started")
-            elif job["state"] == "running":
+            elif job["state"] in ("running", "paused"):
                 self._contexts[job_id]._cancel.set()
                 job["message"] = "stopping…"
                 self._emit(job)
+            return dict(job)
+
+    def control(self, job_id: str, command: dict) -> dict:
+        """Queue `command` ({"command": name, ...}) for a queued, running or paused job's stage.
+
+        What the names mean is the stage's business; the runner only delivers them in order.
+        """
+        if not isinstance(command, dict) or not isinstance(command.get("command"), str) or not command["command"]:
+            raise EngineError("bad_request", "a job command is a map with a 'command' name")
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise EngineError("not_found", f"no job {job_id!r}")
+            if job["state"] not in ACTIVE:
+                raise EngineError("bad_request", f"job {job_id} is {job['state']}; only a live job takes commands")
+            self._contexts[job_id]._commands.put(dict(command))
             return dict(job)
 
     def wait(self, job_id: str, timeout: float | None = None) -> dict:
@@ -167,7 +200,7 @@ class JobRunner:
             if state == "done":
                 job["progress"] = 1.0
             self.workspace.save_job(job)
-            for per_job in (self._contexts, self._started, self._last_event):
+            for per_job in (self._contexts, self._started, self._last_event, self._paused_at):
                 per_job.pop(job["id"], None)
         self._emit(job)
 
@@ -180,13 +213,37 @@ class JobRunner:
             if stats:
                 job["stats"] = {**job["stats"], **stats}
             elapsed = time.monotonic() - self._started.get(job_id, time.monotonic())
-            job["eta"] = elapsed * (1 - job["progress"]) / job["progress"] if job["progress"] > 0.01 else None
+            if job["state"] == "paused":
+                job["eta"] = None  # nothing is moving towards the end
+            elif stats and "eta_s" in stats:
+                job["eta"] = stats["eta_s"]  # the stage knows better (training resumed at 90% is not 90% done in no time)
+            else:
+                job["eta"] = elapsed * (1 - job["progress"]) / job["progress"] if job["progress"] > 0.01 else None
             now = time.monotonic()
             if now - self._last_event.get(job_id, 0.0) < EVENT_INTERVAL:
                 return
             self._last_event[job_id] = now
             self.workspace.save_job(job)
         self._emit(job)
+
+    def _set_paused(self, job_id: str, paused: bool) -> None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job["state"] not in ("running", "paused") or (job["state"] == "paused") == paused:
+                return
+            now = time.monotonic()
+            if paused:
+                job["state"], job["message"], job["eta"] = "paused", "paused", None
+                self._paused_at[job_id] = now
+            else:
+                job["state"], job["message"] = "running", "resumed"
+                # time spent paused is not time spent working: the ETA must not count it
+                since = self._paused_at.pop(job_id, now)
+                if job_id in self._started:
+                    self._started[job_id] += now - since
+            self._last_event[job_id] = now
+            self.workspace.save_job(job)
+        self._emit(job)  # a state change is never rate-limited
 
     def _emit(self, job: dict) -> None:
         try:

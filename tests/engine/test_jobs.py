@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from engine.errors import EngineError
+from engine.errors import Cancelled, EngineError
 from engine.jobs import JobRunner
 from engine.workspace import Workspace
 
@@ -107,3 +107,87 @@ def test_engine_errors_survive_pickling():
     assert (type(err), err.code, err.message) == (EngineError, "io_error", "disk full")
     cancelled = pickle.loads(pickle.dumps(Cancelled()))
     assert isinstance(cancelled, Cancelled) and cancelled.code == "cancelled"
+
+
+def _obedient(ws, params, ctx):
+    """A stage that follows commands the way training does: pause, resume, echo the rest, stop."""
+    seen = []
+    paused = False
+    while True:
+        for command in ctx.commands():
+            seen.append(command)
+            if command["command"] in ("pause", "resume"):
+                paused = command["command"] == "pause"
+                ctx.set_paused(paused)
+            if command["command"] == "finish":
+                return {"seen": seen}
+        if ctx.should_stop():
+            raise Cancelled()
+        if not paused:
+            ctx.report(0.5, "working", {"eta_s": 12.0})
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def obedient(tmp_path):
+    events = []
+    r = JobRunner(Workspace(tmp_path), {"obey": _obedient, "quick": _quick}, events.append)
+    r.events = events
+    yield r
+    r.shutdown()
+
+
+def _until(runner, job_id, state):
+    deadline = time.monotonic() + 10
+    while runner.get(job_id)["state"] != state:
+        assert time.monotonic() < deadline, f"job never became {state}"
+        time.sleep(0.01)
+    return runner.get(job_id)
+
+
+def test_commands_reach_the_stage_in_order_and_pause_shows(obedient):
+    r = obedient
+    job = r.submit("obey", {})
+    r.control(job["id"], {"command": "set", "options": {"x": 1}})  # queued jobs take commands too
+    running = _until(r, job["id"], "running")
+    assert running["eta"] == 12.0 or running["eta"] is None  # the stage's own ETA wins
+    r.control(job["id"], {"command": "pause"})
+    paused = _until(r, job["id"], "paused")
+    assert paused["eta"] is None and paused["message"] == "paused"
+    assert any(e["id"] == job["id"] and e["state"] == "paused" for e in r.events)
+    r.control(job["id"], {"command": "resume"})
+    _until(r, job["id"], "running")
+    r.control(job["id"], {"command": "finish"})
+    done = r.wait(job["id"], 10)
+    assert [c["command"] for c in done["result"]["seen"]] == ["set", "pause", "resume", "finish"]
+    assert done["result"]["seen"][0]["options"] == {"x": 1}
+    states = [e["state"] for e in r.events if e["id"] == job["id"]]
+    assert states.index("paused") < len(states) - 1 - states[::-1].index("running")
+
+
+def test_a_paused_job_can_be_cancelled_and_finished_jobs_take_no_commands(obedient):
+    r = obedient
+    job = r.submit("obey", {})
+    _until(r, job["id"], "running")
+    r.control(job["id"], {"command": "pause"})
+    _until(r, job["id"], "paused")
+    r.cancel(job["id"])
+    assert r.wait(job["id"], 10)["state"] == "cancelled"
+    for bad, code in (({"command": "save"}, "bad_request"), ({"nothing": 1}, "bad_request")):
+        with pytest.raises(EngineError) as err:
+            r.control(job["id"], bad)
+        assert err.value.code == code
+    with pytest.raises(EngineError) as err:
+        r.control("nope", {"command": "save"})
+    assert err.value.code == "not_found"
+
+
+def test_paused_jobs_are_interrupted_on_restart(tmp_path):
+    ws = Workspace(tmp_path)
+    ws.save_job({"id": "p", "kind": "train", "state": "paused", "params": {}, "progress": 0.3, "message": "",
+                 "stats": {}, "result": None, "error": None, "created": 1.0})
+    r = JobRunner(ws, {"train": _quick})
+    try:
+        assert r.get("p")["error"]["code"] == "interrupted"
+    finally:
+        r.shutdown()
