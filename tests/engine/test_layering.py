@@ -39,7 +39,7 @@ def test_engine_layering():
                 problems.append(f"{rel} imports the bridge; only {BRIDGE_USERS} may")
             if top[0] == "engine" and len(top) > 1 and top[1] in STAGES and stage in STAGES and top[1] != stage:
                 problems.append(f"stage {stage} reaches into stage {top[1]} ({rel} imports {name})")
-            if stage in STAGES | {"models", "geometry", "media"} and top[0] == "engine" and len(top) > 1 \
+            if stage in STAGES | {"models", "geometry", "media", "colour"} and top[0] == "engine" and len(top) > 1 \
                     and top[1] in ("service", "cli", "recipes", "jobs"):
                 problems.append(f"{rel} imports the service layer ({name})")
     assert not problems, "\n".join(problems)
