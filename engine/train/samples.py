@@ -4,28 +4,42 @@ Every batch item is one face under a random affine jitter (scale, rotation, shif
 input and the target share, and the input alone also gets a smooth random grid warp. Reconstructing
 an undistorted face from a distorted one forces the encoder to read features rather than copy
 pixels; that is what lets the other identity's decoder make sense of the code.
+
+Colour augmentation (a colour transfer toward a random destination face, an HSV jitter) comes
+before the warps and is shared by input and target: it teaches the model that lighting is not
+identity. Sampling runs on numpy and cv2 alone (uint8 arrays); torch is imported only to make the
+tensors, so the batch workers start without it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 import cv2
 import numpy as np
-import torch
-from torch import Tensor
 
-from engine.geometry.hull import feather, hull_mask
+from engine.colour import METHODS as COLOUR_METHODS
+from engine.colour import transfer_colour
+from engine.geometry.hull import eyes_mouth_mask, feather, hull_mask
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+COLOUR_TRANSFERS = ("none", *COLOUR_METHODS)
+YAW_BIN_DEG = 10.0  # uniform_yaw bins: narrow enough to separate profiles, wide enough to hold faces
 
 
 @dataclass
 class FaceSamples:
     """One identity's aligned faces: crops (N,S,S,3) uint8 BGR, their landmarks (N,68,2) in crop
-    pixels and, when the faceset has drawn or learned masks, every face's mask (N,S,S) uint8 0..255."""
+    pixels, when the faceset has drawn or learned masks every face's mask (N,S,S) uint8 0..255, and
+    when known each face's yaw in degrees (N,)."""
 
     images: np.ndarray
     landmarks: np.ndarray
     masks: np.ndarray | None = None  # None: the landmark hull stands for the face
+    yaws: np.ndarray | None = None  # None: uniform_yaw has nothing to balance and samples plainly
 
     def __post_init__(self) -> None:
         im, lm = self.images, self.landmarks
@@ -35,6 +49,10 @@ class FaceSamples:
             raise ValueError(f"landmarks must be ({im.shape[0]},68,2), got {lm.shape}")
         if self.masks is not None and (self.masks.shape != im.shape[:3] or self.masks.dtype != np.uint8):
             raise ValueError(f"masks must be {im.shape[:3]} uint8, got {self.masks.shape} {self.masks.dtype}")
+        if self.yaws is not None:
+            self.yaws = np.asarray(self.yaws, np.float32)
+            if self.yaws.shape != (im.shape[0],):
+                raise ValueError(f"yaws must be ({im.shape[0]},), got {self.yaws.shape}")
         self.landmarks = np.asarray(lm, np.float32)
 
     def __len__(self) -> int:
@@ -56,37 +74,88 @@ class Augmentation:
     random_warp: bool = True
     warp_cells: int = 4  # the warp grid has warp_cells x warp_cells cells over the face
     warp_strength: float = 0.12  # std of an inner grid point's offset, in cell sides
+    hsv_jitter: float = 0.0  # 0 = off; hue +-jitter of the colour wheel, saturation and value x(1 +- jitter)
+    uniform_yaw: bool = False  # every yaw equally likely: profiles are rare in most footage
+
+
+class Batch(NamedTuple):
+    """One side's training batch, float32 0..1 tensors, all under the same per-item warp: inputs and
+    targets (B,C,R,R) BGR or gray (C=1), masks (B,1,R,R) the feathered face mask, priority (B,1,R,R)
+    the feathered eyes and mouth."""
+
+    inputs: Tensor
+    targets: Tensor
+    masks: Tensor
+    priority: Tensor
+
+
+class Prepared(NamedTuple):
+    """A faceset at the model resolution, ready to sample: what the batch workers share."""
+
+    images: np.ndarray  # (N,R,R,3) uint8 BGR
+    masks: np.ndarray  # (N,R,R) uint8: drawn, learned or hull
+    priority: np.ndarray  # (N,R,R) uint8: eyes and mouth
+    yaws: np.ndarray | None  # (N,) degrees
+
+
+def prepare(samples: FaceSamples, resolution: int) -> Prepared:
+    """Resize a faceset to the model resolution and draw its masks, once for every sample to come."""
+    if len(samples) == 0:
+        raise ValueError("a faceset with no faces cannot be sampled")
+    r = resolution
+    # shrink once with area averaging: sampling a 256 px crop straight down to 64 px would alias
+    interp = cv2.INTER_AREA if samples.size >= r else cv2.INTER_CUBIC
+    images = np.stack([cv2.resize(im, (r, r), interpolation=interp) for im in samples.images])
+    # resize maps pixel centres, not pixel corners: x -> (x + 0.5) * r / S - 0.5
+    landmarks = (samples.landmarks.astype(np.float64) + 0.5) * (r / samples.size) - 0.5
+
+    def draw(fn) -> np.ndarray:  # drawn once per face and warped with it: drawing per sample costs more
+        return np.stack([np.round(fn(lm, (r, r)) * 255).astype(np.uint8) for lm in landmarks])
+
+    if samples.masks is not None:
+        masks = np.stack([cv2.resize(m, (r, r), interpolation=interp) for m in samples.masks])
+    else:
+        masks = draw(hull_mask)
+    return Prepared(images, masks, draw(eyes_mouth_mask), samples.yaws)
 
 
 class BatchSampler:
-    """Draws (warped_input, target, target_mask) batches of one faceset at the model resolution."""
+    """Draws Batches of one faceset at the model resolution."""
 
-    def __init__(self, samples: FaceSamples, resolution: int, augmentation: Augmentation = Augmentation(),
-                 seed: int | None = None) -> None:
-        if len(samples) == 0:
-            raise ValueError("a faceset with no faces cannot be sampled")
+    def __init__(self, samples: FaceSamples | Prepared, resolution: int, augmentation: Augmentation = Augmentation(),
+                 seed: int | None = None, grayscale: bool = False, colour_transfer: str = "none",
+                 colour_reference: np.ndarray | None = None, colour_reference_masks: np.ndarray | None = None) -> None:
+        """`colour_reference` (M,R,R,3) uint8: the faces whose colours source samples take on (the
+        destination's, at this resolution) when `colour_transfer` is not "none";
+        `colour_reference_masks` (M,R,R) uint8 limits their statistics to the face."""
+        if colour_transfer not in COLOUR_TRANSFERS:
+            raise ValueError(f"unknown colour transfer {colour_transfer!r}; expected one of {', '.join(COLOUR_TRANSFERS)}")
+        if colour_transfer != "none" and (colour_reference is None or len(colour_reference) == 0):
+            raise ValueError("a colour transfer needs reference faces")
+        self.faces = samples if isinstance(samples, Prepared) else prepare(samples, resolution)
+        if self.faces.images.shape[1] != resolution:
+            raise ValueError(f"prepared faces are {self.faces.images.shape[1]} px, not {resolution}")
         self.resolution = resolution
         self.aug = augmentation
         self.rng = np.random.default_rng(seed)
-        # shrink once with area averaging: sampling a 256 px crop straight down to 64 px would alias
-        r = resolution
-        interp = cv2.INTER_AREA if samples.size >= r else cv2.INTER_CUBIC
-        self.images = np.stack([cv2.resize(im, (r, r), interpolation=interp) for im in samples.images])
-        # resize maps pixel centres, not pixel corners: x -> (x + 0.5) * r / S - 0.5
-        self.landmarks = (samples.landmarks.astype(np.float64) + 0.5) * (r / samples.size) - 0.5
-        if samples.masks is not None:
-            self.masks = np.stack([cv2.resize(m, (r, r), interpolation=interp) for m in samples.masks])
-        else:  # the hull once per face, warped with it each time: drawing it per sample costs more
-            self.masks = np.stack([np.round(hull_mask(lm, (r, r)) * 255).astype(np.uint8) for lm in self.landmarks])
-        self.mask_blur = max(1, r // 32)
+        self.grayscale = grayscale
+        self.colour_transfer = colour_transfer
+        self.colour_reference = colour_reference
+        self.colour_reference_masks = colour_reference_masks
+        self.mask_blur = max(1, resolution // 32)
         self._order = np.empty(0, np.int64)
-        ys, xs = np.mgrid[0:r, 0:r].astype(np.float32)
+        self._yaw_bins = _yaw_bins(self.faces.yaws)
+        ys, xs = np.mgrid[0:resolution, 0:resolution].astype(np.float32)
         self._grid = np.stack([xs, ys], axis=-1)  # (r, r, 2) pixel coordinates x, y
 
     def _next_indices(self, n: int) -> np.ndarray:
+        if self.aug.uniform_yaw and self._yaw_bins:
+            # a bin first, then a face in it: a bin of 5 profiles comes up as often as one of 500 frontals
+            bins = self.rng.integers(len(self._yaw_bins), size=n)
+            return np.array([self.rng.choice(self._yaw_bins[b]) for b in bins], np.int64)
         # shuffled passes over the faceset: every face is seen once per pass, in random order
         while len(self._order) < n:
-            self._order = np.concatenate([self._order, self.rng.permutation(len(self.images))])
+            self._order = np.concatenate([self._order, self.rng.permutation(len(self.faces.images))])
         out, self._order = self._order[:n], self._order[n:]
         return out
 
@@ -111,32 +180,70 @@ class BatchSampler:
         offsets[1:-1, 1:-1] = self.rng.normal(0.0, a.warp_strength * r / a.warp_cells, size=(n - 2, n - 2, 2))
         return cv2.resize(offsets, (r, r), interpolation=cv2.INTER_CUBIC)
 
-    def sample(self, batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
-        """(warped_input (B,3,R,R), target (B,3,R,R), target_mask (B,1,R,R)), float32 in 0..1, BGR."""
-        r = self.resolution
-        inputs = np.empty((batch_size, r, r, 3), np.uint8)
-        targets = np.empty_like(inputs)
-        masks = np.empty((batch_size, r, r), np.float32)
+    def _colour(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The face before the warps: recoloured toward a random reference face, then HSV-jittered."""
+        if self.colour_transfer != "none":
+            k = int(self.rng.integers(len(self.colour_reference)))
+            ref_mask = None if self.colour_reference_masks is None else self.colour_reference_masks[k]
+            image = transfer_colour(image, self.colour_reference[k], self.colour_transfer, mask, ref_mask)
+        j = self.aug.hsv_jitter
+        if j > 0:
+            hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV).astype(np.float32)
+            # OpenCV's 8-bit hue runs 0..180 for the whole wheel
+            hsv[..., 0] = (hsv[..., 0] + self.rng.uniform(-j, j) * 180) % 180
+            hsv[..., 1:] *= 1 + self.rng.uniform(-j, j, size=2).astype(np.float32)
+            image = cv2.cvtColor(np.clip(hsv + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_HSV2BGR)
+        return image
+
+    def sample_arrays(self, batch_size: int) -> dict[str, np.ndarray]:
+        """One batch as uint8 arrays (what the workers send): inputs and targets (B,R,R,C),
+        masks and priority (B,R,R), the masks already feathered."""
+        r, c = self.resolution, 1 if self.grayscale else 3
+        out = {"inputs": np.empty((batch_size, r, r, c), np.uint8), "targets": np.empty((batch_size, r, r, c), np.uint8),
+               "masks": np.empty((batch_size, r, r), np.uint8), "priority": np.empty((batch_size, r, r), np.uint8)}
         for j, i in enumerate(self._next_indices(batch_size)):
             m = self._affine()
-            image = self.images[i]
-            targets[j] = cv2.warpAffine(image, m, (r, r), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            image = self._colour(self.faces.images[i], self.faces.masks[i])
+            if self.grayscale:
+                image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+            target = cv2.warpAffine(image, m, (r, r), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            out["targets"][j] = target.reshape(r, r, c)
             # a drawn or learned mask keeps hair, hands and glasses over the face out of the loss
-            face = cv2.warpAffine(self.masks[i], m, (r, r), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-            masks[j] = feather(face.astype(np.float32) * np.float32(1 / 255), 0, self.mask_blur)
+            for key, source in (("masks", self.faces.masks), ("priority", self.faces.priority)):
+                warped = cv2.warpAffine(source[i], m, (r, r), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+                soft = feather(warped.astype(np.float32) * np.float32(1 / 255), 0, self.mask_blur)
+                out[key][j] = np.round(soft * 255).astype(np.uint8)
             if self.aug.random_warp:
                 # one remap from the original: output pixel p reads the source at M^-1(p + offset(p))
                 inv = cv2.invertAffineTransform(m)
                 pts = self._grid + self._warp_offsets()
                 maps = pts @ inv[:, :2].T.astype(np.float32) + inv[:, 2].astype(np.float32)
-                inputs[j] = cv2.remap(image, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR,
-                                      borderMode=cv2.BORDER_REPLICATE)
+                warped = cv2.remap(image, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                out["inputs"][j] = warped.reshape(r, r, c)
             else:
-                inputs[j] = targets[j]
-        return _to_tensor(inputs), _to_tensor(targets), torch.from_numpy(masks)[:, None]
+                out["inputs"][j] = out["targets"][j]
+        return out
+
+    def sample(self, batch_size: int) -> Batch:
+        return to_batch(self.sample_arrays(batch_size))
 
 
-def _to_tensor(images: np.ndarray) -> Tensor:
-    # NHWC memory viewed as NCHW is channels_last already: no copy before the conv layers
-    # (converted in numpy: torch's elementwise kernels are ~50x slower on this permuted layout)
-    return torch.from_numpy(images.astype(np.float32) * np.float32(1 / 255)).permute(0, 3, 1, 2)
+def to_batch(arrays: dict[str, np.ndarray]) -> Batch:
+    """uint8 arrays from sample_arrays as a Batch of float32 tensors in 0..1 (always copies)."""
+    import torch  # here, not at the top: the sampling workers never need torch
+
+    def tensor(a: np.ndarray) -> Tensor:
+        # NHWC memory viewed as NCHW is channels_last already: no copy before the conv layers
+        # (converted in numpy: torch's elementwise kernels are ~50x slower on this permuted layout)
+        return torch.from_numpy(a.astype(np.float32) * np.float32(1 / 255)).permute(0, 3, 1, 2)
+
+    return Batch(tensor(arrays["inputs"]), tensor(arrays["targets"]), tensor(arrays["masks"][..., None]),
+                 tensor(arrays["priority"][..., None]))
+
+
+def _yaw_bins(yaws: np.ndarray | None) -> list[np.ndarray]:
+    """Face indices grouped by yaw, YAW_BIN_DEG wide bins, the empty ones left out."""
+    if yaws is None or len(yaws) == 0:
+        return []
+    keys = np.floor(yaws / YAW_BIN_DEG).astype(np.int64)
+    return [np.flatnonzero(keys == k) for k in np.unique(keys)]
