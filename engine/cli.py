@@ -1,11 +1,12 @@
-"""Service layer: the engine's command line (`python -m engine ...`): serve, extract, train, merge, bench,
-faceset."""
+"""Service layer: the engine's command line (`python -m engine ...`): serve, extract, train, export-dfm,
+merge, bench, faceset, mask."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -13,19 +14,25 @@ import time
 from pathlib import Path
 
 from .cli_masks import add_mask_parser, run_mask
+from .cli_train import add_train_parser, run_train
 from .errors import EngineError
 
 
 def _progress_printer(stream=sys.stderr):
-    """A one-line progress bar for jobs run from a terminal."""
+    """A one-line progress bar for jobs run from a terminal (under torchrun, rank 0's alone)."""
+    quiet = int(os.environ.get("RANK", "0") or 0) > 0
     def show(job: dict) -> None:
+        if quiet:
+            return
         width = 30
         filled = int(job["progress"] * width)
         eta = f" ETA {job['eta']:.0f}s" if job.get("eta") else ""
         stats = job.get("stats") or {}
-        extra = f" it {stats['iteration']} loss {stats['loss']:.4f}" if "loss" in stats else ""
+        extra = f" it {stats['iteration']} loss {stats['loss']:.4f}" if stats.get("loss") is not None else ""
+        if job["state"] == "paused":
+            extra += " (paused)"
         stream.write(f"\r[{'#' * filled}{' ' * (width - filled)}] {job['progress'] * 100:5.1f}% {job['message'][:50]:50}{extra}{eta}")
-        if job["state"] not in ("queued", "running"):
+        if job["state"] not in ("queued", "running", "paused"):
             stream.write("\n")
         stream.flush()
     return show
@@ -183,15 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--face-type", default="full", help="half, mid_full, full, whole_face or head")
     e.add_argument("--no-smooth", action="store_true", help="store landmarks as measured, not steadied over time")
 
-    t = sub.add_parser("train", help="train a swap model on two facesets")
-    t.add_argument("--workspace", required=True)
-    t.add_argument("--model", required=True)
-    t.add_argument("--source", required=True)
-    t.add_argument("--destination", required=True)
-    t.add_argument("--iterations", type=int, default=2000)
-    t.add_argument("--minutes", type=float, default=None)
-    t.add_argument("--resolution", type=int, default=64)
-    t.add_argument("--batch-size", type=int, default=8)
+    add_train_parser(sub)
 
     m = sub.add_parser("merge", help="merge the swapped face into every frame of a video")
     m.add_argument("--workspace", required=True)
@@ -221,11 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_job(args.workspace, "extract", {
                 "video": str(Path(args.video).resolve()), "faceset": args.faceset, "frame_start": args.start,
                 "frame_end": args.end, "size": args.size, "face_type": args.face_type, "smooth": not args.no_smooth})
-        if args.command == "train":
-            return run_job(args.workspace, "train", {
-                "model": args.model, "source": args.source, "destination": args.destination,
-                "iterations": args.iterations, "max_seconds": args.minutes * 60 if args.minutes else None,
-                "resolution": args.resolution, "batch_size": args.batch_size})
+        if args.command in ("train", "export-dfm"):
+            return run_train(args)
         if args.command == "merge":
             return run_job(args.workspace, "merge", {
                 "model": args.model, "video": str(Path(args.video).resolve()), "faceset": args.faceset,

@@ -17,6 +17,7 @@ from .jobs import JobRunner
 from .recipes import STAGES
 from .service_args import arg as _arg, ints as _ints
 from .service_masks import MASK_OPS
+from .service_train import TRAIN_OPS
 from .workspace import Workspace
 
 log = logging.getLogger("swapline.engine")
@@ -76,6 +77,8 @@ class EngineService:
                 return FACESET_OPS[op](self.workspace, args, self.histograms)
             if op in MASK_OPS:
                 return MASK_OPS[op](self.workspace, args)
+            if op in TRAIN_OPS:
+                return TRAIN_OPS[op](self.workspace, args, self.jobs)
         except EngineError as exc:
             raise BridgeError(exc.code, exc.message) from None
         raise BridgeError("unknown_op", f"this engine has no operation {op!r}")

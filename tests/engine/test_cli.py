@@ -40,3 +40,29 @@ def test_faceset_export_and_import_from_the_command_line(tmp_path, portrait_clip
     assert json.loads(run.stdout.strip().splitlines()[-1])["faces"] == 4
     listed = json.loads(_engine("faceset", "--workspace", ws, "list").stdout)
     assert {f["name"]: f["face_type"] for f in listed["facesets"]} == {"again": "whole_face", "src": "whole_face"}
+
+
+def test_train_arguments_become_job_params():
+    from engine.cli import build_parser
+    from engine.cli_train import train_params
+
+    args = build_parser().parse_args([
+        "train", "--workspace", "w", "--model", "m", "--source", "s", "--destination", "d", "--preset", "quick",
+        "--minutes", "2", "--set", "gan_power=0.1", "--set", "optimizer=adabelief", "--set", "random_warp=false",
+        "--set", "seed=null", "--set", "iterations=50", "--phase", "refine"])
+    assert train_params(args) == ("train", {
+        "model": "m", "source": "s", "destination": "d", "preset": "quick", "max_seconds": 120.0, "phase": "refine",
+        "gan_power": 0.1, "optimizer": "adabelief", "random_warp": False, "seed": None, "iterations": 50})
+    pre = build_parser().parse_args(["train", "--workspace", "w", "--model", "m", "--source", "s", "--pretrain"])
+    assert train_params(pre) == ("pretrain", {"model": "m", "source": "s"})
+
+
+def test_bad_train_options_are_readable(tmp_path):
+    run = _engine("train", "--workspace", str(tmp_path), "--model", "m", "--source", "s", "--destination", "d",
+                  "--set", "nonsense")
+    assert run.returncode == 2 and "KEY=VALUE" in run.stderr and "Traceback" not in run.stderr
+    run = _engine("train", "--workspace", str(tmp_path), "--model", "m", "--source", "s", "--destination", "d",
+                  "--set", "colour=1")
+    assert run.returncode == 1 and "unknown training setting" in run.stderr and "[bad_request]" in run.stderr
+    run = _engine("export-dfm", "--workspace", str(tmp_path), "--model", "m", "--out", str(tmp_path / "m.dfm"))
+    assert run.returncode == 1 and "no checkpoint" in run.stderr

@@ -1,0 +1,123 @@
+"""Training operations of the service: commands to a live training job, its pictures, the presets."""
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.errors import Cancelled, EngineError
+from engine.jobs import JobRunner
+from engine.service_train import TRAIN_OPS
+from engine.train.preview import write_png
+from engine.workspace import Workspace
+
+
+def _fake_training(ws, params, ctx):
+    """Obeys commands as the training loop does, without a model."""
+    seen, paused = [], False
+    while True:
+        for command in ctx.commands():
+            seen.append(command)
+            if command["command"] in ("pause", "resume"):
+                paused = command["command"] == "pause"
+                ctx.set_paused(paused)
+        if ctx.should_stop():
+            raise Cancelled()
+        if seen and seen[-1]["command"] in ("backup", "whatever"):  # the tests' way to end the job
+            return {"seen": seen}
+        ctx.report(0.1, "training", {"iteration": 7, "preview_version": 2, "paused": paused})
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def service(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    runner = JobRunner(ws, {"train": _fake_training, "pretrain": _fake_training, "extract": _fake_training})
+    yield ws, runner, lambda op, **args: TRAIN_OPS[op](ws, args, runner)
+    runner.shutdown()
+
+
+def _running(runner, job):
+    deadline = time.monotonic() + 10
+    while runner.get(job["id"])["state"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("command, words", [
+    ({"command": "dance"}, "unknown training command"),
+    ({"command": "phase", "phase": "sleep"}, "'phase' must be one of"),
+    ({"command": "set"}, "needs 'options'"),
+    ({"command": "set", "options": {"resolution": 128}}, "cannot change resolution"),
+    ({"command": "set", "options": {"learning_rate": -1.0}}, "learning_rate"),
+    ({"command": "set", "options": {"random_warp": "yes"}}, "random_warp"),
+    ({"command": "save", "now": True}, "takes no 'now'"),
+])
+def test_bad_training_commands_are_refused_at_once(service, command, words):
+    ws, runner, call = service
+    job = runner.submit("train", {"model": "m", "source": "a", "destination": "b", "preset": "quick",
+                                  "resolution": 32})
+    with pytest.raises(EngineError) as err:
+        call("job.control", job=job["id"], **command)
+    assert err.value.code == "bad_request" and words in err.value.message
+    runner.cancel(job["id"])
+
+
+def test_commands_steer_a_training_job(service):
+    ws, runner, call = service
+    job = runner.submit("train", {"model": "m", "source": "a", "destination": "b"})
+    _running(runner, job)
+    assert call("job.control", job=job["id"], command="pause")["id"] == job["id"]
+    deadline = time.monotonic() + 10
+    while runner.get(job["id"])["state"] != "paused":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    call("job.control", job=job["id"], command="resume")
+    call("job.control", job=job["id"], command="set", options={"learning_rate": 1e-4, "random_warp": False})
+    call("job.control", job=job["id"], command="phase", phase="refine")
+    call("job.control", job=job["id"], command="backup")
+    done = runner.wait(job["id"], 10)
+    assert [c["command"] for c in done["result"]["seen"]] == ["pause", "resume", "set", "phase", "backup"]
+    assert done["result"]["seen"][2]["options"] == {"learning_rate": 1e-4, "random_warp": False}
+    with pytest.raises(EngineError) as err:
+        call("job.control", job=job["id"], command="save")
+    assert err.value.code == "bad_request"  # finished: nothing to steer
+    with pytest.raises(EngineError) as err:
+        call("job.control", job="nope", command="save")
+    assert err.value.code == "not_found"
+
+
+def test_other_jobs_take_any_named_command(service):
+    ws, runner, call = service
+    job = runner.submit("extract", {})
+    call("job.control", job=job["id"], command="whatever")
+    assert runner.wait(job["id"], 10)["result"]["seen"] == [{"command": "whatever"}]
+
+
+def test_images_are_png_bytes_or_none(service):
+    ws, runner, call = service
+    empty = call("train.images", model="m")
+    assert empty == {"model": "m", "iteration": None, "preview_version": None, "preview": None, "graph": None}
+    grid = np.full((40, 50, 3), 90, np.uint8)
+    write_png(ws.model_dir("m") / "preview.png", grid)
+    job = runner.submit("train", {"model": "m", "source": "a", "destination": "b"})
+    _running(runner, job)
+    time.sleep(0.3)
+    images = call("train.images", model="m")
+    assert images["graph"] is None and images["iteration"] == 7 and images["preview_version"] == 2
+    decoded = cv2.imdecode(np.frombuffer(images["preview"], np.uint8), cv2.IMREAD_COLOR)
+    assert np.array_equal(decoded, grid)
+    runner.cancel(job["id"])
+    for bad in ("../x", "", "a/b"):
+        with pytest.raises(EngineError) as err:
+            call("train.images", model=bad)
+        assert err.value.code == "bad_request"
+
+
+def test_presets_and_defaults(service):
+    ws, runner, call = service
+    out = call("train.presets")
+    assert set(out["presets"]) >= {"quick", "128", "192", "256_wf"}
+    assert out["defaults"]["iterations"] > 0 and "learning_rate" in out["soft"] and "resolution" not in out["soft"]
+    assert out["phases"] == ["warp", "refine", "gan"] and "set" in out["commands"]
