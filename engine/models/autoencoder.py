@@ -1,32 +1,46 @@
-"""Shared piece: the face-swap autoencoder network ("df": shared encoder + inter, a decoder per identity).
+"""Shared piece: the face-swap autoencoders ("df" and "liae", with the variants u, d and t).
 
-Both identities go through one encoder and one bottleneck ("inter"), so the latent code has to
-describe pose, expression and lighting in a way both decoders read. Each decoder only ever learns to
-draw its own person; feeding it the other person's code is the swap.
+DF: one encoder and one bottleneck ("inter") shared by both identities, a decoder per identity.
+Both identities go through the same code, so it has to describe pose, expression and lighting in a
+way both decoders read; each decoder only ever learns to draw its own person, and feeding it the
+other person's code is the swap.
+
+LIAE: one encoder, two bottlenecks and one decoder. inter_ab sees both identities, inter_b only the
+destination; a destination face is drawn from cat(inter_b, inter_ab) and a source face from
+cat(inter_ab, inter_ab), so drawing a destination face "as the source" is the swap. It tends to
+follow the destination's lighting and expression more closely than DF, at a weaker likeness.
+
+Variants, combinable in this order: u (pixel-normalised latent), d (decoder ends in depth-to-space:
+double the resolution for about the same decoder cost), t (deeper: residual blocks in the encoder
+and two per decoder level).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from engine.config import check_types, from_dict
+from engine.models.layers import Decoder, Encoder, Inter
 
-ARCHS = ("df",)
+BASES = ("df", "liae")
+VARIANTS = "udt"  # the letters an arch may carry after "-", in this order
+ARCHS = BASES  # the plain archs; any of them may carry variants ("liae-udt")
 SIDES = ("src", "dst")
+_ARCH = re.compile(r"^(df|liae)(?:-(u?d?t?))?$")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild the network; a checkpoint carries it."""
 
-    arch: str = "df"
-    resolution: int = 64  # side of the square face the network sees; a multiple of 16
+    arch: str = "df"  # "df" | "liae", optionally "-" and any of u, d, t in that order ("liae-udt")
+    resolution: int = 64  # side of the square face the network sees; a multiple of 16 (32 with "d")
     ae_dims: int = 128  # width of the bottleneck vector shared by both identities
     # e_dims 16 was measured *slower* than 32 on CPU: oneDNN's bf16 kernels do badly on narrow layers
     e_dims: int = 32  # encoder width: channels of its first layer, doubled at each of its 4 levels
@@ -34,16 +48,43 @@ class ModelConfig:
     # the demo pair, ends at a lower loss (0.25 vs 0.30); longer runs may favour 32 (not measured)
     d_dims: int = 16  # decoder width at full resolution, doubled at each coarser level
     d_mask_dims: int = 8  # same for the mask branch, which only draws a smooth blob
+    channels: int = 3  # 3 = BGR; 1 = grayscale (about 3x cheaper input/output; colour comes back at merge)
 
     def __post_init__(self) -> None:
         check_types(self, "model setting")
-        if self.arch not in ARCHS:
-            raise ValueError(f"unknown model arch {self.arch!r}; expected one of {', '.join(ARCHS)}")
-        if self.resolution < 16 or self.resolution % 16:
-            raise ValueError(f"resolution must be a multiple of 16 (at least 16), got {self.resolution}")
+        match = _ARCH.match(self.arch)
+        if match is None or match.group(2) == "":
+            raise ValueError(
+                f"unknown model arch {self.arch!r}; expected df or liae, optionally followed by '-' and "
+                f"any of the letters u, d, t in that order (e.g. 'liae-ud')"
+            )
+        step = 32 if "d" in self.variants else 16
+        if self.resolution < 16 or self.resolution > 640 or self.resolution % step:
+            raise ValueError(
+                f"resolution must be a multiple of {step} between 16 and 640"
+                f"{' (the d variant halves the decoder)' if step == 32 else ''}, got {self.resolution}"
+            )
         for name in ("ae_dims", "e_dims", "d_dims", "d_mask_dims"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model setting {name!r} must be at least 1, got {getattr(self, name)}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 3 (colour) or 1 (grayscale), got {self.channels}")
+
+    @property
+    def base(self) -> str:
+        """ "df" or "liae"."""
+        return self.arch.split("-")[0]
+
+    @property
+    def variants(self) -> str:
+        """The variant letters, "" for none."""
+        return self.arch.partition("-")[2]
+
+    @property
+    def code_shape(self) -> tuple[int, int, int]:
+        """Shape of one face's latent code as PairOutput gives it (for the CodeDiscriminator)."""
+        side = self.resolution // (16 if "d" in self.variants else 8)
+        return (self.ae_dims, side, side)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
@@ -53,129 +94,135 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
 
-def _act(x: Tensor) -> Tensor:
-    return F.leaky_relu(x, 0.1)
+@dataclass
+class PairOutput:
+    """One training pass over a source batch and a destination batch (see `pair`)."""
+
+    src: Tensor  # source faces redrawn as the source (N,C,R,R)
+    src_mask: Tensor  # (N,1,R,R)
+    dst: Tensor  # destination faces redrawn as the destination
+    dst_mask: Tensor
+    swap: Tensor | None  # destination faces drawn as the source, when asked for
+    swap_mask: Tensor | None
+    src_code: Tensor  # latent codes (N, *config.code_shape): DF the inter output, LIAE inter_ab's
+    dst_code: Tensor
 
 
-class Downscale(nn.Module):
-    """Encoder layer: a stride-2 3x3 convolution halving the image side."""
-
-    def __init__(self, cin: int, cout: int) -> None:
-        super().__init__()
-        # 3x3 rather than DeepFaceLab's 5x5: oneDNN's backward pass of strided 5x5 convolutions on
-        # tiny maps was ~9% of a whole training step on CPU, for no visible gain at 64-96 px
-        self.conv = nn.Conv2d(cin, cout, 3, stride=2, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return _act(self.conv(x))
+def _split(x: Tensor, sizes: list[int]) -> list[Tensor]:
+    return list(torch.split(x, sizes))
 
 
-class Upscale(nn.Module):
-    """Decoder layer: a 3x3 convolution to 4x the channels, then pixel shuffle doubling the side."""
-
-    def __init__(self, cin: int, cout: int) -> None:
-        super().__init__()
-        # pixel shuffle instead of transposed convolution: no checkerboard artefacts
-        self.conv = nn.Conv2d(cin, cout * 4, 3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.pixel_shuffle(_act(self.conv(x)), 2)
+def _encoder(config: ModelConfig) -> tuple[Encoder, int]:
+    """The encoder and the length of its flattened output."""
+    v = config.variants
+    encoder = Encoder(config.channels, config.e_dims, residual="t" in v, normalise="u" in v)
+    return encoder, config.e_dims * 8 * (config.resolution // 16) ** 2
 
 
-class ResidualBlock(nn.Module):
-    """Decoder layer: two 3x3 convolutions added back onto their input (adds detail, keeps gradients)."""
-
-    def __init__(self, ch: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
-        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return _act(x + self.conv2(_act(self.conv1(x))))
+def _decoder(config: ModelConfig, in_ch: int) -> Decoder:
+    v = config.variants
+    return Decoder(in_ch, config.d_dims, config.d_mask_dims, config.channels,
+                   residual_blocks=2 if "t" in v else 1, depth_to_space="d" in v)
 
 
-class Encoder(nn.Module):
-    """Shared layer stack: face image (3, R, R) -> feature map (8*e_dims, R/16, R/16), flattened."""
+class _Faces:
+    """Input checks both archs share."""
 
-    def __init__(self, e_dims: int) -> None:
-        super().__init__()
-        widths = [3, e_dims, e_dims * 2, e_dims * 4, e_dims * 8]
-        self.down = nn.Sequential(*(Downscale(a, b) for a, b in zip(widths, widths[1:])))
+    config: ModelConfig
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.down(x).flatten(1)
+    def _check(self, x: Tensor) -> Tensor:
+        c, r = self.config.channels, self.config.resolution
+        if x.dim() != 4 or x.shape[1] != c or x.shape[2] != r or x.shape[3] != r:
+            raise ValueError(f"expected faces of shape (N, {c}, {r}, {r}), got {tuple(x.shape)}")
+        return x
 
-
-class Inter(nn.Module):
-    """Shared bottleneck: encoder features -> ae_dims vector -> feature map (ae_dims, R/8, R/8)."""
-
-    def __init__(self, in_features: int, ae_dims: int, lowest: int) -> None:
-        super().__init__()
-        self.lowest = lowest
-        self.ae_dims = ae_dims
-        self.dense1 = nn.Linear(in_features, ae_dims)
-        self.dense2 = nn.Linear(ae_dims, lowest * lowest * ae_dims)
-        self.up = Upscale(ae_dims, ae_dims)
-
-    def forward(self, x: Tensor) -> Tensor:
-        # no activation between the two dense layers: together they are a low-rank linear map,
-        # which is what makes the code narrow enough that both decoders must share its meaning
-        x = self.dense2(self.dense1(x))
-        return self.up(x.view(-1, self.ae_dims, self.lowest, self.lowest))
+    @staticmethod
+    def _side(side: str) -> str:
+        if side not in SIDES:
+            raise ValueError(f"side must be 'src' or 'dst', got {side!r}")
+        return side
 
 
-class Decoder(nn.Module):
-    """Per-identity layer stack: inter features -> BGR face (3, R, R) and face mask (1, R, R), both 0..1."""
-
-    def __init__(self, in_ch: int, d_dims: int, d_mask_dims: int) -> None:
-        super().__init__()
-        widths = [in_ch, d_dims * 4, d_dims * 2, d_dims]
-        self.rgb = nn.Sequential(*(
-            layer for a, b in zip(widths, widths[1:]) for layer in (Upscale(a, b), ResidualBlock(b))
-        ))
-        self.rgb_out = nn.Conv2d(d_dims, 3, 3, padding=1)
-        mwidths = [in_ch, d_mask_dims * 4, d_mask_dims * 2, d_mask_dims]
-        self.mask = nn.Sequential(*(Upscale(a, b) for a, b in zip(mwidths, mwidths[1:])))
-        self.mask_out = nn.Conv2d(d_mask_dims, 1, 3, padding=1)
-
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        rgb = torch.sigmoid(self.rgb_out(self.rgb(z)))
-        mask = torch.sigmoid(self.mask_out(self.mask(z)))
-        return rgb, mask
-
-
-class DFAutoencoder(nn.Module):
-    """The whole network: encoder and inter shared, decoder_src and decoder_dst one per identity."""
+class DFAutoencoder(_Faces, nn.Module):
+    """DF: encoder and inter shared, decoder_src and decoder_dst one per identity."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        lowest = config.resolution // 16
-        self.encoder = Encoder(config.e_dims)
-        self.inter = Inter(config.e_dims * 8 * lowest * lowest, config.ae_dims, lowest)
-        self.decoder_src = Decoder(config.ae_dims, config.d_dims, config.d_mask_dims)
-        self.decoder_dst = Decoder(config.ae_dims, config.d_dims, config.d_mask_dims)
+        # registration order = parameter order, which saved optimizer states are indexed by
+        self.encoder, features = _encoder(config)
+        self.inter = Inter(features, config.ae_dims, config.code_shape[1] // 2)
+        self.decoder_src = _decoder(config, config.ae_dims)
+        self.decoder_dst = _decoder(config, config.ae_dims)
 
     def encode(self, x: Tensor) -> Tensor:
-        """(N,3,R,R) faces in 0..1 -> shared code (N, ae_dims, R/8, R/8)."""
-        r = self.config.resolution
-        if x.dim() != 4 or x.shape[1] != 3 or x.shape[2] != r or x.shape[3] != r:
-            raise ValueError(f"expected faces of shape (N, 3, {r}, {r}), got {tuple(x.shape)}")
-        return self.inter(self.encoder(x))
+        """(N,C,R,R) faces in 0..1 -> shared code (N, *config.code_shape)."""
+        return self.inter(self.encoder(self._check(x)))
 
     def decode(self, z: Tensor, side: str) -> tuple[Tensor, Tensor]:
-        if side == "src":
-            return self.decoder_src(z)
-        if side == "dst":
-            return self.decoder_dst(z)
-        raise ValueError(f"side must be 'src' or 'dst', got {side!r}")
+        return (self.decoder_src if self._side(side) == "src" else self.decoder_dst)(z)
 
     def forward(self, x: Tensor, side: str) -> tuple[Tensor, Tensor]:
-        """Faces (N,3,R,R) BGR 0..1 -> (faces drawn by `side`'s decoder (N,3,R,R), masks (N,1,R,R))."""
+        """Faces (N,C,R,R) 0..1 -> (faces drawn by `side`'s decoder (N,C,R,R), masks (N,1,R,R))."""
+        self._side(side)
         return self.decode(self.encode(x), side)
 
+    def pair(self, src_in: Tensor, dst_in: Tensor, swap: bool = False) -> PairOutput:
+        """Both batches through the encoder together; the swap shares the source decoder's batch."""
+        n, m = len(src_in), len(dst_in)
+        z = self.encode(torch.cat([self._check(src_in), self._check(dst_in)]))
+        zs, zd = _split(z, [n, m])
+        face, mask = self.decoder_src(z if swap else zs)
+        dst, dst_mask = self.decoder_dst(zd)
+        src, swapped = _split(face, [n, m]) if swap else (face, None)
+        src_mask, swap_mask = _split(mask, [n, m]) if swap else (mask, None)
+        return PairOutput(src, src_mask, dst, dst_mask, swapped, swap_mask, zs, zd)
 
-def build_model(config: ModelConfig) -> DFAutoencoder:
-    if config.arch != "df":  # ModelConfig validates; this guards against a new arch with no builder
-        raise ValueError(f"no builder for arch {config.arch!r}")
-    return DFAutoencoder(config)
+
+class LIAEAutoencoder(_Faces, nn.Module):
+    """LIAE: encoder shared, inter_ab (both identities) and inter_b (destination only), one decoder."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder, features = _encoder(config)
+        lowest = config.code_shape[1] // 2
+        self.inter_ab = Inter(features, config.ae_dims, lowest)
+        self.inter_b = Inter(features, config.ae_dims, lowest)
+        self.decoder = _decoder(config, config.ae_dims * 2)
+
+    def code(self, features: Tensor, side: str) -> Tensor:
+        """Encoder features -> the decoder's input for drawing them as `side`'s person."""
+        ab = self.inter_ab(features)
+        if self._side(side) == "src":
+            return torch.cat([ab, ab], 1)
+        return torch.cat([self.inter_b(features), ab], 1)
+
+    def forward(self, x: Tensor, side: str) -> tuple[Tensor, Tensor]:
+        """Faces (N,C,R,R) 0..1 -> (faces drawn as `side`'s person (N,C,R,R), masks (N,1,R,R))."""
+        return self.decoder(self.code(self.encoder(self._check(x)), side))
+
+    def pair(self, src_in: Tensor, dst_in: Tensor, swap: bool = False) -> PairOutput:
+        """One encoder batch and one decoder batch for reconstructions (and swap)."""
+        n, m = len(src_in), len(dst_in)
+        features = self.encoder(torch.cat([self._check(src_in), self._check(dst_in)]))
+        ab_s, ab_d = _split(self.inter_ab(features), [n, m])
+        b_d = self.inter_b(features[n:])
+        codes = [torch.cat([ab_s, ab_s], 1), torch.cat([b_d, ab_d], 1)]
+        if swap:
+            codes.append(torch.cat([ab_d, ab_d], 1))
+        sizes = [n, m, m] if swap else [n, m]
+        faces, masks = (_split(t, sizes) for t in self.decoder(torch.cat(codes)))
+        return PairOutput(faces[0], masks[0], faces[1], masks[1],
+                          faces[2] if swap else None, masks[2] if swap else None, ab_s, ab_d)
+
+
+Autoencoder = DFAutoencoder | LIAEAutoencoder
+
+
+def build_model(config: ModelConfig) -> Autoencoder:
+    if config.base == "df":
+        return DFAutoencoder(config)
+    if config.base == "liae":
+        return LIAEAutoencoder(config)
+    raise ValueError(f"no builder for arch {config.arch!r}")  # ModelConfig validates; guards a new base

@@ -19,7 +19,7 @@ from torch import nn
 
 from engine.errors import EngineError
 from engine.files import atomic_write
-from engine.models.autoencoder import DFAutoencoder, ModelConfig, build_model
+from engine.models.autoencoder import Autoencoder, ModelConfig, build_model
 
 FILENAME = "model.safetensors"
 FORMAT = "swapline.autoencoder"
@@ -109,7 +109,7 @@ def read_checkpoint(directory: Path) -> tuple[dict[str, Any], dict[str, Any], di
 
 def load_checkpoint(
     directory: Path, expected: ModelConfig | None = None, device: str = "cpu"
-) -> tuple[DFAutoencoder, ModelConfig, dict[str, Any]]:
+) -> tuple[Autoencoder, ModelConfig, dict[str, Any]]:
     """Rebuild the model from the checkpoint alone; `expected`, when given, must equal its config."""
     raw_config, state, weights = read_checkpoint(directory)
     try:
