@@ -1,164 +1,145 @@
-"""Train stage: the training loop of a face pair (settings, one step, resume, report, cancel)."""
+"""Train stage: the training loop of a face pair (resume, steps, commands, phases, files, reports).
+
+One visible loop, read top to bottom: set up (model from the checkpoint or fresh, trainer, batches),
+then every step: obey the commands, train, watch for divergence and plateaus, and on their clocks
+report, write the preview and the loss graph, save, back up. The step itself is trainer.py's; the
+phases' meaning phases.py's.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from engine.config import check_types, from_dict
 from engine.errors import Cancelled, EngineError
-from engine.models import check_compute, resolve_device, use_bf16
-from engine.models.autoencoder import DFAutoencoder, ModelConfig, build_model
-from engine.geometry.align import FACE_TYPES
-from engine.models.checkpoint import has_checkpoint, load_checkpoint, load_optimizer_state, save_checkpoint
-from engine.train.losses import dssim_kernel_size, face_loss, mask_loss
+from engine.models import resolve_device
+from engine.models.checkpoint import has_checkpoint, load_checkpoint
+from engine.train import distributed
+from engine.train.backups import make_backup
+from engine.train.history import LossHistory
+from engine.train.phases import PlateauDetector, effective, next_phase
 from engine.train.samples import Augmentation, BatchSampler, FaceSamples
+from engine.train.settings import PHASES, TrainSettings
+from engine.train.trainer import Trainer
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """What a training job is asked to do; the model's shape comes from the same fields."""
-
-    iterations: int = 2000  # absolute target: a resumed model counts the iterations it already has
-    max_seconds: float | None = None  # stop earlier than `iterations` after this long
-    batch_size: int = 8
-    resolution: int = 64
-    # Adam at 5e-4, not DeepFaceLab's 5e-5 (made for 100x larger models trained for days). On the
-    # demo pair at a fixed CPU budget (300 s, 64 px): 3e-4 ended at 1.5x the loss of 1e-3, and
-    # 5e-4, 1e-3 and 2e-3 ended within 2% of each other; the lower of those leaves margin for long runs.
-    learning_rate: float = 5e-4
-    masked: bool = True  # reconstruction loss only inside the blurred face hull
-    random_warp: bool = True
-    random_flip: bool = True
-    arch: str = ModelConfig.arch
-    ae_dims: int = ModelConfig.ae_dims
-    e_dims: int = ModelConfig.e_dims
-    d_dims: int = ModelConfig.d_dims
-    d_mask_dims: int = ModelConfig.d_mask_dims
-    precision: str = "auto"  # "bf16", "fp32", or "auto": bf16 where the hardware does it natively
-    face_type: str = ""  # the model's crop; "" = the source faceset's own (a narrower one is re-cropped)
-    threads: int = 0  # torch CPU threads; 0 keeps torch's default (one per physical core)
-    device: str = "auto"  # the GPU when there is one
-    save_every_s: float = 60.0
-    report_every_s: float = 0.5
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        check_types(self, "training setting")
-        if self.iterations < 0 or self.batch_size < 1 or self.learning_rate <= 0:
-            raise ValueError("iterations must be >= 0, batch_size >= 1 and learning_rate > 0")
-        check_compute(self.device, self.precision)
-        if self.face_type and self.face_type not in FACE_TYPES:
-            raise ValueError(f"unknown face type {self.face_type!r}; expected one of {', '.join(FACE_TYPES)}")
-        self.model_config()  # a bad model shape is reported now, not after the data is loaded
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainSettings":
-        return from_dict(cls, d, "training setting")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def model_config(self) -> ModelConfig:
-        return ModelConfig(arch=self.arch, resolution=self.resolution, ae_dims=self.ae_dims,
-                           e_dims=self.e_dims, d_dims=self.d_dims, d_mask_dims=self.d_mask_dims)
-
-    def augmentation(self) -> Augmentation:
-        return Augmentation(flip=self.random_flip, random_warp=self.random_warp)
+PREVIEW_FACES = 4
+PAUSE_POLL_S = 0.2
 
 
-def make_optimizer(model: torch.nn.Module, learning_rate: float) -> torch.optim.Adam:
-    # the fused kernel does the whole update in one pass: ~35% less optimizer time on CPU
-    return torch.optim.Adam(model.parameters(), lr=learning_rate, fused=True)
+def train_pair(source: FaceSamples, destination: FaceSamples | None, model_dir: Path, settings: TrainSettings,
+               report: Callable[[float, str, dict], None], should_stop: Callable[[], bool],
+               commands: Callable[[], list[dict]] = lambda: [],
+               set_paused: Callable[[bool], None] = lambda paused: None) -> dict[str, Any]:
+    """Train (or resume) the pair's model in `model_dir` up to settings.iterations; returns
+    {iterations, loss, checkpoint, phase}.
 
-
-def train_step(model: DFAutoencoder, optimizer: torch.optim.Optimizer, src: Batch, dst: Batch,
-               masked: bool, bf16: bool) -> tuple[float, float]:
-    """One Adam step on a src and a dst batch; returns (src_loss, dst_loss)."""
-    (src_in, src_target, src_mask), (dst_in, dst_target, dst_mask) = src, dst
-    n = src_in.shape[0]
-    device = next(model.parameters()).device
-    kernel = dssim_kernel_size(model.config.resolution)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        # both identities through the shared encoder in one batch: same result, fewer, larger kernels
-        code = model.encode(torch.cat([src_in, dst_in]))
-        src_pred, src_pred_mask = model.decode(code[:n], "src")
-        dst_pred, dst_pred_mask = model.decode(code[n:], "dst")
-    # the losses run in fp32 (face_loss and mask_loss cast): bf16 sums over a face lose the small errors
-    src_loss = (face_loss(src_pred, src_target, src_mask if masked else None, kernel)
-                + mask_loss(src_pred_mask, src_mask)).mean()
-    dst_loss = (face_loss(dst_pred, dst_target, dst_mask if masked else None, kernel)
-                + mask_loss(dst_pred_mask, dst_mask)).mean()
-    optimizer.zero_grad(set_to_none=True)
-    (src_loss + dst_loss).backward()
-    optimizer.step()
-    return src_loss.item(), dst_loss.item()
-
-
-def _to_device(batch: Batch, device: torch.device) -> Batch:
-    return tuple(t.to(device, non_blocking=True) for t in batch)  # type: ignore[return-value]
-
-
-def _is_oom(e: BaseException) -> bool:
-    text = str(e).lower()
-    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
-
-
-def train_pair(source: FaceSamples, destination: FaceSamples, model_dir: Path, settings: TrainSettings,
-               report: Callable[[float, str, dict], None], should_stop: Callable[[], bool]) -> dict[str, Any]:
-    """Train (or resume) the pair's model in `model_dir`; returns {iterations, loss, checkpoint}.
-
-    A step's loss is the mean of the source and the destination loss; the returned one is the mean
-    of the last 20 steps. `should_stop` is asked before every step: when it says yes, the model is
-    saved and Cancelled raised.
+    The returned loss is the mean of (src + dst) / 2 over the last 20 history points.
+    `should_stop` and `commands` are asked before every step: a stop saves and raises Cancelled.
+    A pretraining run (settings.pretrain) may pass no destination: the source stands for both.
     """
     started = time.monotonic()
     model_dir = Path(model_dir)
+    destination = source if destination is None and settings.pretrain else destination
     for name, faces in (("source", source), ("destination", destination)):
-        if len(faces) == 0:
+        if faces is None or len(faces) == 0:
             raise EngineError("no_faces", f"the {name} faceset has no faces to train on")
-    device = resolve_device(settings.device)
-    bf16 = use_bf16(settings.precision, device)
-    config = settings.model_config()
+    device = distributed.setup(resolve_device(settings.device))
+    main = distributed.is_main_process()
     previous_threads = torch.get_num_threads()
     if settings.threads > 0:
         torch.set_num_threads(settings.threads)
+    batches = None
     try:
-        # -- model, optimizer and history: fresh, or carried on from the checkpoint
+        # -- model and state: fresh, or carried on from the checkpoint
+        model, state = None, {}
         if has_checkpoint(model_dir):
-            model, _, state = load_checkpoint(model_dir, expected=config)
-            resumed = True
-        else:
-            with torch.random.fork_rng(devices=[]):  # a seed must not reset the whole process's RNG
-                if settings.seed is not None:
-                    torch.manual_seed(settings.seed)
-                model = build_model(config)
-            state, resumed = {"iteration": 0, "loss_history": []}, False
-        # channels_last: oneDNN's convolutions run ~1.15x faster in it, in bf16 and in fp32 alike
-        model = model.to(device, memory_format=torch.channels_last)
-        model.train()
-        optimizer = make_optimizer(model, settings.learning_rate)
-        if resumed:
-            load_optimizer_state(model_dir, optimizer)
-        iteration = int(state["iteration"])
-        history: list[float] = [float(x) for x in state["loss_history"]]
-        seed = settings.seed
-        src_sampler = BatchSampler(source, settings.resolution, settings.augmentation(), seed=seed)
-        dst_sampler = BatchSampler(destination, settings.resolution, settings.augmentation(),
-                                   seed=None if seed is None else seed + 1)  # not the same warps twice
+            model, _, state = load_checkpoint(model_dir, expected=settings.model_config())
+            if state.get("pretrain") and not settings.pretrain:
+                # pretrained weights start the pair's training: a new count, a new history
+                state = {"optimizer": state.get("optimizer")}
+        iteration = int(state.get("iteration", 0))
+        history = LossHistory(state.get("history"))
+        if settings.auto_phases and state.get("phase") in PHASES and \
+                PHASES.index(state["phase"]) > PHASES.index(settings.phase):
+            settings = settings.replace(phase=state["phase"])  # automatic phases never go back
+        if not history.phase_marks or history.phase_marks[-1][1] != settings.phase:
+            history.mark(iteration, settings.phase)
+        trainer = Trainer(settings, device, model)
+        if model is not None:
+            trainer.load(model_dir, state)
+        trainer.check_memory(settings.batch_size)
+        batches = open_batches(source, destination, settings)
+        preview_faces = fixed_faces(source, destination, settings) if main else None
+        plateau = PlateauDetector(settings.plateau_minutes, settings.plateau_delta)
 
         def save() -> Path:
-            state.update(iteration=iteration, loss_history=history, settings=settings.to_dict())
-            return save_checkpoint(model_dir, model, config, state, optimizer)
+            path = model_dir / "model.safetensors"
+            if main:  # under torchrun the first process alone writes
+                path = trainer.save(model_dir, {"iteration": iteration, "history": history.to_dict(),
+                                                "phase": settings.phase, "pretrain": settings.pretrain,
+                                                "settings": settings.to_dict()})
+            return path
+
+        def backup() -> None:
+            save()
+            if main:
+                write_images(model_dir, trainer, preview_faces, history)
+                make_backup(model_dir, iteration, settings.backups_kept)
+
+        def change(new: TrainSettings) -> None:
+            nonlocal settings
+            if new.phase != settings.phase:
+                backup()  # a phase that goes wrong can be undone from here
+                history.mark(iteration, new.phase)
+                plateau.reset()
+            if (new.plateau_minutes, new.plateau_delta) != (settings.plateau_minutes, settings.plateau_delta):
+                plateau.window_s, plateau.delta = new.plateau_minutes * 60, new.plateau_delta
+            settings = new
+            trainer.apply(settings)
+            run = effective(settings)
+            batches.set_augmentation(run.augmentation("src"), run.augmentation("dst"))
+
+        paused = False
+
+        def obey(command: dict) -> None:
+            nonlocal paused
+            kind = command.get("command") if isinstance(command, dict) else None
+            if kind == "save":
+                save()
+            elif kind == "backup":
+                backup()
+            elif kind == "pause" and not paused:
+                save()
+                paused = True
+                set_paused(True)
+            elif kind == "resume" and paused:
+                paused = False
+                set_paused(False)
+            elif kind == "phase":
+                change(settings.check_soft({"phase": command.get("phase")}))
+            elif kind == "set":
+                change(settings.check_soft(command.get("options", {})))
+            elif kind not in ("pause", "resume"):
+                raise ValueError(f"unknown training command {command!r}")
+
+        def control() -> tuple[bool, bool]:
+            """(stop asked, time up), with the queued commands obeyed; rank 0 decides for all."""
+            decision = None
+            if main:
+                time_up = settings.max_seconds is not None and time.monotonic() - started >= settings.max_seconds
+                decision = (should_stop(), time_up, commands())
+            stop, time_up, queued = distributed.from_main(decision)
+            for command in queued:
+                try:
+                    obey(command)
+                except (ValueError, TypeError) as e:  # a bad command must not end hours of training
+                    if main:
+                        report(progress(), f"command refused: {e}", {"error": str(e)})
+            return stop, time_up
 
         def progress() -> float:
             done = iteration / settings.iterations if settings.iterations else 1.0
@@ -167,44 +148,159 @@ def train_pair(source: FaceSamples, destination: FaceSamples, model_dir: Path, s
             return min(1.0, done)
 
         # -- the loop
-        last_save = last_report = time.monotonic()
+        now = time.monotonic()
+        last_save = last_report = last_preview = last_backup = now
+        preview_version = 0
         window: list[tuple[float, float]] = []
+        wait_mark = batches.wait_seconds
         while iteration < settings.iterations:
-            if should_stop():
+            stop, time_up = control()
+            while paused and not stop:
+                if main:
+                    report(progress(), f"paused at iteration {iteration}",
+                           stats(iteration, settings, [], 0.0, 0.0, paused, preview_version))
+                time.sleep(PAUSE_POLL_S)  # sleeping, not spinning: a paused job leaves the CPU alone
+                stop, time_up = control()
+                last_report = time.monotonic()
+            if stop:
                 save()
                 raise Cancelled()
-            if settings.max_seconds is not None and time.monotonic() - started >= settings.max_seconds:
+            if time_up:
                 break
-            src = _to_device(src_sampler.sample(settings.batch_size), device)
-            dst = _to_device(dst_sampler.sample(settings.batch_size), device)
+            src, dst = batches.next()
             try:
-                src_loss, dst_loss = train_step(model, optimizer, src, dst, settings.masked, bf16)
+                losses = trainer.step(src, dst)
             except RuntimeError as e:
                 if _is_oom(e):
                     raise EngineError("out_of_memory", "not enough memory to train: lower the batch size "
                                       "or the resolution") from None
                 raise
+            src_loss, dst_loss = losses["src_loss"], losses["dst_loss"]
             if not (math.isfinite(src_loss) and math.isfinite(dst_loss)):
                 # the last checkpoint is still good; saving now would overwrite it with NaN weights
                 raise EngineError("training_diverged", f"the loss stopped being finite at iteration "
-                                  f"{iteration}; lower the learning rate and resume from the last checkpoint")
+                                  f"{iteration}; lower the learning rate (or set clip_grad) and resume "
+                                  "from the last checkpoint or a backup")
             iteration += 1
-            history.append((src_loss + dst_loss) / 2)
+            history.add(iteration, src_loss, dst_loss)
             window.append((src_loss, dst_loss))
+            if settings.auto_phases and plateau.update((src_loss + dst_loss) / 2):
+                following = next_phase(settings.phase)
+                if following is not None:
+                    change(settings.replace(phase=following))
             now = time.monotonic()
-            if now - last_report >= settings.report_every_s:
-                s, d = (sum(v) / len(window) for v in zip(*window))
-                report(progress(), f"iteration {iteration}/{settings.iterations}, loss {(s + d) / 2:.4f}",
-                       {"iteration": iteration, "loss": (s + d) / 2, "src_loss": s, "dst_loss": d,
-                        "it_per_s": len(window) / (now - last_report)})
-                window, last_report = [], now
+            if main and now - last_report >= settings.report_every_s:
+                waited = batches.wait_seconds - wait_mark
+                info = stats(iteration, settings, window, now - last_report, waited, paused, preview_version)
+                report(progress(), f"iteration {iteration}/{settings.iterations} ({settings.phase}), "
+                       f"loss {info['loss']:.4f}", info)
+                window, last_report, wait_mark = [], now, batches.wait_seconds
+            if main and settings.preview_every_s and now - last_preview >= settings.preview_every_s:
+                write_images(model_dir, trainer, preview_faces, history)
+                preview_version += 1
+                last_preview = now
             if now - last_save >= settings.save_every_s:
                 save()
                 last_save = now
+            if settings.autobackup_hours and now - last_backup >= settings.autobackup_hours * 3600:
+                backup()
+                last_backup = now
         path = save()
+        if main:
+            write_images(model_dir, trainer, preview_faces, history)
+            preview_version += 1
     finally:
+        if batches is not None:
+            batches.close()  # the worker processes end with the run, however it ends
         torch.set_num_threads(previous_threads)
-    recent = history[-20:]
-    loss = sum(recent) / len(recent) if recent else float("nan")
-    report(1.0, f"trained {iteration} iterations, loss {loss:.4f}", {"iteration": iteration, "loss": loss})
-    return {"iterations": iteration, "loss": loss, "checkpoint": str(path)}
+    loss = history.recent_loss()
+    if main:
+        report(1.0, f"trained {iteration} iterations, loss {loss:.4f}",
+               {"iteration": iteration, "loss": loss, "phase": settings.phase, "preview_version": preview_version})
+    return {"iterations": iteration, "loss": loss, "checkpoint": str(path), "phase": settings.phase}
+
+
+def stats(iteration: int, settings: TrainSettings, window: list[tuple[float, float]], seconds: float,
+          waited: float, paused: bool, preview_version: int) -> dict[str, Any]:
+    """The figures a report carries (see the contract): losses are the window's means."""
+    n = len(window)
+    src = sum(s for s, _ in window) / n if n else math.nan
+    dst = sum(d for _, d in window) / n if n else math.nan
+    it_per_s = n / seconds if seconds > 0 else 0.0
+    left = max(0, settings.iterations - iteration)
+    return {"iteration": iteration, "target": settings.iterations, "phase": settings.phase,
+            "loss": (src + dst) / 2, "src_loss": src, "dst_loss": dst, "it_per_s": it_per_s,
+            "samples_per_s": it_per_s * settings.batch_size * 2 * distributed.world_size(),
+            "eta_s": left / it_per_s if it_per_s > 0 else None,
+            "data_wait": min(1.0, waited / seconds) if seconds > 0 else 0.0,
+            "paused": paused, "preview_version": preview_version}
+
+
+def write_images(model_dir: Path, trainer: Trainer, faces: tuple[Any, Any] | None, history: LossHistory) -> None:
+    """preview.png (the fixed faces through the model) and loss.png (the history), atomically."""
+    try:
+        from engine.train.preview import loss_graph, preview_grid, write_png
+    except ImportError:
+        return
+    if faces is not None:
+        columns, titles = trainer.preview(*faces)
+        write_png(model_dir / "preview.png", preview_grid(columns, titles))
+    if history.iterations:
+        write_png(model_dir / "loss.png", loss_graph(history.iterations, history.src, history.dst,
+                                                     history.phase_marks))
+
+
+def fixed_faces(source: FaceSamples, destination: FaceSamples, settings: TrainSettings) -> tuple[Any, Any]:
+    """The same few faces of each side for every preview, undistorted, so previews compare over time."""
+    still = Augmentation(rotation_deg=0.0, scale=0.0, shift=0.0, flip=False, random_warp=False)
+    kw = {"grayscale": settings.grayscale}
+    return (BatchSampler(source, settings.resolution, still, seed=0, **kw).sample(min(PREVIEW_FACES, len(source))),
+            BatchSampler(destination, settings.resolution, still, seed=0, **kw).sample(
+                min(PREVIEW_FACES, len(destination))))
+
+
+def open_batches(source: FaceSamples, destination: FaceSamples, settings: TrainSettings) -> Any:
+    """The stream of (src, dst) batches: worker processes (workers.BatchStream) when available."""
+    run = effective(settings)
+    seed = distributed.data_seed(settings.seed)
+    try:
+        from engine.train.workers import BatchStream, default_workers
+    except ImportError:
+        return _InProcessBatches(source, destination, settings, seed)
+    workers = default_workers() if settings.workers < 0 else settings.workers
+    stream = BatchStream(source, destination, settings.resolution, settings.batch_size, run.augmentation("src"),
+                         run.augmentation("dst"), workers, seed=seed, grayscale=settings.grayscale,
+                         colour_transfer=settings.colour_transfer)
+    return stream.__enter__()
+
+
+class _InProcessBatches:
+    """BatchStream's interface over two samplers in this process (used until workers.py exists)."""
+
+    def __init__(self, source: FaceSamples, destination: FaceSamples, settings: TrainSettings,
+                 seed: int | None) -> None:
+        run = effective(settings)
+        self.batch_size, self.wait_seconds, self.batches = settings.batch_size, 0.0, 0
+        kw = {"grayscale": settings.grayscale}
+        self.src = BatchSampler(source, settings.resolution, run.augmentation("src"), seed=seed, **kw)
+        # not the same warps twice
+        self.dst = BatchSampler(destination, settings.resolution, run.augmentation("dst"),
+                                seed=None if seed is None else seed + 1, **kw)
+
+    def next(self) -> tuple[Any, Any]:
+        t = time.monotonic()
+        out = self.src.sample(self.batch_size), self.dst.sample(self.batch_size)
+        self.wait_seconds += time.monotonic() - t
+        self.batches += 1
+        return out
+
+    def set_augmentation(self, src_aug: Augmentation, dst_aug: Augmentation) -> None:
+        self.src.aug, self.dst.aug = src_aug, dst_aug
+
+    def close(self) -> None:
+        pass
+
+
+def _is_oom(e: BaseException) -> bool:
+    text = str(e).lower()
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
