@@ -69,3 +69,30 @@ def test_training_samples_bring_drawn_masks_and_the_hull_elsewhere(runner, portr
     assert hull[64, 40] and hull[64, 90]
     narrow = load_samples(ws, "src", "half", max_size=64)  # re-cut: the mask follows the crop
     assert narrow.masks.shape == (3, 64, 64) and narrow.masks[0].mean() > narrow.masks[0][:, 40:].mean()
+
+
+def test_training_samples_carry_each_faces_yaw(tmp_path, fill_faceset):
+    from engine.recipes import load_samples
+
+    ws = Workspace(tmp_path / "ws")
+    faces = fill_faceset(ws, "f", frames=3, people=1)
+    with ws.transaction():
+        for i, face in enumerate(faces):
+            ws._x("UPDATE faces SET yaw=? WHERE id=?", (10.0 * i - 10.0, face.id))
+    samples = load_samples(ws, "f")
+    assert samples.yaws.tolist() == [-10.0, 0.0, 10.0]
+
+
+@pytest.mark.parametrize("kind, params, words", [
+    ("train", {"model": "m", "source": "f"}, "'destination'"),
+    ("train", {"model": "../m", "source": "f", "destination": "f"}, "plain name"),
+    ("train", {"model": "m", "source": "f", "destination": "f", "preset": "huge"}, "unknown training preset"),
+    ("pretrain", {"model": "m", "source": "f", "pretrain": False}, "cannot set 'pretrain' to false"),
+    ("export_dfm", {"model": "m"}, "'output'"),
+    ("export_dfm", {"model": "m", "output": "x.dfm"}, "no checkpoint"),
+])
+def test_training_params_are_checked(runner, kind, params, words):
+    _, r = runner
+    job = _wait(r, kind, params)
+    assert job["state"] == "failed" and job["error"]["code"] in ("bad_request", "not_found"), job["error"]
+    assert words in job["error"]["message"]

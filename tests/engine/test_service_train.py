@@ -121,3 +121,43 @@ def test_presets_and_defaults(service):
     assert set(out["presets"]) >= {"quick", "128", "192", "256_wf"}
     assert out["defaults"]["iterations"] > 0 and "learning_rate" in out["soft"] and "resolution" not in out["soft"]
     assert out["phases"] == ["warp", "refine", "gan"] and "set" in out["commands"]
+
+
+TINY = {"resolution": 32, "arch": "df", "ae_dims": 32, "e_dims": 8, "d_dims": 8, "d_mask_dims": 4,
+        "batch_size": 2, "workers": 0, "seed": 0, "device": "cpu", "report_every_s": 0.05,
+        "preview_every_s": 0.2, "save_every_s": 600.0}
+
+
+def test_a_real_training_job_pauses_takes_options_and_leaves_pictures(tmp_path, fill_faceset):
+    from engine.recipes import STAGES
+
+    ws = Workspace(tmp_path / "ws")
+    fill_faceset(ws, "src", frames=4, people=1)
+    runner = JobRunner(ws, STAGES)
+    call = lambda op, **args: TRAIN_OPS[op](ws, args, runner)  # noqa: E731
+    try:
+        job = runner.submit("pretrain", {"model": "m", "source": "src", "iterations": 100_000, **TINY})
+        deadline = time.monotonic() + 60
+        while (runner.get(job["id"])["stats"].get("preview_version") or 0) < 1:
+            assert runner.get(job["id"])["state"] in ("queued", "running"), runner.get(job["id"])
+            assert time.monotonic() < deadline, "no preview in 60 s"
+            time.sleep(0.05)
+        call("job.control", job=job["id"], command="pause")
+        while runner.get(job["id"])["state"] != "paused":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        call("job.control", job=job["id"], command="set", options={"learning_rate": 1e-4, "phase": "refine"})
+        call("job.control", job=job["id"], command="resume")
+        call("job.control", job=job["id"], command="backup")
+        while runner.get(job["id"])["stats"].get("phase") != "refine":
+            assert time.monotonic() < deadline, runner.get(job["id"])
+            time.sleep(0.05)
+        images = call("train.images", model="m")
+        assert images["iteration"] >= 1 and images["preview_version"] >= 1
+        for key in ("preview", "graph"):
+            assert cv2.imdecode(np.frombuffer(images[key], np.uint8), cv2.IMREAD_COLOR).shape[2] == 3
+        runner.cancel(job["id"])
+        assert runner.wait(job["id"], 30)["state"] == "cancelled"
+        assert list((ws.model_dir("m") / "backups").iterdir())
+    finally:
+        runner.shutdown()
