@@ -30,7 +30,6 @@ from engine.models.layers import Decoder, Encoder, Inter
 
 BASES = ("df", "liae")
 VARIANTS = "udt"  # the letters an arch may carry after "-", in this order
-ARCHS = BASES  # the plain archs; any of them may carry variants ("liae-udt")
 SIDES = ("src", "dst")
 _ARCH = re.compile(r"^(df|liae)(?:-(u?d?t?))?$")
 
