@@ -5,13 +5,14 @@ from __future__ import annotations
 import bpy
 
 from . import (faceset_operators, mask_operators, mask_panels, matte_operators, operators, panels, preferences,
-               properties, sync)
+               properties, sync, train_operators, train_panels)
 
 # The mask panels sit between the Faceset and the Train panels (sidebar order is registration order).
 _AT = panels.classes.index(panels.SEQUENCER_PT_swapline_faceset) + 1
 _CLASSES = (*preferences.classes, *operators.classes, *faceset_operators.classes, *mask_operators.classes,
-            *matte_operators.classes,
-            *panels.classes[:_AT], *mask_panels.classes, *panels.classes[_AT:])
+            *matte_operators.classes, *train_operators.classes,
+            *panels.classes[:_AT], *mask_panels.classes, *panels.classes[_AT:],
+            *train_panels.classes)  # the Train panel's option sub-panels, after their parent
 
 
 def register() -> None:

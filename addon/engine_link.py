@@ -71,7 +71,7 @@ class LinkError(Exception):
     """A request was made while no connection exists or is being made."""
 
 
-_JOB_OPS = ("job.start", "job.get", "job.cancel")
+_JOB_OPS = ("job.start", "job.get", "job.cancel", "job.control")
 
 
 @dataclass

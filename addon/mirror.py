@@ -5,7 +5,7 @@ The writers are called only from the drain in sync.py, which stays the one write
 
 from __future__ import annotations
 
-ACTIVE = ("queued", "running")
+ACTIVE = ("queued", "running", "paused")
 MAX_MIRRORED = 50  # the engine keeps every job; the panel needs the recent ones
 
 
@@ -23,9 +23,9 @@ def find_job(status, job_id: str):
     return None
 
 
-def active_jobs(status, kind: str) -> list:
-    """The mirrored jobs of `kind` that are still queued or running."""
-    return [item for item in status.jobs if item.kind == kind and item.state in ACTIVE]
+def active_jobs(status, *kinds: str) -> list:
+    """The mirrored jobs of these kinds that are still queued, running or paused."""
+    return [item for item in status.jobs if item.kind in kinds and item.state in ACTIVE]
 
 
 def write_job(status, job: dict, ours: bool) -> None:

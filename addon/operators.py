@@ -10,7 +10,7 @@ import os
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from . import mirror, preferences, strips, sync
+from . import preferences, strips, sync
 from .engine_link import CONNECTED, CONNECTING, LinkError
 from .properties import ROLE_ITEMS
 
@@ -158,52 +158,6 @@ class SWAPLINE_OT_extract(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class SWAPLINE_OT_train(bpy.types.Operator):
-    """Train the model on the source and destination facesets (resumes from its last checkpoint)"""
-
-    bl_idname = "swapline.train"
-    bl_label = "Train"
-
-    def execute(self, context):
-        settings = _scene(context).swapline
-        names = {"model": settings.model.strip(), "source faceset": settings.source_faceset.strip(),
-                 "destination faceset": settings.destination_faceset.strip()}
-        for what, value in names.items():
-            if not value:
-                self.report({"ERROR"}, f"Set the {what} name first")
-                return {"CANCELLED"}
-        if mirror.active_jobs(sync.status(context), "train"):
-            self.report({"ERROR"}, "Training is already running: stop it first")
-            return {"CANCELLED"}
-        params = {"model": names["model"], "source": names["source faceset"],
-                  "destination": names["destination faceset"], "iterations": settings.iterations,
-                  "max_seconds": settings.time_budget * 60.0 if settings.time_budget > 0 else None,
-                  "resolution": settings.resolution, "batch_size": settings.batch_size}
-        tag = {"purpose": "train", "kind": "train", "label": f"Train {names['model']}"}
-        if not request(self, context, "job.start", {"kind": "train", "params": params}, tag):
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"Training '{names['model']}'")
-        return {"FINISHED"}
-
-
-class SWAPLINE_OT_train_stop(bpy.types.Operator):
-    """Stop training; the engine saves a checkpoint first"""
-
-    bl_idname = "swapline.train_stop"
-    bl_label = "Stop Training"
-
-    def execute(self, context):
-        running = mirror.active_jobs(sync.status(context), "train")
-        if not running:
-            self.report({"ERROR"}, "No training job is running")
-            return {"CANCELLED"}
-        for job in running:
-            tag = {"purpose": "cancel", "kind": "train", "label": "Stop training"}
-            if not request(self, context, "job.cancel", {"id": job.job_id}, tag):
-                return {"CANCELLED"}
-        return {"FINISHED"}
-
-
 class SWAPLINE_OT_merge(bpy.types.Operator):
     """Merge the Destination strip's visible frames with the trained model; the result lands above it"""
 
@@ -262,5 +216,4 @@ class SWAPLINE_OT_report(bpy.types.Operator):
 
 
 classes = (SWAPLINE_OT_connect, SWAPLINE_OT_disconnect, SWAPLINE_OT_mark_role, SWAPLINE_OT_extract,
-           SWAPLINE_OT_train, SWAPLINE_OT_train_stop, SWAPLINE_OT_merge, SWAPLINE_OT_cancel_job,
-           SWAPLINE_OT_report)
+           SWAPLINE_OT_merge, SWAPLINE_OT_cancel_job, SWAPLINE_OT_report)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import bpy
 
-from . import faceset_view, mask_view, mirror, strips, sync
+from . import faceset_view, mask_view, mirror, strips, sync, train_panels
 from .properties import SORT_ITEMS
 
 _STATE_ICONS = {"DISCONNECTED": "UNLINKED", "CONNECTING": "SORTTIME", "CONNECTED": "LINKED", "FAILED": "ERROR"}
 _JOB_TITLES = {"mask_train": "Train masks", "mask_apply": "Apply masks", "mask_matte": "Face matte"}
-_JOB_ICONS = {"queued": "SORTTIME", "running": "PLAY", "done": "CHECKMARK", "failed": "ERROR",
+_JOB_ICONS = {"queued": "SORTTIME", "running": "PLAY", "paused": "PAUSE", "done": "CHECKMARK", "failed": "ERROR",
               "cancelled": "CANCEL"}
 
 
@@ -241,19 +241,8 @@ class SEQUENCER_PT_swapline_train(_SwaplinePanel, bpy.types.Panel):
     bl_parent_id = "SEQUENCER_PT_swapline"
 
     def draw(self, context):
-        layout = self.layout
-        settings = strips.sequencer_scene(context).swapline
-        col = layout.column(align=True)
-        col.prop(settings, "model")
-        col.prop(settings, "iterations")
-        col.prop(settings, "time_budget")
-        col.prop(settings, "resolution")
-        col.prop(settings, "batch_size")
-        if mirror.active_jobs(sync.status(context), "train"):
-            layout.operator("swapline.train_stop", icon="PAUSE")
-        else:
-            layout.operator("swapline.train", icon="PLAY")
-        _draw_jobs(layout, context, "train", limit=1)
+        train_panels.draw_train(self.layout, context)  # the options are its sub-panels (train_panels.py)
+        _draw_jobs(self.layout, context, "export_dfm", limit=1)
 
 
 class SEQUENCER_PT_swapline_merge(_SwaplinePanel, bpy.types.Panel):

@@ -11,6 +11,8 @@ import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
                        PointerProperty, StringProperty)
 
+from .train_options import BY_NAME, ON_SCENE, OPTIONS, PRESET_ITEMS
+
 ROLE_ITEMS = [
     ("NONE", "None", "Not used by Swapline"),
     ("SOURCE", "Source", "The face to put in: extracted into the source faceset"),
@@ -105,6 +107,34 @@ class SwaplineMaskSettings(bpy.types.PropertyGroup):
         ("hull", "Landmark Hull", "The face outline from landmarks only")], default="auto")
 
 
+def _option_property(option):
+    """The Blender property of one training option (train_options.OPTIONS): its tooltip says what
+    it does and when to use it."""
+    common = {"name": option.label, "description": option.tip, "default": option.default}
+    limits = {k: v for k, v in option.extra.items() if k in ("min", "max", "soft_min", "soft_max")}
+    if "items" in option.extra:
+        return EnumProperty(items=option.extra["items"], **common)
+    if isinstance(option.default, bool):
+        return BoolProperty(**common)
+    if isinstance(option.default, int):
+        return IntProperty(**common, **limits)
+    return FloatProperty(**common, **limits, precision=option.extra.get("precision", 3))
+
+
+# Every training option not kept on the scene's own settings (ON_SCENE), built from the one table.
+SwaplineTrainOptions = type("SwaplineTrainOptions", (bpy.types.PropertyGroup,), {
+    "__doc__": "Training options for this .blend (the user's intent; sent with Start, soft ones with Apply)",
+    "__annotations__": {
+        **{o.name: _option_property(o) for o in OPTIONS if o.name not in ON_SCENE},
+        "preset": EnumProperty(name="Preset", items=PRESET_ITEMS, default="quick",
+                               description="A starting point: sets the model's shape and pace below"),
+        "dfm_path": StringProperty(name="DFM File", subtype="FILE_PATH", default="//model.dfm",
+                                   description="Where Export .dfm writes the model for DeepFaceLive "
+                                   "(a path on the engine's machine; // is next to the .blend)"),
+    },
+})
+
+
 class SwaplineSceneSettings(bpy.types.PropertyGroup):
     workspace: StringProperty(
         name="Workspace", subtype="DIR_PATH",
@@ -121,13 +151,16 @@ class SwaplineSceneSettings(bpy.types.PropertyGroup):
                ("head", "Head", "The whole head, hair included")],
         default="full",
     )
-    model: StringProperty(name="Model", default="model")
-    iterations: IntProperty(name="Iterations", default=2000, min=1, soft_max=1_000_000)
-    time_budget: FloatProperty(name="Time Budget (min)", description="Stop training after this many minutes; "
-                               "0: no limit", default=0.0, min=0.0, soft_max=24 * 60.0)
-    resolution: IntProperty(name="Resolution", description="Model resolution in pixels",
-                            default=64, min=32, max=512, step=16)
-    batch_size: IntProperty(name="Batch Size", default=8, min=1, max=256)
+    model: StringProperty(name="Model", default="model",
+                          description="The model's name: training resumes it, merging and export use it")
+    iterations: IntProperty(name="Iterations", default=2000, min=1, soft_max=1_000_000,
+                            description=BY_NAME["iterations"].tip)
+    time_budget: FloatProperty(name="Time Budget (min)", description=BY_NAME["time_budget"].tip,
+                               default=0.0, min=0.0, soft_max=24 * 60.0)
+    resolution: IntProperty(name="Resolution", description=BY_NAME["resolution"].tip,
+                            default=64, min=16, max=640, step=16)
+    batch_size: IntProperty(name="Batch Size", default=8, min=1, max=256, description=BY_NAME["batch_size"].tip)
+    train: PointerProperty(type=SwaplineTrainOptions)
     merges: CollectionProperty(type=SwaplineMergeRequest)
     mattes: CollectionProperty(type=SwaplineMatteRequest)
     masks: PointerProperty(type=SwaplineMaskSettings)
@@ -245,6 +278,35 @@ class SwaplineMaskState(bpy.types.PropertyGroup):
     previews: CollectionProperty(type=SwaplineMaskPreview)
 
 
+class SwaplineTrainState(bpy.types.PropertyGroup):
+    """Live training status: the followed training job's numbers and its pictures (drain only)."""
+
+    job_id: StringProperty(description="The training job on show (the newest)")
+    kind: StringProperty()
+    model: StringProperty()
+    state: StringProperty()
+    created: FloatProperty()
+    phase: StringProperty()
+    iteration: IntProperty(default=-1)
+    target: IntProperty(default=-1)
+    loss: FloatProperty(default=-1.0, precision=5)
+    src_loss: FloatProperty(default=-1.0, precision=5)
+    dst_loss: FloatProperty(default=-1.0, precision=5)
+    samples_per_s: FloatProperty(default=-1.0)
+    it_per_s: FloatProperty(default=-1.0)
+    eta: FloatProperty(default=-1.0, description="Seconds to the target iteration; -1: unknown")
+    data_wait: FloatProperty(default=-1.0, subtype="FACTOR")
+    preview_version: IntProperty(default=-1, description="The engine's newest pictures")
+    asked_version: IntProperty(default=-1, description="The pictures asked for (train.images)")
+    shown_version: IntProperty(default=-1, description="The pictures loaded here")
+    preview_path: StringProperty(subtype="FILE_PATH")
+    graph_path: StringProperty(subtype="FILE_PATH")
+    preview_icon: IntProperty()
+    graph_icon: IntProperty()
+    image_scale: FloatProperty(name="Picture Size", default=12.0, min=4.0, max=40.0)
+    message: StringProperty()
+
+
 class SwaplineStatus(bpy.types.PropertyGroup):
     connection: EnumProperty(items=CONNECTION_ITEMS, default="DISCONNECTED")
     connection_message: StringProperty()
@@ -256,6 +318,7 @@ class SwaplineStatus(bpy.types.PropertyGroup):
     last_error: StringProperty()
     faceset: PointerProperty(type=SwaplineFacesetView)
     masks: PointerProperty(type=SwaplineMaskState)
+    train: PointerProperty(type=SwaplineTrainState)
 
 
 STRIP_PROPS = {
@@ -266,9 +329,9 @@ STRIP_PROPS = {
     "swapline_matte_for": StringProperty(name="Matte Of", description="The strip whose face this matte holds"),
 }
 
-classes = (SwaplineMergeRequest, SwaplineMatteRequest, SwaplineMaskSettings, SwaplineSceneSettings, SwaplineJob,
-           SwaplineFace, SwaplineTrack, SwaplineFaceId, SwaplineFacesetView, SwaplineMaskPreview, SwaplineMaskState,
-           SwaplineStatus)
+classes = (SwaplineMergeRequest, SwaplineMatteRequest, SwaplineMaskSettings, SwaplineTrainOptions,
+           SwaplineSceneSettings, SwaplineJob, SwaplineFace, SwaplineTrack, SwaplineFaceId, SwaplineFacesetView,
+           SwaplineMaskPreview, SwaplineMaskState, SwaplineTrainState, SwaplineStatus)
 
 
 def register() -> None:

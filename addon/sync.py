@@ -12,13 +12,13 @@ import time
 
 import bpy
 
-from . import faceset_view, mask_view, matte, mirror, strips, thumbnails
+from . import faceset_view, mask_view, matte, mirror, strips, thumbnails, train_view
 from .engine_link import (CONNECTED, CONNECTING, Connection, EngineLink, JobList, JobUpdate, LinkError, Reply,
                           RequestFailed)
 
 INTERVAL = 0.1
 BUDGET = 0.02  # seconds of main-thread time per timer tick
-_RANK = {"queued": 0, "running": 1, "done": 2, "failed": 2, "cancelled": 2}
+_RANK = {"queued": 0, "running": 1, "paused": 1, "done": 2, "failed": 2, "cancelled": 2}
 
 _link: EngineLink | None = None
 _jobs: dict[str, dict] = {}  # latest engine dict per job id: params and result, which props don't hold
@@ -109,6 +109,8 @@ def apply(message) -> None:
             return
         if mask_view.apply_failure(status(), message.op, message.code, message.message, message.tag):
             return
+        if train_view.apply_failure(status(), message.op, message.code, message.message, message.tag):
+            return
         label = (message.tag or {}).get("label") or message.op
         _failures.append({"op": message.op, "code": message.code, "message": message.message,
                           "kind": (message.tag or {}).get("kind"), "label": label})
@@ -120,6 +122,8 @@ def apply(message) -> None:
         send(mask_view.follow_faceset(status(), message.op, message.tag))
     elif isinstance(message, Reply) and mask_view.owns(message.tag):
         send(mask_view.apply_reply(status(), message.op, message.result, message.tag))
+    elif isinstance(message, Reply) and train_view.owns(message.tag):
+        send(train_view.apply_reply(status(), message.op, message.result, message.tag))
 
 
 def _apply_connection(message: Connection) -> None:
@@ -157,6 +161,7 @@ def _apply_job(job: dict, tag: dict | None) -> None:
         error = current.get("error") or {}
         _set_error(f"{mirror.job_label(current)} failed: {error.get('message') or error.get('code') or 'unknown error'}")
     _settle_merge(current)
+    send(train_view.follow_job(status(), current))
     for problem in matte.settle(current):
         _set_error(problem)
     if finished:
@@ -341,3 +346,4 @@ def unregister() -> None:
         _link.disconnect()
         _link = None
     thumbnails.unregister()
+    train_view.unregister()
