@@ -1,78 +1,179 @@
-"""Train stage: a benchmark of training speed, bf16 autocast with channels_last against plain fp32."""
+"""Train stage: how fast training runs, and how close it comes to what this machine's convolutions can do.
+
+For each preset: samples/s of the real training step (Trainer.step), the FLOPs of one step counted
+from the model (torch.utils.flop_counter over forward and backward), the FLOP/s that makes, and
+this machine's bf16 convolution peak measured in the same run, so the ratio says how much of the
+hardware the model's shape and the step's overheads leave unused. A second pass feeds the step
+through BatchStream with the default workers and reports the share of step time spent waiting for
+batches. Every figure is the median of `runs` runs, with min and max: these machines are noisy.
+"""
 
 from __future__ import annotations
 
 import statistics
 import time
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
+from engine.geometry.align import face_type, template_points
 from engine.models import native_bf16
-from engine.models.autoencoder import ModelConfig, build_model
-from engine.train.loop import TrainSettings, make_optimizer, train_step
+from engine.train.samples import Batch, FaceSamples
+from engine.train.settings import TrainSettings
+from engine.train.workers import BatchStream, default_workers
 
-# (name, bf16 autocast, channels_last); the first is the figure, the second the reference
-MODES = (
-    ("bf16 autocast + channels_last", True, True),
-    ("fp32", False, False),
-    ("fp32 + channels_last", False, True),
-)
-
-
-def _batch(batch_size: int, resolution: int, gen: torch.Generator, channels_last: bool) -> tuple[torch.Tensor, ...]:
-    shape = (batch_size, 3, resolution, resolution)
-    images, target = torch.rand(shape, generator=gen), torch.rand(shape, generator=gen)
-    mask = (torch.rand(batch_size, 1, resolution, resolution, generator=gen) > 0.5).float()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return tuple(t.contiguous(memory_format=fmt) for t in (images, target, mask))
+PRESET_NAMES = ("quick", "128")
+# (batch, channels, map side) of the peak convolutions: 3x3, channels in = out, channels_last, bf16;
+# the best of them is the peak (small maps starve the cores, huge ones spill the caches)
+PEAK_SHAPES = ((32, 256, 32), (16, 512, 16), (32, 128, 64))
 
 
-def _steps_per_second(bf16: bool, channels_last: bool, config: ModelConfig, batch_size: int, seconds: float) -> float:
-    torch.manual_seed(0)
-    gen = torch.Generator().manual_seed(0)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = build_model(config).to(memory_format=fmt)
-    optimizer = make_optimizer(model, TrainSettings.learning_rate)
-    src, dst = (_batch(batch_size, config.resolution, gen, channels_last) for _ in range(2))
-    for _ in range(2):  # oneDNN builds its kernels on the first calls; that is not training speed
-        train_step(model, optimizer, src, dst, True, bf16)
-    steps, start = 0, time.perf_counter()
+def _summary(values: list[float]) -> dict[str, Any]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
+
+
+def _timed(fn: Callable[[], Any], seconds: float, least: int = 2) -> float:
+    """Calls per second of fn over at least `seconds` and `least` calls."""
+    calls, start = 0, time.perf_counter()
     while True:
-        train_step(model, optimizer, src, dst, True, bf16)
-        steps += 1
+        fn()
+        calls += 1
         elapsed = time.perf_counter() - start
-        if elapsed >= seconds and steps >= 2:
-            return steps / elapsed
+        if elapsed >= seconds and calls >= least:
+            return calls / elapsed
 
 
-def bench_training(seconds: float = 20, resolution: int = 64, batch_size: int = 8, runs: int = 3) -> dict[str, Any]:
-    """Training it/s of the default model: bf16+channels_last (figure) against fp32 (reference).
+def conv_peak(seconds: float, device: torch.device, shapes: tuple[tuple[int, int, int], ...] = PEAK_SHAPES
+              ) -> dict[str, Any]:
+    """bf16 FLOP/s of large 3x3 convolutions (forward): the best of `shapes`, each timed `seconds`."""
+    rates = {}
+    for n, c, side in shapes:
+        x = torch.randn(n, c, side, side, device=device).to(torch.bfloat16, memory_format=torch.channels_last)
+        w = torch.randn(c, c, 3, 3, device=device).to(torch.bfloat16, memory_format=torch.channels_last)
+        flops = 2 * n * c * c * 9 * side * side
+        with torch.no_grad():
+            for _ in range(2):  # oneDNN picks and builds its kernel on the first calls
+                F.conv2d(x, w, padding=1)
+            rate = _timed(lambda: F.conv2d(x, w, padding=1), seconds) * flops
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        rates[f"{n}x{c}x{side}x{side}"] = rate
+    best = max(rates, key=rates.get)  # type: ignore[arg-type]
+    return {"flops_per_s": rates[best], "shape": best, "all": rates}
 
-    Medians, min and max of `runs` runs per mode; runs alternate between modes so that a change of
-    load on the machine hits all of them alike. `seconds` is the timed total (model builds and
-    warm-up steps come on top). The same training step as train_pair, on random batches.
-    """
-    config = ModelConfig(resolution=resolution)
-    per_run = seconds / (len(MODES) * runs)
-    values: dict[str, list[float]] = {name: [] for name, _, _ in MODES}
+
+def synthetic_faces(n: int, size: int, seed: int = 0) -> FaceSamples:
+    """Flat cartoon faces on template landmarks: sampling cost does not depend on what faces show."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    images, landmarks = [], []
+    for _ in range(n):
+        lm = template_points(size, face_type("full")) + rng.normal(0, size / 100, (68, 2))
+        img = np.full((size, size, 3), rng.integers(40, 90, 3), np.uint8)
+        cv2.fillPoly(img, [cv2.convexHull(lm[:27].astype(np.int32))], (90, 140, 200))
+        images.append(img)
+        landmarks.append(lm)
+    return FaceSamples(np.stack(images), np.stack(landmarks).astype(np.float32))
+
+
+def _random_batch(settings: TrainSettings, gen: torch.Generator) -> Batch:
+    c = 1 if settings.grayscale else 3
+    shape = (settings.batch_size, c, settings.resolution, settings.resolution)
+    mask_shape = (settings.batch_size, 1, settings.resolution, settings.resolution)
+    return Batch(torch.rand(shape, generator=gen), torch.rand(shape, generator=gen),
+                 (torch.rand(mask_shape, generator=gen) > 0.5).float(), (torch.rand(mask_shape, generator=gen) > 0.8).float())
+
+
+def step_flops(trainer: Any, src: Batch, dst: Batch) -> int:
+    """FLOPs of one whole training step (forward, backward; matmuls and convolutions), counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        trainer.step(src, dst)
+    return int(counter.get_total_flops())
+
+
+def bench_preset(name: str, seconds: float, runs: int, device: torch.device, peak: Callable[[], float],
+                 overrides: dict[str, Any] | None = None, workers: int | None = None) -> dict[str, Any]:
+    """One preset: compute-only samples/s and FLOP/s on fixed batches, then data-wait through BatchStream.
+
+    `peak()` measures the convolution peak; it runs right before each timed run, so a run and its
+    reference see the same load on the machine (a shared 2-core box swings by 2-3x)."""
+    from engine.train.trainer import Trainer
+
+    settings = TrainSettings.from_preset(name, {"seed": 0, "device": str(device), **(overrides or {})})
+    trainer = Trainer(settings, device)
+    gen = torch.Generator().manual_seed(0)
+    src, dst = _random_batch(settings, gen), _random_batch(settings, gen)
+    for _ in range(2):  # kernels are chosen and built on the first steps; that is not training speed
+        trainer.step(src, dst)
+    flops = step_flops(trainer, src, dst)
+    per_run = seconds / (2 * runs)
+    peaks, steps = [], []
     for _ in range(runs):
-        for name, bf16, channels_last in MODES:
-            values[name].append(_steps_per_second(bf16, channels_last, config, batch_size, per_run))
-    summaries = [
-        {"name": name, "median": statistics.median(v), "min": min(v), "max": max(v), "runs": v}
-        for name, v in values.items()
-    ]
-    figure, reference, *others = summaries
+        peaks.append(peak())
+        steps.append(_timed(lambda: trainer.step(src, dst), per_run))
+    samples = [2 * settings.batch_size * s for s in steps]  # a step trains a source and a destination batch
+    achieved = [flops * s for s in steps]
+
+    n_workers = default_workers() if workers is None else workers
+    faces = [synthetic_faces(16, settings.resolution, seed) for seed in (1, 2)]
+    shares, fed = [], []
+    with BatchStream(faces[0], faces[1], settings.resolution, settings.batch_size, settings.augmentation("src"),
+                     settings.augmentation("dst"), n_workers, seed=0, grayscale=settings.grayscale,
+                     colour_transfer=settings.colour_transfer) as stream:
+        trainer.step(*stream.next())  # the workers' start is not a steady-state wait
+        for _ in range(runs):
+            wait0, count, start = stream.wait_seconds, 0, time.perf_counter()
+            while True:
+                trainer.step(*stream.next())
+                count += 1
+                elapsed = time.perf_counter() - start
+                if elapsed >= per_run and count >= 2:
+                    break
+            shares.append((stream.wait_seconds - wait0) / elapsed)
+            fed.append(2 * settings.batch_size * count / elapsed)
     return {
-        "unit": "it/s",
-        "figure": figure,
-        "reference": reference,
-        "ratio": figure["median"] / reference["median"],
-        "others": others,
-        "resolution": resolution,
-        "batch_size": batch_size,
-        "threads": torch.get_num_threads(),
-        "native_bf16": native_bf16(torch.device("cpu")),
-        "config": config.to_dict(),
+        "preset": name, "resolution": settings.resolution, "batch_size": settings.batch_size, "arch": settings.arch,
+        "dims": {k: getattr(settings, k) for k in ("ae_dims", "e_dims", "d_dims", "d_mask_dims")},
+        "samples_per_s": _summary(samples), "flops_per_step": flops, "flops_per_s": _summary(achieved),
+        "peak_flops_per_s": _summary(peaks), "ratio_to_peak": _summary([a / p for a, p in zip(achieved, peaks)]),
+        "with_workers": {"workers": n_workers, "samples_per_s": _summary(fed), "data_wait_share": _summary(shares)},
     }
+
+
+def bench_training(seconds: float = 20, runs: int = 3, presets: tuple[str, ...] = PRESET_NAMES,
+                   overrides: dict[str, Any] | None = None, peak_shapes: tuple[tuple[int, int, int], ...] = PEAK_SHAPES,
+                   workers: int | None = None) -> dict[str, Any]:
+    """The training benchmark: every preset against this machine's bf16 convolution peak.
+
+    `seconds` is the timed total per preset (model builds, warm-up steps and the peak's own
+    measurement come on top); `overrides` go onto every preset (tests shrink them).
+    """
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    peak_seconds = max(0.05, seconds / (20 * len(peak_shapes)))
+    shapes: list[str] = []
+
+    def peak() -> float:
+        p = conv_peak(peak_seconds, device, peak_shapes)
+        shapes.append(p["shape"])
+        return p["flops_per_s"]
+
+    out: dict[str, Any] = {"unit": "samples/s", "device": str(device), "threads": torch.get_num_threads(),
+                           "native_bf16": native_bf16(device), "peak": "bf16 3x3 convolution, channels_last, forward, "
+                           f"best of {['x'.join(map(str, s)) for s in peak_shapes]} (batch x channels x side)",
+                           "presets": {}}
+    for name in presets:
+        r = bench_preset(name, seconds, runs, device, peak, overrides, workers)
+        out["presets"][name] = r
+        print(f"  train {name}: {r['samples_per_s']['median']:.1f} samples/s, "
+              f"{r['flops_per_s']['median'] / 1e9:.1f} GFLOP/s, bf16 conv peak {r['peak_flops_per_s']['median'] / 1e9:.0f} "
+              f"GFLOP/s, ratio {100 * r['ratio_to_peak']['median']:.0f}% (min {100 * r['ratio_to_peak']['min']:.0f}%, "
+              f"max {100 * r['ratio_to_peak']['max']:.0f}%), data wait {100 * r['with_workers']['data_wait_share']['median']:.0f}% "
+              f"with {r['with_workers']['workers']} workers")
+    out["peak_shapes_best"] = sorted(set(shapes))
+    return out
