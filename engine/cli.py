@@ -18,9 +18,14 @@ from .cli_train import add_train_parser, run_train
 from .errors import EngineError
 
 
+def _is_first_process() -> bool:
+    """False in the other processes torchrun starts (RANK > 0): one progress bar and one result line."""
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
 def _progress_printer(stream=sys.stderr):
     """A one-line progress bar for jobs run from a terminal (under torchrun, rank 0's alone)."""
-    quiet = int(os.environ.get("RANK", "0") or 0) > 0
+    quiet = not _is_first_process()
     def show(job: dict) -> None:
         if quiet:
             return
@@ -54,7 +59,8 @@ def run_job(workspace: str, kind: str, params: dict) -> int:
         job = runner.wait(job["id"])
     runner.shutdown()
     if job["state"] == "done":
-        print(json.dumps(job["result"]))
+        if _is_first_process():
+            print(json.dumps(job["result"]))
         return 0
     err = job["error"] or {"code": job["state"], "message": job["message"]}
     print(f"{kind} {job['state']}: {err['message']} [{err['code']}]", file=sys.stderr)

@@ -66,3 +66,46 @@ def test_bad_train_options_are_readable(tmp_path):
     assert run.returncode == 1 and "unknown training setting" in run.stderr and "[bad_request]" in run.stderr
     run = _engine("export-dfm", "--workspace", str(tmp_path), "--model", "m", "--out", str(tmp_path / "m.dfm"))
     assert run.returncode == 1 and "no checkpoint" in run.stderr
+
+
+TINY = ["--set", "resolution=32", "--set", "arch=df", "--set", "ae_dims=32", "--set", "e_dims=8", "--set", "d_dims=8",
+        "--set", "d_mask_dims=4", "--set", "workers=0", "--set", "batch_size=2", "--set", "device=cpu"]
+
+
+def _pair(tmp_path, fill_faceset) -> str:
+    from engine.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    fill_faceset(ws, "src", frames=4, people=1)
+    fill_faceset(ws, "dst", frames=4, people=1)
+    ws.close()
+    return str(tmp_path / "ws")
+
+
+def test_train_with_a_preset_and_settings_then_export_dfm(tmp_path, fill_faceset):
+    ws = _pair(tmp_path, fill_faceset)
+    run = _engine("train", "--workspace", ws, "--model", "m", "--source", "src", "--destination", "dst",
+                  "--preset", "quick", *TINY, "--iterations", "3", "--phase", "refine")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["iterations"] == 3 and result["phase"] == "refine"
+    assert {"model.safetensors", "preview.png", "loss.png"} <= {p.name for p in (tmp_path / "ws" / "models" / "m").iterdir()}
+    run = _engine("export-dfm", "--workspace", ws, "--model", "m", "--out", str(tmp_path / "m.dfm"))
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.strip().splitlines()[-1])["output"] == str(tmp_path / "m.dfm")
+    assert (tmp_path / "m.dfm").stat().st_size > 1000
+
+
+def test_train_under_torchrun_unchanged(tmp_path, fill_faceset):
+    """Two CPU processes (gloo): the same command, one result line, one catalog row."""
+    import sqlite3
+
+    ws = _pair(tmp_path, fill_faceset)
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "engine",
+                          "train", "--workspace", ws, "--model", "m", "--source", "src", "--destination", "dst",
+                          *TINY, "--iterations", "2"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert len(results) == 1 and results[0]["iterations"] == 2
+    with sqlite3.connect(tmp_path / "ws" / "catalog.sqlite") as db:
+        assert db.execute("SELECT name, iterations FROM models").fetchall() == [("m", 2)]
