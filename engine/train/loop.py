@@ -103,7 +103,7 @@ def train_pair(source: FaceSamples, destination: FaceSamples | None, model_dir: 
             run = effective(settings)
             batches.set_augmentation(run.augmentation("src"), run.augmentation("dst"))
 
-        paused = False
+        paused = plateau_reached = False
 
         def obey(command: dict) -> None:
             nonlocal paused
@@ -117,7 +117,7 @@ def train_pair(source: FaceSamples, destination: FaceSamples | None, model_dir: 
                 paused = True
                 set_paused(True)
             elif kind == "resume" and paused:
-                paused = False
+                paused = plateau_reached = False
                 set_paused(False)
             elif kind == "phase":
                 change(settings.check_soft({"phase": command.get("phase")}))
@@ -128,10 +128,16 @@ def train_pair(source: FaceSamples, destination: FaceSamples | None, model_dir: 
 
         def control() -> tuple[bool, bool]:
             """(stop asked, time up), with the queued commands obeyed; rank 0 decides for all."""
+            nonlocal plateau_reached
             decision = None
             if main:
                 time_up = settings.max_seconds is not None and time.monotonic() - started >= settings.max_seconds
-                decision = (should_stop(), time_up, commands())
+                queued = list(commands())
+                following = next_phase(settings.phase) if plateau_reached else None
+                if following is not None:  # decided here so every process changes phase at the same step
+                    queued.insert(0, {"command": "phase", "phase": following})
+                plateau_reached = False
+                decision = (should_stop(), time_up, queued)
             stop, time_up, queued = distributed.from_main(decision)
             for command in queued:
                 try:
@@ -155,13 +161,16 @@ def train_pair(source: FaceSamples, destination: FaceSamples | None, model_dir: 
         wait_mark = batches.wait_seconds
         while iteration < settings.iterations:
             stop, time_up = control()
+            if paused:
+                window, last_paused_report = [], 0.0
             while paused and not stop:
-                if main:
+                if main and time.monotonic() - last_paused_report >= max(1.0, settings.report_every_s):
                     report(progress(), f"paused at iteration {iteration}",
                            stats(iteration, settings, [], 0.0, 0.0, paused, preview_version))
+                    last_paused_report = time.monotonic()
                 time.sleep(PAUSE_POLL_S)  # sleeping, not spinning: a paused job leaves the CPU alone
                 stop, time_up = control()
-                last_report = time.monotonic()
+                last_report, wait_mark = time.monotonic(), batches.wait_seconds
             if stop:
                 save()
                 raise Cancelled()
@@ -184,14 +193,14 @@ def train_pair(source: FaceSamples, destination: FaceSamples | None, model_dir: 
             iteration += 1
             history.add(iteration, src_loss, dst_loss)
             window.append((src_loss, dst_loss))
-            if settings.auto_phases and plateau.update((src_loss + dst_loss) / 2):
-                following = next_phase(settings.phase)
-                if following is not None:
-                    change(settings.replace(phase=following))
+            if main and settings.auto_phases and plateau.update((src_loss + dst_loss) / 2):
+                plateau_reached = True  # the phase moves on at the next step's commands
             now = time.monotonic()
             if main and now - last_report >= settings.report_every_s:
                 waited = batches.wait_seconds - wait_mark
                 info = stats(iteration, settings, window, now - last_report, waited, paused, preview_version)
+                if settings.max_seconds is not None and info["eta_s"] is not None:
+                    info["eta_s"] = min(info["eta_s"], max(0.0, settings.max_seconds - (now - started)))
                 report(progress(), f"iteration {iteration}/{settings.iterations} ({settings.phase}), "
                        f"loss {info['loss']:.4f}", info)
                 window, last_report, wait_mark = [], now, batches.wait_seconds
