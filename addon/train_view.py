@@ -172,9 +172,11 @@ def _apply_preset(scene_name: str, preset: str) -> None:
         apply_preset(scene, preset)
 
 
-def _folder() -> str:
+def _folder(create: bool = True) -> str:
+    """This Blender session's folder of picture files (a temp folder: the engine may be remote)."""
     folder = os.path.join(tempfile.gettempdir(), f"swapline-train-{os.getpid()}")
-    os.makedirs(folder, exist_ok=True)
+    if create:
+        os.makedirs(folder, exist_ok=True)
     return folder
 
 
@@ -223,4 +225,8 @@ def image_of(which: str):
 
 
 def unregister() -> None:
+    """Forget the presets and delete this session's picture files (after thumbnails released them)."""
+    import shutil
+
     _presets.clear()
+    shutil.rmtree(_folder(create=False), ignore_errors=True)

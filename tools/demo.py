@@ -158,6 +158,10 @@ def main(argv=None) -> int:
         bpy.ops.swapline.train()
         trained = sync.wait_for_jobs("train", timeout=args.minutes * 60 + 300)[0]
         print(f"demo: trained {trained['result']}", flush=True)
+        for name in ("preview.png", "loss.png"):  # the training pictures the add-on showed, kept beside the MP4
+            picture = out / "workspace" / "models" / settings.model / name
+            if picture.is_file():
+                shutil.copyfile(picture, out / f"training_{name}")
         bpy.ops.swapline.merge()
         merged = sync.wait_for_jobs("merge", timeout=600)[0]
         sync.drain(budget=None)
