@@ -36,7 +36,7 @@ def draw_train(layout, context) -> None:
     live = mirror.active_jobs(st, *KINDS)
     _draw_buttons(layout, live[0] if live else None)
     if state.job_id:
-        _draw_status(layout, state, mirror.find_job(st, state.job_id))
+        _draw_status(layout, state, mirror.find_job(st, state.job_id), settings.train.phase_mode)
     _draw_pictures(layout, state)
     row = layout.row(align=True)
     row.prop(settings.train, "dfm_path", text="")
@@ -59,7 +59,7 @@ def _draw_buttons(layout, job) -> None:
     layout.operator("swapline.train_apply", icon="CHECKMARK")
 
 
-def _draw_status(layout, state, job) -> None:
+def _draw_status(layout, state, job, phase_mode: str) -> None:
     """The followed job: numbers from its stats (state), progress and errors from its mirror (job)."""
     box = layout.box()
     title = f"{state.kind.capitalize() or 'Train'} {state.model}".strip()
@@ -67,8 +67,7 @@ def _draw_status(layout, state, job) -> None:
     row.label(text=title, icon="PAUSE" if state.state == "paused" else "PLAY" if state.state == "running" else "INFO")
     row.label(text=state.state.capitalize())
     if state.phase:
-        mode = "auto" if strips.sequencer_scene(bpy.context).swapline.train.phase_mode == "AUTO" else "manual"
-        box.label(text=f"Phase: {state.phase} ({mode})")
+        box.label(text=f"Phase: {state.phase} ({'auto' if phase_mode == 'AUTO' else 'manual'})")
     if job is not None and job.state in mirror.ACTIVE:
         box.progress(factor=job.progress, type="BAR", text=f"{job.progress * 100:.0f}%")
     if state.iteration >= 0:
