@@ -63,6 +63,9 @@ def train_pair(source: FaceSamples, destination: FaceSamples | None, model_dir: 
                 state = {"optimizer": state.get("optimizer")}
         iteration = int(state.get("iteration", 0))
         history = LossHistory(state.get("history"))
+        if "history" not in state and state.get("loss_history"):  # a checkpoint from before src/dst histories
+            for i, loss in enumerate(state["loss_history"], 1):
+                history.add(i, float(loss), float(loss))
         if settings.auto_phases and state.get("phase") in PHASES and \
                 PHASES.index(state["phase"]) > PHASES.index(settings.phase):
             settings = settings.replace(phase=state["phase"])  # automatic phases never go back

@@ -32,9 +32,11 @@ from engine.train.settings import TrainSettings
 
 DISCRIMINATORS_FILE = "discriminators.safetensors"
 OPTIMIZER_STATES = {"adam": 2, "rmsprop": 1, "adabelief": 2}  # per-parameter tensors each keeps
-# torch.compile on this 2-core CPU at 64 px (quick preset, batch 8, bf16): the first step takes
-# tens of seconds to compile and later steps gain little, since oneDNN's convolutions are most of
-# the time and compile does not change them; so it stays off by default and is meant for GPUs.
+# torch.compile does not pay on this 2-core CPU at 64 px (quick preset, batch 8, bf16): the first
+# step compiled for ~170 s (8 s once inductor's disk cache is warm), and afterwards, alternating 3 s
+# blocks with eager on a busy machine, it was no faster (median 0.8 vs 1.3 it/s, best 4.3 vs 5.6):
+# oneDNN's convolutions and their backward are ~55% of a step and compile leaves them as they are.
+# So it stays off by default; it is there for GPUs, where fusing the small element-wise ops pays.
 
 
 class Outputs(NamedTuple):
