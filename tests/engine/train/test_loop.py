@@ -229,3 +229,13 @@ def test_automatic_phases_move_on_at_a_plateau(tmp_path, pair):
     marks = history_of(tmp_path)["phase_marks"]
     assert [p for _, p in marks] == ["warp", "refine", "gan"]
     assert len(list_backups(tmp_path)) == 2
+
+
+def test_grayscale_colour_transfer_and_worker_processes(tmp_path, pair):
+    # a phase command on every step: the workers take the new augmentation each time (refine stays refine)
+    result = train_pair(*pair, tmp_path, settings(iterations=3, grayscale=True, colour_transfer="rct",
+                                                  random_hsv=0.05, workers=1),
+                        quiet, never, commands=lambda: [{"command": "phase", "phase": "refine"}])
+    assert result["iterations"] == 3 and result["phase"] == "refine"
+    assert load_checkpoint(tmp_path)[1].channels == 1
+    assert cv2.imread(str(tmp_path / "preview.png")) is not None
