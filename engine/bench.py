@@ -198,6 +198,8 @@ def bench_merge(seconds: float) -> dict:
 
 
 def bench_train(seconds: float) -> dict:
+    """Training samples/s of the quick and 128 presets, their counted FLOP/s against this machine's
+    bf16 convolution peak, and the share of step time spent waiting for batches from the workers."""
     from .train.bench import bench_training
 
     return bench_training(seconds=seconds)

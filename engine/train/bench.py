@@ -45,20 +45,25 @@ def _timed(fn: Callable[[], Any], seconds: float, least: int = 2) -> float:
             return calls / elapsed
 
 
-def conv_peak(seconds: float, device: torch.device, shapes: tuple[tuple[int, int, int], ...] = PEAK_SHAPES
-              ) -> dict[str, Any]:
-    """bf16 FLOP/s of large 3x3 convolutions (forward): the best of `shapes`, each timed `seconds`."""
+def conv_peak(seconds: float, device: torch.device, shapes: tuple[tuple[int, int, int], ...] = PEAK_SHAPES,
+              bursts: int = 3) -> dict[str, Any]:
+    """bf16 FLOP/s of large 3x3 convolutions (forward): the best of `shapes`, each timed `seconds`
+    in `bursts` bursts of which the fastest counts (what the hardware does when others let it)."""
     rates = {}
     for n, c, side in shapes:
         x = torch.randn(n, c, side, side, device=device).to(torch.bfloat16, memory_format=torch.channels_last)
         w = torch.randn(c, c, 3, 3, device=device).to(torch.bfloat16, memory_format=torch.channels_last)
         flops = 2 * n * c * c * 9 * side * side
+
+        def conv() -> None:
+            F.conv2d(x, w, padding=1)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+
         with torch.no_grad():
             for _ in range(2):  # oneDNN picks and builds its kernel on the first calls
-                F.conv2d(x, w, padding=1)
-            rate = _timed(lambda: F.conv2d(x, w, padding=1), seconds) * flops
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+                conv()
+            rate = max(_timed(conv, seconds / bursts) for _ in range(bursts)) * flops
         rates[f"{n}x{c}x{side}x{side}"] = rate
     best = max(rates, key=rates.get)  # type: ignore[arg-type]
     return {"flops_per_s": rates[best], "shape": best, "all": rates}
@@ -142,6 +147,9 @@ def bench_preset(name: str, seconds: float, runs: int, device: torch.device, pea
         "dims": {k: getattr(settings, k) for k in ("ae_dims", "e_dims", "d_dims", "d_mask_dims")},
         "samples_per_s": _summary(samples), "flops_per_step": flops, "flops_per_s": _summary(achieved),
         "peak_flops_per_s": _summary(peaks), "ratio_to_peak": _summary([a / p for a, p in zip(achieved, peaks)]),
+        # each at its best: on a quiet machine the two meet, and other work depresses the short
+        # peak bursts and the long training runs differently, which skews the paired ratios
+        "best_ratio": max(achieved) / max(peaks),
         "with_workers": {"workers": n_workers, "samples_per_s": _summary(fed), "data_wait_share": _summary(shares)},
     }
 
@@ -173,7 +181,7 @@ def bench_training(seconds: float = 20, runs: int = 3, presets: tuple[str, ...] 
         print(f"  train {name}: {r['samples_per_s']['median']:.1f} samples/s, "
               f"{r['flops_per_s']['median'] / 1e9:.1f} GFLOP/s, bf16 conv peak {r['peak_flops_per_s']['median'] / 1e9:.0f} "
               f"GFLOP/s, ratio {100 * r['ratio_to_peak']['median']:.0f}% (min {100 * r['ratio_to_peak']['min']:.0f}%, "
-              f"max {100 * r['ratio_to_peak']['max']:.0f}%), data wait {100 * r['with_workers']['data_wait_share']['median']:.0f}% "
+              f"max {100 * r['ratio_to_peak']['max']:.0f}%; best/best {100 * r['best_ratio']:.0f}%), data wait {100 * r['with_workers']['data_wait_share']['median']:.0f}% "
               f"with {r['with_workers']['workers']} workers")
     out["peak_shapes_best"] = sorted(set(shapes))
     return out

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from engine.errors import EngineError
-from engine.train.samples import Augmentation, Batch, BatchSampler, FaceSamples, Prepared, prepare, to_batch
+from engine.train.samples import (COLOUR_TRANSFERS, Augmentation, Batch, BatchSampler, FaceSamples, Prepared, prepare,
+                                  to_batch)
 
 SIDES = ("src", "dst")
 POLL_S = 0.25  # how often a blocked next() checks that the workers still live
@@ -186,6 +187,8 @@ class BatchStream:
                  seed: int | None = None, grayscale: bool = False, colour_transfer: str = "none") -> None:
         if workers < 0 or prefetch < 1 or batch_size < 1:
             raise ValueError("workers must be >= 0, prefetch and batch_size >= 1")
+        if colour_transfer not in COLOUR_TRANSFERS:  # here, not as a worker's traceback later
+            raise ValueError(f"unknown colour transfer {colour_transfer!r}; expected one of {', '.join(COLOUR_TRANSFERS)}")
         faces = {"src": prepare(source, resolution), "dst": prepare(destination, resolution)}
         self.workers = workers
         self.batch_size = batch_size

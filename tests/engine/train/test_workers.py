@@ -68,3 +68,14 @@ def test_a_killed_worker_is_an_error_not_a_hang():
                 s.next()
         assert e.value.code == "batch_worker_failed" and time.monotonic() - start < 10
         assert not _alive(s)
+
+
+def test_an_error_in_a_worker_arrives_with_its_traceback():
+    broken = Augmentation(warp_cells=-1)  # no warp grid: the worker's first sample fails
+    with BatchStream(SRC, DST, 16, 2, broken, AUG, workers=1) as s:
+        with pytest.raises(EngineError) as e:
+            s.next()
+        assert e.value.code == "batch_worker_failed" and "Traceback" in e.value.message
+        assert not _alive(s)
+    with pytest.raises(ValueError):
+        BatchStream(SRC, DST, 16, 2, AUG, AUG, workers=1, colour_transfer="sepia")
