@@ -6,6 +6,16 @@ this machine's bf16 convolution peak measured in the same run, so the ratio says
 hardware the model's shape and the step's overheads leave unused. A second pass feeds the step
 through BatchStream with the default workers and reports the share of step time spent waiting for
 batches. Every figure is the median of `runs` runs, with min and max: these machines are noisy.
+
+Measured on the 2-core AMX Xeon (shared with other work, so rough): the bf16 conv peak is ~2.0-2.6
+TFLOP/s when the cores are free (650-900 GFLOP/s under load). The 128 preset counts 218 GFLOP a step
+and runs ~470 GFLOP/s at best (~35 samples/s), ~18% of the free peak; paired runs under load give
+30-40% because load cuts the short peak bursts harder than the long steps. Where the rest goes
+(profile of one step): convolutions ~70% (a training conv's forward, input and weight gradients run
+at 55-70% of the forward-only peak even at ideal shapes; the 8x8 and 4x4 maps with 512-1024
+channels run lower), the DSSIM's 11x11 depthwise convolutions ~8%, autocast's weight casts ~9%,
+Adam ~3%. Wider layers raise the ratio but not the speed: e_dims=d_dims=96 gave ~24% at 22 samples/s,
+batch 16 ~20% at ~38 samples/s. Data wait through one worker: ~1% (quick), <0.5% (128).
 """
 
 from __future__ import annotations
