@@ -30,26 +30,27 @@ def dssim_kernel_size(resolution: int, divisor: float = 11.6) -> int:
     return k if k % 2 else k + 1
 
 
-def _gaussian_window(size: int, sigma: float, channels: int, like: Tensor) -> Tensor:
+def _gaussian_taps(size: int, sigma: float, like: Tensor) -> Tensor:
     x = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
+    return g / g.sum()
 
 
 def _ssim_parts(a: Tensor, b: Tensor, kernel_size: int, sigma: float) -> tuple[Tensor, Tensor]:
     """SSIM's luminance and contrast-structure maps of (N,C,H,W) images in 0..1."""
     c = a.shape[1]
-    w = _gaussian_window(kernel_size, sigma, c, a)
-
-    def blur(x: Tensor) -> Tensor:
-        return F.conv2d(x, w, groups=c)
+    # the five local means in one separable pass (a k x 1 then a 1 x k depthwise convolution):
+    # the square 11x11 windows of a 128 px model were ~6% of a whole training step, this is ~1/4 of that
+    stacked = torch.cat([a, b, a * a, b * b, a * b], dim=1)
+    g = _gaussian_taps(kernel_size, sigma, a)
+    blurred = F.conv2d(stacked, g.view(1, 1, -1, 1).expand(5 * c, 1, -1, 1), groups=5 * c)
+    blurred = F.conv2d(blurred, g.view(1, 1, 1, -1).expand(5 * c, 1, 1, -1), groups=5 * c)
+    mu_a, mu_b, aa, bb, ab = blurred.split(c, dim=1)
 
     c1, c2 = 0.01**2, 0.03**2
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a**2
-    var_b = blur(b * b) - mu_b**2
-    cov = blur(a * b) - mu_a * mu_b
+    var_a = aa - mu_a**2
+    var_b = bb - mu_b**2
+    cov = ab - mu_a * mu_b
     luminance = (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1)
     contrast_structure = (2 * cov + c2) / (var_a + var_b + c2)
     return luminance, contrast_structure
