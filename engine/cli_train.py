@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from .errors import EngineError
@@ -74,4 +75,35 @@ def run_train(args: argparse.Namespace) -> int:
     if args.command == "export-dfm":
         return run_job(args.workspace, "export_dfm", {"model": args.model, "output": str(Path(args.out).resolve())})
     kind, params = train_params(args)
+    if int(os.environ.get("RANK", "0") or 0) > 0:
+        return _follow(args.workspace, kind, params)
     return run_job(args.workspace, kind, params)
+
+
+class _FollowerContext:
+    """What a recipe asks of its job, for torchrun's other processes: they train in step with the
+    first one (which decides stops, commands and phases for all) and keep no job of their own."""
+
+    job_id = "follower"
+
+    def report(self, progress: float, message: str = "", stats: dict | None = None) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+    def commands(self) -> list[dict]:
+        return []
+
+    def set_paused(self, paused: bool) -> None:
+        pass
+
+
+def _follow(workspace: str, kind: str, params: dict) -> int:
+    """Run the stage directly, without a JobRunner: opening one on the shared workspace would mark
+    the first process's running job as interrupted, and every process would add a job record."""
+    from .recipes import STAGES
+    from .workspace import Workspace
+
+    STAGES[kind](Workspace(workspace), params, _FollowerContext())
+    return 0

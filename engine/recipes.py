@@ -12,7 +12,7 @@ from .errors import EngineError
 from .faces.extract import ExtractParams, extract_faces
 from .jobs import JobContext
 from .recipes_masks import MASK_STAGES
-from .recipes_train import TRAIN_STAGES, load_samples  # noqa: F401 (load_samples: its old home)
+from .recipes_train import TRAIN_STAGES
 from .service_args import settings
 from .workspace import Workspace
 

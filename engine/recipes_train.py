@@ -106,7 +106,7 @@ def _train(ws: Workspace, params: dict, ctx: JobContext, pretrain: bool) -> dict
     destination = check_name(destination, "destination")
     if not settings.face_type:  # the model remembers its crop, so merging cuts the same one
         settings = dataclasses.replace(settings, face_type=ws.facesets.get(source)["face_type"])
-    work = max(128, 2 * settings.resolution)
+    work = settings.resolution  # the sampler shrinks to this anyway: larger crops only cost memory
     src = load_samples(ws, source, settings.face_type, work)
     dst = src if destination == source else load_samples(ws, destination, settings.face_type, work)
     what = "pretraining" if settings.pretrain else "training"

@@ -3,7 +3,9 @@
 One file per model directory, `model.safetensors`, holds the weights, the optimizer's tensors and,
 in the safetensors metadata, the ModelConfig and the training state. One file means one atomic
 replace: a kill at any moment leaves either the old checkpoint or the new one, never a mix of a new
-model with an old optimizer. Nothing here pickles or unpickles.
+model with an old optimizer. (A GAN run's discriminators live in a second file that names the
+iteration it belongs to, and is ignored when that is not the model's; see train/trainer.py.)
+Nothing here pickles or unpickles.
 """
 
 from __future__ import annotations

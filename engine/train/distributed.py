@@ -89,20 +89,6 @@ def data_seed(seed: int | None) -> int | None:
     return seed + 1000 * rank()
 
 
-def any_true(flag: bool, device: torch.device) -> bool:
-    """Whether any process says yes (a stop or a command seen on one must stop all in step)."""
-    if not is_distributed() or not dist.is_initialized():
-        return flag
-    t = torch.tensor([1 if flag else 0], dtype=torch.int64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
-
-
-def barrier() -> None:
-    if is_distributed() and dist.is_initialized():
-        dist.barrier()
-
-
 def teardown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

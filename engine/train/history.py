@@ -22,7 +22,8 @@ class LossHistory:
         self.dst: list[float] = [float(x) for x in state.get("dst", [])]
         self.stride = int(state.get("stride", 1))
         self.phase_marks: list[tuple[int, str]] = [(int(i), str(p)) for i, p in state.get("phase_marks", [])]
-        self._pending: list[tuple[float, float]] = []
+        # steps not yet averaged into a point travel in the checkpoint too: a resume loses none
+        self._pending: list[tuple[float, float]] = [(float(a), float(b)) for a, b in state.get("pending", [])]
 
     def add(self, iteration: int, src_loss: float, dst_loss: float) -> None:
         self._pending.append((src_loss, dst_loss))
@@ -54,4 +55,4 @@ class LossHistory:
 
     def to_dict(self) -> dict[str, Any]:
         return {"iterations": self.iterations, "src": self.src, "dst": self.dst, "stride": self.stride,
-                "phase_marks": [list(m) for m in self.phase_marks]}
+                "phase_marks": [list(m) for m in self.phase_marks], "pending": [list(p) for p in self._pending]}

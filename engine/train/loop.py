@@ -22,9 +22,11 @@ from engine.train import distributed
 from engine.train.backups import make_backup
 from engine.train.history import LossHistory
 from engine.train.phases import PlateauDetector, effective, next_phase
+from engine.train.preview import loss_graph, preview_grid, write_png
 from engine.train.samples import Augmentation, BatchSampler, FaceSamples
 from engine.train.settings import PHASES, TrainSettings
 from engine.train.trainer import Trainer
+from engine.train.workers import BatchStream, default_workers
 
 PREVIEW_FACES = 4
 PAUSE_POLL_S = 0.2
@@ -42,6 +44,7 @@ def train_pair(source: FaceSamples, destination: FaceSamples | None, model_dir: 
     A pretraining run (settings.pretrain) may pass no destination: the source stands for both.
     """
     started = time.monotonic()
+    paused_total = 0.0  # time spent paused counts neither against max_seconds nor as a plateau
     model_dir = Path(model_dir)
     destination = source if destination is None and settings.pretrain else destination
     for name, faces in (("source", source), ("destination", destination)):
@@ -121,6 +124,7 @@ def train_pair(source: FaceSamples, destination: FaceSamples | None, model_dir: 
                 set_paused(True)
             elif kind == "resume" and paused:
                 paused = plateau_reached = False
+                plateau.reset()  # the loss before the pause and after it are not a plateau
                 set_paused(False)
             elif kind == "phase":
                 change(settings.check_soft({"phase": command.get("phase")}))
@@ -134,7 +138,7 @@ def train_pair(source: FaceSamples, destination: FaceSamples | None, model_dir: 
             nonlocal plateau_reached
             decision = None
             if main:
-                time_up = settings.max_seconds is not None and time.monotonic() - started >= settings.max_seconds
+                time_up = settings.max_seconds is not None and running_s() >= settings.max_seconds
                 queued = list(commands())
                 following = next_phase(settings.phase) if plateau_reached else None
                 if following is not None:  # decided here so every process changes phase at the same step
@@ -150,10 +154,13 @@ def train_pair(source: FaceSamples, destination: FaceSamples | None, model_dir: 
                         report(progress(), f"command refused: {e}", {"error": str(e)})
             return stop, time_up
 
+        def running_s() -> float:
+            return time.monotonic() - started - paused_total
+
         def progress() -> float:
             done = iteration / settings.iterations if settings.iterations else 1.0
             if settings.max_seconds:
-                done = max(done, (time.monotonic() - started) / settings.max_seconds)
+                done = max(done, running_s() / settings.max_seconds)
             return min(1.0, done)
 
         # -- the loop
@@ -165,7 +172,7 @@ def train_pair(source: FaceSamples, destination: FaceSamples | None, model_dir: 
         while iteration < settings.iterations:
             stop, time_up = control()
             if paused:
-                window, last_paused_report = [], 0.0
+                window, last_paused_report, paused_since = [], 0.0, time.monotonic()
             while paused and not stop:
                 if main and time.monotonic() - last_paused_report >= max(1.0, settings.report_every_s):
                     report(progress(), f"paused at iteration {iteration}",
@@ -174,6 +181,8 @@ def train_pair(source: FaceSamples, destination: FaceSamples | None, model_dir: 
                 time.sleep(PAUSE_POLL_S)  # sleeping, not spinning: a paused job leaves the CPU alone
                 stop, time_up = control()
                 last_report, wait_mark = time.monotonic(), batches.wait_seconds
+                if not paused:
+                    paused_total += time.monotonic() - paused_since
             if stop:
                 save()
                 raise Cancelled()
@@ -203,7 +212,7 @@ def train_pair(source: FaceSamples, destination: FaceSamples | None, model_dir: 
                 waited = batches.wait_seconds - wait_mark
                 info = stats(iteration, settings, window, now - last_report, waited, paused, preview_version)
                 if settings.max_seconds is not None and info["eta_s"] is not None:
-                    info["eta_s"] = min(info["eta_s"], max(0.0, settings.max_seconds - (now - started)))
+                    info["eta_s"] = min(info["eta_s"], max(0.0, settings.max_seconds - running_s()))
                 report(progress(), f"iteration {iteration}/{settings.iterations} ({settings.phase}), "
                        f"loss {info['loss']:.4f}", info)
                 window, last_report, wait_mark = [], now, batches.wait_seconds
@@ -250,10 +259,6 @@ def stats(iteration: int, settings: TrainSettings, window: list[tuple[float, flo
 
 def write_images(model_dir: Path, trainer: Trainer, faces: tuple[Any, Any] | None, history: LossHistory) -> None:
     """preview.png (the fixed faces through the model) and loss.png (the history), atomically."""
-    try:
-        from engine.train.preview import loss_graph, preview_grid, write_png
-    except ImportError:
-        return
     if faces is not None:
         columns, titles = trainer.preview(*faces)
         write_png(model_dir / "preview.png", preview_grid(columns, titles))
@@ -265,52 +270,25 @@ def write_images(model_dir: Path, trainer: Trainer, faces: tuple[Any, Any] | Non
 def fixed_faces(source: FaceSamples, destination: FaceSamples, settings: TrainSettings) -> tuple[Any, Any]:
     """The same few faces of each side for every preview, undistorted, so previews compare over time."""
     still = Augmentation(rotation_deg=0.0, scale=0.0, shift=0.0, flip=False, random_warp=False)
-    kw = {"grayscale": settings.grayscale}
-    return (BatchSampler(source, settings.resolution, still, seed=0, **kw).sample(min(PREVIEW_FACES, len(source))),
-            BatchSampler(destination, settings.resolution, still, seed=0, **kw).sample(
-                min(PREVIEW_FACES, len(destination))))
+
+    def few(faces: FaceSamples) -> Any:
+        # only the faces shown are prepared: preparing a whole faceset costs ~4 ms a face
+        n = min(PREVIEW_FACES, len(faces))
+        picked = FaceSamples(faces.images[:n], faces.landmarks[:n], None if faces.masks is None else faces.masks[:n])
+        return BatchSampler(picked, settings.resolution, still, seed=0, grayscale=settings.grayscale).sample(n)
+
+    return few(source), few(destination)
 
 
 def open_batches(source: FaceSamples, destination: FaceSamples, settings: TrainSettings) -> Any:
-    """The stream of (src, dst) batches: worker processes (workers.BatchStream) when available."""
+    """The stream of (src, dst) batches, made ahead by worker processes (workers.BatchStream)."""
     run = effective(settings)
     seed = distributed.data_seed(settings.seed)
-    try:
-        from engine.train.workers import BatchStream, default_workers
-    except ImportError:
-        return _InProcessBatches(source, destination, settings, seed)
     workers = default_workers() if settings.workers < 0 else settings.workers
     stream = BatchStream(source, destination, settings.resolution, settings.batch_size, run.augmentation("src"),
                          run.augmentation("dst"), workers, seed=seed, grayscale=settings.grayscale,
                          colour_transfer=settings.colour_transfer)
     return stream.__enter__()
-
-
-class _InProcessBatches:
-    """BatchStream's interface over two samplers in this process (used until workers.py exists)."""
-
-    def __init__(self, source: FaceSamples, destination: FaceSamples, settings: TrainSettings,
-                 seed: int | None) -> None:
-        run = effective(settings)
-        self.batch_size, self.wait_seconds, self.batches = settings.batch_size, 0.0, 0
-        kw = {"grayscale": settings.grayscale}
-        self.src = BatchSampler(source, settings.resolution, run.augmentation("src"), seed=seed, **kw)
-        # not the same warps twice
-        self.dst = BatchSampler(destination, settings.resolution, run.augmentation("dst"),
-                                seed=None if seed is None else seed + 1, **kw)
-
-    def next(self) -> tuple[Any, Any]:
-        t = time.monotonic()
-        out = self.src.sample(self.batch_size), self.dst.sample(self.batch_size)
-        self.wait_seconds += time.monotonic() - t
-        self.batches += 1
-        return out
-
-    def set_augmentation(self, src_aug: Augmentation, dst_aug: Augmentation) -> None:
-        self.src.aug, self.dst.aug = src_aug, dst_aug
-
-    def close(self) -> None:
-        pass
 
 
 def _is_oom(e: BaseException) -> bool:

@@ -63,7 +63,7 @@ class PlateauDetector:
             return False
         self.smoothed = loss if math.isnan(self.smoothed) else self.smoothed + self.smoothing * (loss - self.smoothed)
         self.points.append((now, self.smoothed))
-        # keep the newest point at least a window old: it is the "before" of the comparison
+        # the oldest point kept is the newest one at least a window old: the "before" of the comparison
         while len(self.points) > 1 and self.points[1][0] <= now - self.window_s:
             self.points.popleft()
         if now - self.started < self.window_s:

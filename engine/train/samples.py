@@ -180,20 +180,25 @@ class BatchSampler:
         offsets[1:-1, 1:-1] = self.rng.normal(0.0, a.warp_strength * r / a.warp_cells, size=(n - 2, n - 2, 2))
         return cv2.resize(offsets, (r, r), interpolation=cv2.INTER_CUBIC)
 
-    def _colour(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """The face before the warps: recoloured toward a random reference face, then HSV-jittered."""
-        if self.colour_transfer != "none":
-            k = int(self.rng.integers(len(self.colour_reference)))
-            ref_mask = None if self.colour_reference_masks is None else self.colour_reference_masks[k]
-            image = transfer_colour(image, self.colour_reference[k], self.colour_transfer, mask, ref_mask)
+    def _transfer(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The face recoloured toward a random reference face (input and target alike)."""
+        if self.colour_transfer == "none":
+            return image
+        k = int(self.rng.integers(len(self.colour_reference)))
+        ref_mask = None if self.colour_reference_masks is None else self.colour_reference_masks[k]
+        return transfer_colour(image, self.colour_reference[k], self.colour_transfer, mask, ref_mask)
+
+    def _jitter(self, image: np.ndarray) -> np.ndarray:
+        """The input's colours shifted at random in HSV. Only the input: the target keeps the true
+        colours, so the network learns to ignore lighting shifts rather than to reproduce them."""
         j = self.aug.hsv_jitter
-        if j > 0:
-            hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV).astype(np.float32)
-            # OpenCV's 8-bit hue runs 0..180 for the whole wheel
-            hsv[..., 0] = (hsv[..., 0] + self.rng.uniform(-j, j) * 180) % 180
-            hsv[..., 1:] *= 1 + self.rng.uniform(-j, j, size=2).astype(np.float32)
-            image = cv2.cvtColor(np.clip(hsv + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_HSV2BGR)
-        return image
+        if j <= 0:
+            return image
+        hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV).astype(np.float32)
+        # OpenCV's 8-bit hue runs 0..180 for the whole wheel
+        hsv[..., 0] = (hsv[..., 0] + self.rng.uniform(-j, j) * 180) % 180
+        hsv[..., 1:] *= 1 + self.rng.uniform(-j, j, size=2).astype(np.float32)
+        return cv2.cvtColor(np.clip(hsv + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_HSV2BGR)
 
     def sample_arrays(self, batch_size: int) -> dict[str, np.ndarray]:
         """One batch as uint8 arrays (what the workers send): inputs and targets (B,R,R,C),
@@ -203,14 +208,17 @@ class BatchSampler:
                "masks": np.empty((batch_size, r, r), np.uint8), "priority": np.empty((batch_size, r, r), np.uint8)}
         for j, i in enumerate(self._next_indices(batch_size)):
             m = self._affine()
-            image = self._colour(self.faces.images[i], self.faces.masks[i])
+            image = self._transfer(self.faces.images[i], self.faces.masks[i])
+            drawn_from = self._jitter(image)  # what the input is drawn from
             if self.grayscale:
+                jittered = drawn_from is not image
                 image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+                drawn_from = cv2.cvtColor(drawn_from, cv2.COLOR_BGR2GRAY) if jittered else image
             target = cv2.warpAffine(image, m, (r, r), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             out["targets"][j] = target.reshape(r, r, c)
             # a drawn or learned mask keeps hair, hands and glasses over the face out of the loss
-            for key, source in (("masks", self.faces.masks), ("priority", self.faces.priority)):
-                warped = cv2.warpAffine(source[i], m, (r, r), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            for key, maps_of in (("masks", self.faces.masks), ("priority", self.faces.priority)):
+                warped = cv2.warpAffine(maps_of[i], m, (r, r), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
                 soft = feather(warped.astype(np.float32) * np.float32(1 / 255), 0, self.mask_blur)
                 out[key][j] = np.round(soft * 255).astype(np.uint8)
             if self.aug.random_warp:
@@ -218,10 +226,14 @@ class BatchSampler:
                 inv = cv2.invertAffineTransform(m)
                 pts = self._grid + self._warp_offsets()
                 maps = pts @ inv[:, :2].T.astype(np.float32) + inv[:, 2].astype(np.float32)
-                warped = cv2.remap(image, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                warped = cv2.remap(drawn_from, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_REPLICATE)
                 out["inputs"][j] = warped.reshape(r, r, c)
-            else:
+            elif drawn_from is image:
                 out["inputs"][j] = out["targets"][j]
+            else:
+                warped = cv2.warpAffine(drawn_from, m, (r, r), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                out["inputs"][j] = warped.reshape(r, r, c)
         return out
 
     def sample(self, batch_size: int) -> Batch:

@@ -61,7 +61,7 @@ class TrainSettings:
     random_warp: bool = True  # in the warp phase; later phases turn it off to sharpen
     random_flip_src: bool = True
     random_flip_dst: bool = True
-    uniform_yaw: bool = False  # draw source faces evenly over head turn (helps profile faces)
+    uniform_yaw: bool = False  # draw faces evenly over head turn (helps profile faces)
     random_hsv: float = 0.0  # hue/saturation/value jitter of inputs; 0 = off, ~0.05 DeepFaceLab-like
     colour_transfer: str = "none"  # recolour source samples toward destination colours
     gan_power: float = 0.0  # the gan phase's adversarial weight; 0 there = 0.1
@@ -143,13 +143,8 @@ class TrainSettings:
         return dataclasses.replace(self, **changes)
 
     def model_config(self) -> ModelConfig:
-        fields = {"arch": self.arch, "resolution": self.resolution, "ae_dims": self.ae_dims, "e_dims": self.e_dims,
-                  "d_dims": self.d_dims, "d_mask_dims": self.d_mask_dims}
-        if "channels" in {f.name for f in dataclasses.fields(ModelConfig)}:
-            fields["channels"] = 1 if self.grayscale else 3
-        elif self.grayscale:
-            raise ValueError("this engine's models have no grayscale variant yet")
-        return ModelConfig(**fields)
+        return ModelConfig(arch=self.arch, resolution=self.resolution, ae_dims=self.ae_dims, e_dims=self.e_dims,
+                           d_dims=self.d_dims, d_mask_dims=self.d_mask_dims, channels=1 if self.grayscale else 3)
 
     def augmentation(self, side: str) -> Augmentation:
         """The sample distortions of one side ("src" or "dst") as these settings ask for them.
@@ -160,13 +155,9 @@ class TrainSettings:
         if side not in ("src", "dst"):
             raise ValueError(f"side must be 'src' or 'dst', got {side!r}")
         flip = self.random_flip_src if side == "src" else self.random_flip_dst
-        extra: dict[str, Any] = {}
-        known = {f.name for f in dataclasses.fields(Augmentation)}
-        if "hsv_jitter" in known:
-            extra["hsv_jitter"] = self.random_hsv
-        if "uniform_yaw" in known:
-            extra["uniform_yaw"] = self.uniform_yaw and side == "src"
-        return Augmentation(flip=flip, random_warp=self.random_warp, **extra)
+        # uniform yaw on both sides, as DeepFaceLab does: the destination's rare profiles need training too
+        return Augmentation(flip=flip, random_warp=self.random_warp, hsv_jitter=self.random_hsv,
+                            uniform_yaw=self.uniform_yaw)
 
     def check_soft(self, options: dict[str, Any]) -> "TrainSettings":
         """These settings with `options` applied, refusing any a running job cannot change."""

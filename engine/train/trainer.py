@@ -8,6 +8,7 @@ benchmark drives the same step on random batches.
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -18,18 +19,20 @@ import safetensors.torch
 import torch
 from torch import Tensor, nn
 
-from engine.errors import EngineError
 from engine.files import atomic_write
 from engine.models import use_bf16
 from engine.models.autoencoder import build_model
 from engine.models.checkpoint import load_optimizer_state, save_checkpoint
+from engine.models.discriminators import CodeDiscriminator, PatchDiscriminator
+from engine.models.memory import check_training_memory
 from engine.train import distributed
 from engine.train.losses import (background_style_loss, face_loss, face_style_loss, gan_discriminator_loss,
                                  gan_generator_loss, mask_loss, priority_loss)
 from engine.train.optimizers import LrDropout, clip_gradients, make_optimizer, set_learning_rate
 from engine.train.phases import effective
-from engine.train.settings import TrainSettings
+from engine.train.settings import PHASES, TrainSettings
 
+log = logging.getLogger(__name__)
 DISCRIMINATORS_FILE = "discriminators.safetensors"
 OPTIMIZER_STATES = {"adam": 2, "rmsprop": 1, "adabelief": 2}  # per-parameter tensors each keeps
 # torch.compile does not pay on this 2-core CPU at 64 px (quick preset, batch 8, bf16): the first
@@ -61,13 +64,6 @@ class PairNet(nn.Module):
         self.model = model
 
     def forward(self, src_in: Tensor, dst_in: Tensor, swap: bool = False) -> Outputs:
-        if not hasattr(self.model, "pair"):  # a model class from before PairOutput
-            n = src_in.shape[0]
-            code = self.model.encode(torch.cat([src_in, dst_in]))
-            src, src_mask = self.model.decode(code[:n], "src")
-            dst, dst_mask = self.model.decode(code[n:], "dst")
-            sw, sw_mask = self.model.decode(code[n:], "src") if swap else (None, None)
-            return Outputs(src, src_mask, dst, dst_mask, sw, sw_mask, code[:n], code[n:])
         out = self.model.pair(src_in, dst_in, swap=swap)
         return Outputs(out.src, out.src_mask, out.dst, out.dst_mask, out.swap, out.swap_mask,
                        out.src_code, out.dst_code)
@@ -128,23 +124,28 @@ class Trainer:
         for opt in self.d_optimizers.values():
             set_learning_rate(opt, settings.learning_rate)
         self.dropout = LrDropout(self.model.parameters(), generator=self._dropout_gen) if self.run.lr_dropout else None
-        if self.run.gan_power > 0 and self.patch_d is None:
-            from engine.models.discriminators import PatchDiscriminator
-            patch = settings.gan_patch_size or max(3, settings.resolution // 8)
-            self.patch_d = self._discriminator("patch", PatchDiscriminator(self.channels, patch, settings.gan_dims))
-        if self.run.true_face_power > 0 and self.code_d is None:
-            from engine.models.discriminators import CodeDiscriminator
-            self.code_d = self._discriminator("code", CodeDiscriminator(self.code_shape()))
+        if self.run.gan_power > 0:
+            self._ensure_patch()
+        if self.run.true_face_power > 0:
+            self._ensure_code()
 
     @property
     def channels(self) -> int:
         return int(getattr(self.model.config, "channels", 3))
 
-    def code_shape(self) -> tuple[int, ...]:
-        r = self.settings.resolution
-        x = torch.zeros(1, self.channels, r, r, device=self.device)
-        with torch.no_grad():
-            return tuple(PairNet(self.model)(x, x).src_code.shape[1:])
+    def _new_patch(self) -> nn.Module:
+        patch = self.settings.gan_patch_size or max(3, self.settings.resolution // 8)
+        return PatchDiscriminator(self.channels, patch, self.settings.gan_dims)
+
+    def _ensure_patch(self) -> None:
+        """The GAN's patch discriminator, built the first time a phase needs it (or a resume brings it)."""
+        if self.patch_d is None:
+            self.patch_d = self._discriminator("patch", self._new_patch())
+
+    def _ensure_code(self) -> None:
+        """True face's code discriminator, built the first time its power is set (or a resume brings it)."""
+        if self.code_d is None:
+            self.code_d = self._discriminator("code", CodeDiscriminator(self.model.config.code_shape))
 
     def _d_optimizer(self, module: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
         return make_optimizer(settings.optimizer, module.parameters(), settings.learning_rate, self.device)
@@ -262,13 +263,20 @@ class Trainer:
     # -- memory and state ------------------------------------------------------------------------
 
     def check_memory(self, batch_size: int) -> None:
-        """Refuse (out_of_memory, with the largest batch that fits) before the first step."""
-        try:
-            from engine.models.memory import check_training_memory
-        except ImportError:
-            return
-        states = OPTIMIZER_STATES[self.settings.optimizer] + (1 if self.dropout is not None else 0)
-        check_training_memory(self.model, self.discriminators(), batch_size, self.device, self.bf16, states)
+        """Refuse (out_of_memory, with the largest batch that fits) before the first step.
+
+        Counts what the run can grow into, not just what it holds now: the patch discriminator of
+        the gan phase and lr dropout's copy of the weights in refine, when the run can get there
+        (automatic phases, or that phase asked for), so a phase change cannot run out mid-run.
+        """
+        s = self.settings
+        reach = PHASES[PHASES.index(s.phase):] if s.auto_phases else (s.phase,)
+        discriminators = self.discriminators()
+        if self.patch_d is None and "gan" in reach:
+            discriminators.append(self._new_patch())
+        dropout = s.lr_dropout and any(p != "warp" for p in reach)
+        states = OPTIMIZER_STATES[s.optimizer] + (1 if dropout else 0)
+        check_training_memory(self.model, discriminators, batch_size, self.device, self.bf16, states)
 
     def save(self, model_dir: Path, state: dict[str, Any]) -> Path:
         """Checkpoint the model, its optimizer and the discriminators (a second file beside it)."""
@@ -284,9 +292,12 @@ class Trainer:
                     if isinstance(value, Tensor):
                         tensors[f"{name}.optimizer.{index}.{key}"] = value.detach().cpu().contiguous()
         if tensors:
-            meta = {"optimizer": self.settings.optimizer,
+            # the two files cannot be replaced in one step, so each names the iteration it belongs to:
+            # after a kill between the two writes, load() sees the mismatch and the discriminators
+            # start afresh (they catch up in a few hundred steps) instead of training against a
+            # model from another moment
+            meta = {"optimizer": self.settings.optimizer, "iteration": str(state.get("iteration")),
                     "patch": str(self.patch_d is not None), "code": str(self.code_d is not None)}
-            # written first: a kill between the two files leaves discriminators a step ahead, never behind
             atomic_write(Path(model_dir) / DISCRIMINATORS_FILE, safetensors.torch.save(tensors, metadata=meta))
         return save_checkpoint(model_dir, self.model, self.model.config, state, self.optimizer)
 
@@ -301,21 +312,19 @@ class Trainer:
             with safetensors.safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as e:
-            raise EngineError("corrupt_checkpoint", f"the discriminators file {path} is unreadable ({e})") from None
+        except Exception as e:  # the model is what matters: discriminators can start afresh
+            log.warning("ignoring the unreadable discriminators file %s (%s); they start afresh", path, e)
+            return
+        if meta.get("iteration") != str(state.get("iteration")):
+            log.warning("the discriminators in %s were saved at iteration %s, the model at %s; they start afresh",
+                        path, meta.get("iteration"), state.get("iteration"))
+            return
         for name in ("patch", "code"):
             weights = {k[len(name) + 7:]: v for k, v in tensors.items() if k.startswith(f"{name}.model.")}
             if not weights:
                 continue
-            if name == "patch" and self.patch_d is None:
-                # a GAN run resumed in a phase without GAN still keeps its discriminator for later
-                from engine.models.discriminators import PatchDiscriminator
-                patch = self.settings.gan_patch_size or max(3, self.settings.resolution // 8)
-                self.patch_d = self._discriminator("patch", PatchDiscriminator(self.channels, patch,
-                                                                               self.settings.gan_dims))
-            if name == "code" and self.code_d is None:
-                from engine.models.discriminators import CodeDiscriminator
-                self.code_d = self._discriminator("code", CodeDiscriminator(self.code_shape()))
+            # a GAN run resumed in a phase without GAN still keeps its discriminator for later
+            self._ensure_patch() if name == "patch" else self._ensure_code()
             module = distributed.unwrap(self.patch_d if name == "patch" else self.code_d)
             try:
                 module.load_state_dict(weights, strict=True)

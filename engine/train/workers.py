@@ -26,7 +26,6 @@ import time
 import traceback
 import weakref
 from dataclasses import dataclass
-from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
@@ -42,8 +41,10 @@ _KEYS = ("inputs", "targets", "masks", "priority")
 
 
 def default_workers() -> int:
-    """Leave two cores to the training step and the engine; at least one worker."""
-    return max(1, (os.cpu_count() or 1) - 2)
+    """Leave two cores to the training step and the engine; at least one worker. Under torchrun the
+    processes on one machine share its cores (LOCAL_WORLD_SIZE of them), so each takes its part."""
+    per_machine = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, ((os.cpu_count() or 1) - 2) // per_machine)
 
 
 @dataclass(frozen=True)

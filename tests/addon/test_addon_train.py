@@ -103,7 +103,5 @@ def test_training_panel_against_the_engine(run_scenario, tmp_path):
     assert out["export_sent"] == ["job.start", {"kind": "export_dfm", "params": {
         "model": "m", "output": str(tmp_path / "m.dfm")}}]
     [(state, result, error)] = out["exported"]
-    if error and "engine.models.dfm" in error.get("message", ""):
-        pytest.skip("this engine cannot export .dfm yet")
     assert state == "done", error
     assert (tmp_path / "m.dfm").stat().st_size > 1000 and result["output"] == str(tmp_path / "m.dfm")

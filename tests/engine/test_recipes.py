@@ -54,7 +54,7 @@ def test_importing_a_missing_folder_is_not_found(runner, tmp_path):
 
 
 def test_training_samples_bring_drawn_masks_and_the_hull_elsewhere(runner, portrait_clips):
-    from engine.recipes import load_samples
+    from engine.recipes_train import load_samples
 
     ws, r = runner
     job = _wait(r, "extract", {"video": str(portrait_clips["hopper"]), "faceset": "src", "size": 128, "frame_end": 3})
@@ -72,7 +72,7 @@ def test_training_samples_bring_drawn_masks_and_the_hull_elsewhere(runner, portr
 
 
 def test_training_samples_carry_each_faces_yaw(tmp_path, fill_faceset):
-    from engine.recipes import load_samples
+    from engine.recipes_train import load_samples
 
     ws = Workspace(tmp_path / "ws")
     faces = fill_faceset(ws, "f", frames=3, people=1)

@@ -125,7 +125,7 @@ def test_two_people_in_a_frame_are_both_stored_largest_first(tmp_path):
 
 
 def test_a_wider_faceset_feeds_a_narrower_model(tmp_path, portrait_clips):
-    from engine.recipes import load_samples
+    from engine.recipes_train import load_samples
 
     ws = Workspace(tmp_path)
     clip = str(portrait_clips["hopper"])

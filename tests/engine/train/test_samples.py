@@ -7,23 +7,8 @@ import torch
 
 from engine.geometry.align import face_type, template_points
 from engine.geometry.hull import feather, hull_mask
+from engine.train.bench import synthetic_faces
 from engine.train.samples import Augmentation, Batch, BatchSampler, FaceSamples, prepare
-
-
-def synthetic_faces(n: int, size: int = 64, seed: int = 0) -> FaceSamples:
-    """Cartoon faces drawn on their own jittered 68-point landmarks."""
-    rng = np.random.default_rng(seed)
-    images, landmarks = [], []
-    for _ in range(n):
-        lm = template_points(size, face_type("full")) + rng.normal(0, size / 100, (68, 2))
-        img = np.full((size, size, 3), rng.integers(40, 90, 3), np.uint8)
-        cv2.fillPoly(img, [cv2.convexHull(lm[:27].astype(np.int32))], (90, 140, 200))
-        for eye in (lm[36:42], lm[42:48]):
-            cv2.circle(img, tuple(int(v) for v in eye.mean(0)), max(1, size // 24), (30, 30, 30), -1)
-        cv2.polylines(img, [lm[48:60].astype(np.int32)], True, (40, 40, 160), max(1, size // 40))
-        images.append(img)
-        landmarks.append(lm)
-    return FaceSamples(np.stack(images), np.stack(landmarks).astype(np.float32))
 
 
 def test_faceset_checks_its_arrays():
@@ -143,14 +128,17 @@ def test_grayscale_batches_have_one_channel():
     assert b.inputs.shape == b.targets.shape == (3, 1, 16, 16) and b.masks.shape == (3, 1, 16, 16)
 
 
-def test_hsv_jitter_recolours_input_and_target_alike():
+def test_hsv_jitter_recolours_the_input_only():
     faces = synthetic_faces(2)
     plain = BatchSampler(faces, 16, STILL, seed=0).sample(8)
-    jitter = BatchSampler(faces, 16, Augmentation(rotation_deg=0, scale=0, shift=0, flip=False, random_warp=False,
-                                                  hsv_jitter=0.2), seed=0).sample(8)
-    assert torch.equal(jitter.inputs, jitter.targets)
-    assert (jitter.targets - plain.targets).abs().amax(dim=(1, 2, 3)).min() > 0.02
-    assert torch.equal(jitter.masks, plain.masks)
+    for grayscale in (False, True):
+        jitter = BatchSampler(faces, 16, Augmentation(rotation_deg=0, scale=0, shift=0, flip=False,
+                                                      random_warp=False, hsv_jitter=0.2),
+                              seed=0, grayscale=grayscale).sample(8)
+        if not grayscale:  # the target keeps the true colours; the input's are shifted
+            assert torch.equal(jitter.targets, plain.targets)
+            assert torch.equal(jitter.masks, plain.masks)
+        assert (jitter.inputs - jitter.targets).abs().amax(dim=(1, 2, 3)).min() > 0.02
 
 
 def test_colour_transfer_takes_on_the_reference_colours():
@@ -183,3 +171,9 @@ def test_uniform_yaw_makes_rare_poses_as_common_as_frequent_ones():
     assert np.isin(plain, [0, 1]).mean() == pytest.approx(0.1, abs=0.01)
     with pytest.raises(ValueError):
         FaceSamples(faces.images, faces.landmarks, yaws=yaws[:3])
+
+
+def test_without_warp_or_jitter_the_input_is_the_target():
+    for grayscale in (False, True):
+        b = BatchSampler(synthetic_faces(5), 16, STILL, seed=0, grayscale=grayscale).sample(6)
+        assert torch.equal(b.inputs, b.targets)

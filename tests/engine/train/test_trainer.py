@@ -59,7 +59,7 @@ def test_augmentation_per_side():
     s = settings(random_flip_src=False, random_hsv=0.05, uniform_yaw=True, random_warp=False)
     src, dst = s.augmentation("src"), s.augmentation("dst")
     assert not src.flip and dst.flip and not src.random_warp and src.hsv_jitter == 0.05
-    assert src.uniform_yaw and not dst.uniform_yaw
+    assert src.uniform_yaw and dst.uniform_yaw  # both sides, as DeepFaceLab does
     with pytest.raises(ValueError):
         s.augmentation("both")
 
@@ -103,15 +103,22 @@ def test_save_and_load_restore_optimizer_and_discriminators(tmp_path):
     t.save(tmp_path, {"iteration": 1})
     assert (tmp_path / DISCRIMINATORS_FILE).is_file()
     u = Trainer(s, CPU, model=t.model)
-    u.load(tmp_path, {"optimizer": "adam"})
+    u.load(tmp_path, {"optimizer": "adam", "iteration": 1})
     for a, b in zip(t.discriminators(), u.discriminators()):
         assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     ta, ua = t.d_optimizers["patch"].state_dict()["state"], u.d_optimizers["patch"].state_dict()["state"]
     assert torch.equal(ta[0]["exp_avg"], ua[0]["exp_avg"])
     # resumed in the warp phase, the discriminators are kept for later
     w = Trainer(dataclasses.replace(s, phase="warp"), CPU, model=t.model)
-    w.load(tmp_path, {"optimizer": "adam"})
+    w.load(tmp_path, {"optimizer": "adam", "iteration": 1})
     assert w.patch_d is not None
+    # discriminators saved with another iteration than the model (a kill between the two files'
+    # writes) are not taken: they start afresh
+    stale = Trainer(dataclasses.replace(s, phase="warp"), CPU, model=t.model)
+    stale.load(tmp_path, {"optimizer": "adam", "iteration": 2})
+    assert stale.patch_d is None  # not brought back; true face's is built afresh (its power is set)
+    fresh, saved = stale.discriminators()[0].state_dict(), t.discriminators()[1].state_dict()
+    assert not all(torch.equal(fresh[k], saved[k]) for k in saved)
 
 
 def test_memory_check_refuses_an_impossible_batch(monkeypatch):

@@ -11,7 +11,7 @@ from engine.errors import EngineError
 from engine.train.samples import Augmentation
 from engine.train.workers import BatchStream, default_workers
 
-from .test_samples import synthetic_faces
+from engine.train.bench import synthetic_faces
 
 SRC, DST = synthetic_faces(4, 32, seed=0), synthetic_faces(3, 32, seed=1)
 AUG = Augmentation()
