@@ -53,23 +53,30 @@ def load_samples(ws: Workspace, faceset: str, face_type: str | None = None, max_
         img = cv2.imread(str(r.image))
         if img is None:
             continue  # a face file deleted by hand is skipped, not fatal
-        try:
-            m = recrop_transform(r.transform, stored, fs["face_type"], r.landmarks68, size, kind, r.yaw)
+        try:  # the re-cut at the stored size, then shrunk: warpAffine has no area filter, and
+            # shrinking 512 -> 64 inside it would alias (a 64 px model trained on it learns the aliasing)
+            m = recrop_transform(r.transform, stored, fs["face_type"], r.landmarks68, stored, kind, r.yaw)
         except ValueError as exc:
             raise EngineError("bad_request", str(exc)) from None
-        img = cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_AREA if size < stored else cv2.INTER_CUBIC,
-                             borderMode=cv2.BORDER_REPLICATE)
-        images.append(img)
+        images.append(_shrink(cv2.warpAffine(img, m, (stored, stored), flags=cv2.INTER_CUBIC,
+                                             borderMode=cv2.BORDER_REPLICATE), size))
         yaws.append(float(r.yaw))
         if masked:
             mask = np.round(ws.masks.mask_of(r, stored)[0] * 255).astype(np.uint8)
-            masks.append(cv2.warpAffine(mask, m, (size, size), flags=cv2.INTER_LINEAR))
-        # crop -> crop after frame -> crop: the landmarks land where the narrow crop has them
-        landmarks.append(transform_points(m, transform_points(r.transform, r.landmarks68)).astype(np.float32))
+            masks.append(_shrink(cv2.warpAffine(mask, m, (stored, stored), flags=cv2.INTER_LINEAR), size))
+        # crop -> frame -> re-cut crop -> shrunk (resize maps pixel centres: x -> (x + 0.5) * s - 0.5)
+        points = transform_points(m, transform_points(r.transform, r.landmarks68))
+        landmarks.append(((points + 0.5) * (size / stored) - 0.5).astype(np.float32))
     if not images:
         raise EngineError("not_found", f"the face images of faceset {faceset!r} are missing from {ws.root}")
     return FaceSamples(images=np.stack(images), landmarks=np.stack(landmarks),
                        masks=np.stack(masks) if masked else None, yaws=np.asarray(yaws, np.float32))
+
+
+def _shrink(image: np.ndarray, size: int) -> np.ndarray:
+    if image.shape[0] == size:
+        return image
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def train_settings(params: dict, pretrain: bool = False):

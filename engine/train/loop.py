@@ -121,6 +121,8 @@ def train_pair(source: FaceSamples, destination: FaceSamples | None, model_dir: 
             elif kind == "pause" and not paused:
                 save()
                 paused = True
+                if main:  # the iteration it stopped at, not the last periodic report's
+                    report(progress(), f"paused at iteration {iteration}", {"iteration": iteration, "paused": True})
                 set_paused(True)
             elif kind == "resume" and paused:
                 paused = plateau_reached = False
