@@ -102,7 +102,11 @@ def _random_batch(settings: TrainSettings, gen: torch.Generator) -> Batch:
     c = 1 if settings.grayscale else 3
     shape = (settings.batch_size, c, settings.resolution, settings.resolution)
     mask_shape = (settings.batch_size, 1, settings.resolution, settings.resolution)
-    return Batch(torch.rand(shape, generator=gen), torch.rand(shape, generator=gen),
+    # channels_last, as BatchStream's batches are (NHWC memory viewed as NCHW): a plain NCHW batch
+    # makes the first convolution and its backward reorder the layout, ~11% of a 64 px step
+    fmt = torch.channels_last
+    return Batch(torch.rand(shape, generator=gen).contiguous(memory_format=fmt),
+                 torch.rand(shape, generator=gen).contiguous(memory_format=fmt),
                  (torch.rand(mask_shape, generator=gen) > 0.5).float(), (torch.rand(mask_shape, generator=gen) > 0.8).float())
 
 
