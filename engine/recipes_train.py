@@ -58,12 +58,16 @@ def load_samples(ws: Workspace, faceset: str, face_type: str | None = None, max_
             m = recrop_transform(r.transform, stored, fs["face_type"], r.landmarks68, stored, kind, r.yaw)
         except ValueError as exc:
             raise EngineError("bad_request", str(exc)) from None
-        images.append(_shrink(cv2.warpAffine(img, m, (stored, stored), flags=cv2.INTER_CUBIC,
-                                             borderMode=cv2.BORDER_REPLICATE), size))
+        same = np.allclose(m, IDENTITY)  # the faceset's own face type: nothing to re-cut
+        if not same:
+            img = cv2.warpAffine(img, m, (stored, stored), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        images.append(_shrink(img, size))
         yaws.append(float(r.yaw))
         if masked:
             mask = np.round(ws.masks.mask_of(r, stored)[0] * 255).astype(np.uint8)
-            masks.append(_shrink(cv2.warpAffine(mask, m, (stored, stored), flags=cv2.INTER_LINEAR), size))
+            if not same:
+                mask = cv2.warpAffine(mask, m, (stored, stored), flags=cv2.INTER_LINEAR)
+            masks.append(_shrink(mask, size))
         # crop -> frame -> re-cut crop -> shrunk (resize maps pixel centres: x -> (x + 0.5) * s - 0.5)
         points = transform_points(m, transform_points(r.transform, r.landmarks68))
         landmarks.append(((points + 0.5) * (size / stored) - 0.5).astype(np.float32))
@@ -71,6 +75,9 @@ def load_samples(ws: Workspace, faceset: str, face_type: str | None = None, max_
         raise EngineError("not_found", f"the face images of faceset {faceset!r} are missing from {ws.root}")
     return FaceSamples(images=np.stack(images), landmarks=np.stack(landmarks),
                        masks=np.stack(masks) if masked else None, yaws=np.asarray(yaws, np.float32))
+
+
+IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
 
 def _shrink(image: np.ndarray, size: int) -> np.ndarray:

@@ -97,22 +97,15 @@ def structure_loss(pred: Tensor, target: Tensor, ms_ssim: bool = False) -> Tenso
     return DSSIM_WEIGHT / 2 * (dssim(pred, target, k) + dssim(pred, target, dssim_kernel_size(res, 23.2)))
 
 
-def face_loss(pred: Tensor, target: Tensor, mask: Tensor | None, kernel_size: int | None = None,
-              ms_ssim: bool = False) -> Tensor:
-    """Reconstruction loss per sample (N,); with a mask, only the face inside it counts.
-
-    `kernel_size` forces one DSSIM window (older callers); None picks them from the resolution.
-    """
+def face_loss(pred: Tensor, target: Tensor, mask: Tensor | None, ms_ssim: bool = False) -> Tensor:
+    """Reconstruction loss per sample (N,); with a mask, only the face inside it counts. The DSSIM
+    windows follow from the image's resolution (structure_loss)."""
     pred, target = pred.float(), target.float()
     if mask is not None:
         # multiplying both sides (not just the error) keeps DSSIM's windows from seeing background
         mask = mask.float()
         pred, target = pred * mask, target * mask
-    if kernel_size is not None and not ms_ssim:
-        structure = DSSIM_WEIGHT * dssim(pred, target, kernel_size)
-    else:
-        structure = structure_loss(pred, target, ms_ssim)
-    return structure + MSE_WEIGHT * ((pred - target) ** 2).mean(dim=(1, 2, 3))
+    return structure_loss(pred, target, ms_ssim) + MSE_WEIGHT * ((pred - target) ** 2).mean(dim=(1, 2, 3))
 
 
 def mask_loss(pred_mask: Tensor, target_mask: Tensor) -> Tensor:

@@ -30,6 +30,7 @@ from engine.train.losses import (background_style_loss, face_loss, face_style_lo
                                  gan_generator_loss, mask_loss, priority_loss)
 from engine.train.optimizers import LrDropout, clip_gradients, make_optimizer, set_learning_rate
 from engine.train.phases import effective
+from engine.train.samples import Batch
 from engine.train.settings import PHASES, TrainSettings
 
 log = logging.getLogger(__name__)
@@ -69,15 +70,7 @@ class PairNet(nn.Module):
                        out.src_code, out.dst_code)
 
 
-def _unpack(batch: Any) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-    """(inputs, targets, masks, priority) of a Batch (priority None from a 3-tuple)."""
-    inputs, targets, masks, *rest = batch
-    return inputs, targets, masks, (rest[0] if rest else None)
-
-
-def _on(t: Tensor | None, device: torch.device) -> Tensor | None:
-    if t is None:
-        return None
+def _on(t: Tensor, device: torch.device) -> Tensor:
     return t.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
 
@@ -160,24 +153,24 @@ class Trainer:
 
     # -- the step --------------------------------------------------------------------------------
 
-    def step(self, src: Any, dst: Any) -> dict[str, float]:
+    def step(self, src: Batch, dst: Batch) -> dict[str, float]:
         """One training step on a source and a destination Batch; returns the step's losses.
 
         "src_loss" and "dst_loss" are the reconstruction losses (face, mask, eyes and mouth) the
         graph and the phase detector follow; the adversarial and style terms are reported apart.
         """
         s = self.run
-        src_in, src_t, src_m, src_p = (_on(t, self.device) for t in _unpack(src))
-        dst_in, dst_t, dst_m, dst_p = (_on(t, self.device) for t in _unpack(dst))
+        src_in, src_t, src_m, src_p = (_on(t, self.device) for t in src)
+        dst_in, dst_t, dst_m, dst_p = (_on(t, self.device) for t in dst)
         swap = s.face_style_power > 0 or s.bg_style_power > 0
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             # both identities through the shared encoder in one batch: same result, fewer, larger kernels
             out: Outputs = self.net(src_in, dst_in, swap)
 
         # the losses run in fp32 (every loss function casts): bf16 sums over a face lose the small errors
-        def reconstruction(pred: Tensor, pred_mask: Tensor, target: Tensor, mask: Tensor, prio: Tensor | None) -> Tensor:
+        def reconstruction(pred: Tensor, pred_mask: Tensor, target: Tensor, mask: Tensor, prio: Tensor) -> Tensor:
             loss = face_loss(pred, target, mask if s.masked else None, ms_ssim=s.ms_ssim) + mask_loss(pred_mask, mask)
-            if s.eyes_mouth_priority and prio is not None:
+            if s.eyes_mouth_priority:
                 loss = loss + priority_loss(pred, target, prio)
             return loss.mean()
 
@@ -243,10 +236,10 @@ class Trainer:
     # -- preview ---------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def preview(self, src: Any, dst: Any) -> tuple[list[np.ndarray], list[str]]:
+    def preview(self, src: Batch, dst: Batch) -> tuple[list[np.ndarray], list[str]]:
         """Columns for the preview grid: source, its reconstruction, destination, its reconstruction, swap."""
-        src_t = _on(_unpack(src)[1], self.device)
-        dst_t = _on(_unpack(dst)[1], self.device)
+        src_t = _on(src.targets, self.device)
+        dst_t = _on(dst.targets, self.device)
         self.model.eval()
         try:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):

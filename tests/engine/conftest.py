@@ -1,9 +1,12 @@
 """Fixtures shared by the engine's tests: a faceset of synthetic faces in a real workspace catalog."""
 
+import time
+
 import cv2
 import numpy as np
 import pytest
 
+from engine.errors import Cancelled
 from engine.facesets import FaceRecord
 from engine.geometry.align import FACE_TYPES, align_transform, template_points
 from engine.workspace import Workspace
@@ -39,3 +42,32 @@ def _fill(ws: Workspace, name: str = "f", frames: int = 5, people: int = 2) -> l
 def fill_faceset():
     """fill_faceset(ws, name="f", frames=5, people=2) -> the faces of a new synthetic faceset."""
     return _fill
+
+
+# the commands that end obedient_stage's job: the tests' ways to finish it
+ENDING_COMMANDS = ("finish", "backup", "whatever")
+
+
+def _obedient_stage(ws, params, ctx):
+    """A stage that takes commands the way training does (pause and resume change the job's state),
+    reports with training's stats while it runs, and returns the commands it saw."""
+    seen, paused = [], False
+    while True:
+        for command in ctx.commands():
+            seen.append(command)
+            if command["command"] in ("pause", "resume"):
+                paused = command["command"] == "pause"
+                ctx.set_paused(paused)
+            if command["command"] in ENDING_COMMANDS:
+                return {"seen": seen}
+        if ctx.should_stop():
+            raise Cancelled()
+        if not paused:
+            ctx.report(0.5, "working", {"eta_s": 12.0, "iteration": 7, "preview_version": 2, "paused": False})
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def obedient_stage():
+    """The stage function above, for JobRunners built by the tests of jobs and training ops."""
+    return _obedient_stage

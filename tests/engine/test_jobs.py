@@ -109,29 +109,10 @@ def test_engine_errors_survive_pickling():
     assert isinstance(cancelled, Cancelled) and cancelled.code == "cancelled"
 
 
-def _obedient(ws, params, ctx):
-    """A stage that follows commands the way training does: pause, resume, echo the rest, stop."""
-    seen = []
-    paused = False
-    while True:
-        for command in ctx.commands():
-            seen.append(command)
-            if command["command"] in ("pause", "resume"):
-                paused = command["command"] == "pause"
-                ctx.set_paused(paused)
-            if command["command"] == "finish":
-                return {"seen": seen}
-        if ctx.should_stop():
-            raise Cancelled()
-        if not paused:
-            ctx.report(0.5, "working", {"eta_s": 12.0})
-        time.sleep(0.01)
-
-
 @pytest.fixture
-def obedient(tmp_path):
+def obedient(tmp_path, obedient_stage):
     events = []
-    r = JobRunner(Workspace(tmp_path), {"obey": _obedient, "quick": _quick}, events.append)
+    r = JobRunner(Workspace(tmp_path), {"obey": obedient_stage, "quick": _quick}, events.append)
     r.events = events
     yield r
     r.shutdown()

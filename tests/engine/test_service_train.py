@@ -13,27 +13,10 @@ from engine.train.preview import write_png
 from engine.workspace import Workspace
 
 
-def _fake_training(ws, params, ctx):
-    """Obeys commands as the training loop does, without a model."""
-    seen, paused = [], False
-    while True:
-        for command in ctx.commands():
-            seen.append(command)
-            if command["command"] in ("pause", "resume"):
-                paused = command["command"] == "pause"
-                ctx.set_paused(paused)
-        if ctx.should_stop():
-            raise Cancelled()
-        if seen and seen[-1]["command"] in ("backup", "whatever"):  # the tests' way to end the job
-            return {"seen": seen}
-        ctx.report(0.1, "training", {"iteration": 7, "preview_version": 2, "paused": paused})
-        time.sleep(0.01)
-
-
 @pytest.fixture
-def service(tmp_path):
+def service(tmp_path, obedient_stage):
     ws = Workspace(tmp_path / "ws")
-    runner = JobRunner(ws, {"train": _fake_training, "pretrain": _fake_training, "extract": _fake_training})
+    runner = JobRunner(ws, {"train": obedient_stage, "pretrain": obedient_stage, "extract": obedient_stage})
     yield ws, runner, lambda op, **args: TRAIN_OPS[op](ws, args, runner)
     runner.shutdown()
 
