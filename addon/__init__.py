@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import bpy
 
-from . import (faceset_operators, mask_operators, mask_panels, matte_operators, operators, panels, preferences,
-               properties, sync, train_operators, train_panels)
+from . import (faceset_operators, mask_operators, mask_panels, matte_operators, merge_operators, merge_panels,
+               merge_settings, operators, panels, preferences, properties, render_operators, render_settings, sync,
+               train_operators, train_panels)
 
 # The mask panels sit between the Faceset and the Train panels (sidebar order is registration order).
 _AT = panels.classes.index(panels.SEQUENCER_PT_swapline_faceset) + 1
 _CLASSES = (*preferences.classes, *operators.classes, *faceset_operators.classes, *mask_operators.classes,
-            *matte_operators.classes, *train_operators.classes,
+            *matte_operators.classes, *train_operators.classes, *merge_operators.classes,
+            *render_operators.classes,
             *panels.classes[:_AT], *mask_panels.classes, *panels.classes[_AT:],
-            *train_panels.classes)  # the Train panel's option sub-panels, after their parent
+            *train_panels.classes,  # the Train panel's option sub-panels, after their parent
+            *merge_panels.classes)  # the merge and render panels, after Train
 
 
 def register() -> None:
     properties.register()
+    merge_settings.register()
+    render_settings.register()
     for cls in _CLASSES:
         bpy.utils.register_class(cls)
     sync.register()
@@ -27,4 +32,6 @@ def unregister() -> None:
     sync.unregister()
     for cls in reversed(_CLASSES):
         bpy.utils.unregister_class(cls)
+    render_settings.unregister()
+    merge_settings.unregister()
     properties.unregister()

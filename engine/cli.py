@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .cli_masks import add_mask_parser, run_mask
+from .cli_merge import add_merge_parser, run_merge
 from .cli_train import add_train_parser, run_train
 from .errors import EngineError
 
@@ -198,14 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_parser(sub)
 
-    m = sub.add_parser("merge", help="merge the swapped face into every frame of a video")
-    m.add_argument("--workspace", required=True)
-    m.add_argument("--model", required=True)
-    m.add_argument("--video", required=True)
-    m.add_argument("--faceset", required=True)
-    m.add_argument("--start", type=int, default=0)
-    m.add_argument("--end", type=int, default=None)
-    m.add_argument("--output")
+    add_merge_parser(sub)
 
     b = sub.add_parser("bench", help="run benchmarks and print medians against a reference")
     b.add_argument("name", nargs="?", default="all")
@@ -229,9 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("train", "export-dfm"):
             return run_train(args)
         if args.command == "merge":
-            return run_job(args.workspace, "merge", {
-                "model": args.model, "video": str(Path(args.video).resolve()), "faceset": args.faceset,
-                "frame_start": args.start, "frame_end": args.end, "output": args.output})
+            return run_merge(args)
         if args.command == "bench":
             from .bench import run_benchmarks
 

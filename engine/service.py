@@ -17,6 +17,7 @@ from .jobs import JobRunner
 from .recipes import STAGES
 from .service_args import arg as _arg, ints as _ints
 from .service_masks import MASK_OPS
+from .service_merge import MERGE_OPS
 from .service_train import TRAIN_OPS
 from .workspace import Workspace
 
@@ -79,6 +80,8 @@ class EngineService:
                 return MASK_OPS[op](self.workspace, args)
             if op in TRAIN_OPS:
                 return TRAIN_OPS[op](self.workspace, args, self.jobs)
+            if op in MERGE_OPS:
+                return MERGE_OPS[op](self, args)
         except EngineError as exc:
             raise BridgeError(exc.code, exc.message) from None
         raise BridgeError("unknown_op", f"this engine has no operation {op!r}")

@@ -1,0 +1,13 @@
+"""Blender layer: (issue 6, being written)."""
+
+from __future__ import annotations
+
+classes = ()
+
+
+def register() -> None:
+    pass
+
+
+def unregister() -> None:
+    pass
