@@ -16,19 +16,12 @@ import numpy as np
 
 from engine.errors import Cancelled, EngineError
 from engine.files import sync_folder_of
-from engine.masks.learn import Segmenter
 from engine.media.encode import write_image
 from engine.models.checkpoint import has_checkpoint
+from engine.models.segmenter import Segmenter, mask_model_dir  # noqa: F401 (mask_model_dir: the recipes' too)
 from engine.workspace import Workspace
 
 BATCH = 16
-
-
-def mask_model_dir(ws: Workspace, model: str) -> Path:
-    """Where a workspace keeps the mask model `model`."""
-    if not model or "/" in model or "\\" in model or model.startswith("."):
-        raise EngineError("bad_request", f"mask model name {model!r} must be a plain name")
-    return ws.root / "mask_models" / model
 
 
 def apply_segmenter(ws: Workspace, model: str, faceset: str, report: Callable[[float, str, dict], None],

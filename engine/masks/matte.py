@@ -25,6 +25,7 @@ from ..facesets import FaceRecord
 from ..files import sync_folder_of
 from ..geometry.align import compose, invert
 from ..geometry.mask_shape import MaskShape, shape_mask
+from ..geometry.steady import steady_transforms
 from ..media.decode import frame_range, probe
 from ..media.encode import write_image
 from ..workspace import Workspace
@@ -101,49 +102,6 @@ class _TrackSmoother:
             if exclude is not None:  # a neighbour without this frame's exclusion must not bring it back
                 mask = np.minimum(mask, 1.0 - exclude)
         return face, mask
-
-
-def steady_transforms(faces: list[FaceRecord], sigma: float) -> dict[tuple[int, int], np.ndarray]:
-    """Each face's frame -> crop transform averaged over its track's neighbours (a centred
-    Gaussian of `sigma` frames, within runs of consecutive frames), by (track, frame).
-
-    Landmarks wobble a little from frame to frame and the alignment with them, so a mask carried
-    into the frame by the raw transform shimmers even when its shape in the crop is steady.
-    The averaged transform follows the head's real motion (centred: no lag) without the wobble.
-    """
-    out: dict[tuple[int, int], np.ndarray] = {}
-    by_track: dict[int, list[FaceRecord]] = defaultdict(list)
-    for f in faces:
-        by_track[f.track].append(f)
-    radius = int(math.ceil(3 * sigma))
-    for track in by_track.values():
-        track.sort(key=lambda f: f.frame)
-        runs, run = [], [track[0]]
-        for f in track[1:]:
-            if f.frame != run[-1].frame + 1:
-                runs.append(run)
-                run = []
-            run.append(f)
-        runs.append(run)
-        for run in runs:
-            ms = np.stack([f.transform for f in run]).reshape(len(run), 6)
-            for i, f in enumerate(run):
-                lo, hi = max(0, i - radius), min(len(run), i + radius + 1)
-                out[(f.track, f.frame)] = _local_line(ms[lo:hi], np.arange(lo, hi) - i, sigma).reshape(2, 3)
-    return out
-
-
-def _local_line(values: np.ndarray, x: np.ndarray, sigma: float) -> np.ndarray:
-    """The value at x = 0 of a Gaussian-weighted straight-line fit: inside a run this is the
-    weighted mean; at a run's ends, where the window is one-sided, the slope keeps a moving face's
-    transform from lagging behind it. Similarity matrices combine linearly into a similarity."""
-    w = np.exp(-0.5 * (x / sigma) ** 2)
-    s0, s1, s2 = w.sum(), (w * x).sum(), (w * x * x).sum()
-    t0, t1 = w @ values, (w * x) @ values
-    det = s0 * s2 - s1 * s1
-    if len(x) < 3 or det <= 1e-9 * s0 * s0:
-        return t0 / s0
-    return (t0 * s2 - t1 * s1) / det
 
 
 def _into(m: np.ndarray | None, crop_to_crop: np.ndarray) -> np.ndarray | None:

@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 
 from engine.geometry.align import transform_points
-from engine.masks.learn import SegTrainSettings, Segmenter, train_segmenter
+from engine.masks.learn import SegTrainSettings, train_segmenter
+from engine.models.segmenter import Segmenter
 from engine.masks.occlusion import iou, occlude, skin_colour
 from engine.workspace import Workspace
 

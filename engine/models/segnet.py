@@ -1,4 +1,4 @@
-"""Masks stage: the face segmentation network (a small U-Net over aligned crops) and its config.
+"""Shared piece: the face segmentation network (a small U-Net over aligned crops) and its config.
 
 The input is an aligned face crop, BGR in 0..1, (B,3,R,R); the output is one logit per pixel,
 (B,1,R,R): positive where the pixel belongs to the face (inside the drawn label), negative on hair,

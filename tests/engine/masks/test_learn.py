@@ -8,7 +8,8 @@ import pytest
 import safetensors
 
 from engine.errors import Cancelled, EngineError
-from engine.masks.learn import Segmenter, SegTrainSettings, train_segmenter
+from engine.masks.learn import SegTrainSettings, train_segmenter
+from engine.models.segmenter import Segmenter
 from engine.masks.occlusion import iou
 from engine.models.checkpoint import checkpoint_path
 

@@ -1,9 +1,9 @@
-"""Tests for engine.masks.segnet: the segmentation U-Net and its strict config."""
+"""Tests for engine.models.segnet: the segmentation U-Net and its strict config."""
 
 import pytest
 import torch
 
-from engine.masks.segnet import SegNet, SegNetConfig
+from engine.models.segnet import SegNet, SegNetConfig
 
 
 def test_logits_have_the_input_resolution():
