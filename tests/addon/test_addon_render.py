@@ -1,0 +1,79 @@
+"""Render Edit through real bpy: Blender's sequencer render writes the files, the test reads them back
+(PyAV for the movie's streams and container tags, PIL for PNG text chunks, the EXR header's bytes)."""
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+from engine.media.encode import write_video
+
+FRAMES, FPS, RATE = 12, 30, 48000
+
+
+def _clip_with_audio(path: Path) -> Path:
+    frames = [np.full((48, 64, 3), (20 * i) % 256, np.uint8) for i in range(FRAMES)]
+    t = np.arange(int(RATE * FRAMES / FPS)) / RATE
+    return write_video(path, frames, FPS, audio=(0.4 * np.sin(2 * np.pi * 440 * t)).astype(np.float32),
+                       sample_rate=RATE)
+
+
+def _sidecar(output: str) -> dict:
+    return json.loads(Path(f"{output}.swapline.json").read_text())
+
+
+def test_render_edit_formats_tags_and_sidecar(run_scenario, tmp_path):
+    clip = _clip_with_audio(tmp_path / "clip.mp4")
+    folder = tmp_path / "renders"
+    out = run_scenario("render_edit", clip, folder, timeout=240)
+    assert "Save the .blend first" in out["unsaved"]
+    assert "Nothing to render" in out["empty"]
+    for name in ("h264", "prores", "png", "png_label", "exr"):
+        assert out[name]["result"] == ["FINISHED"], (name, out[name]["error"])
+        assert out[name]["after"] == out["before"], f"{name}: the user's render settings come back"
+
+    # H.264 MP4 with the edit's audio, named as asked, tagged in the container
+    mp4 = out["h264"]["output"]
+    assert mp4 == str(folder / "edit.mp4")
+    with av.open(mp4) as container:
+        kinds = {s.type: s.codec_context.name for s in container.streams}
+        tags = dict(container.metadata)
+        frames = sum(1 for _ in container.decode(video=0))
+    assert kinds == {"video": "h264", "audio": "aac"}
+    assert frames == FRAMES
+    assert "synthetic faces" in tags["comment"] and "Swapline 0.1.0" in tags["comment"]
+    assert tags["synthetic_faces"] == "yes" and tags["swapline_version"] == "0.1.0"
+    side = _sidecar(mp4)
+    assert side["synthetic_faces"] is True and side["tool"] == "Swapline" and side["version"] == "0.1.0"
+    assert side["date"] == tags["swapline_date"] and side["container_tags"] is True
+    assert side["frames"] == [1, FRAMES] and side["format"] == "H.264 MP4"
+    assert {s["name"] for s in side["strips"]} == {"Shot", "Sound", "Shot swap"}, "muted strips are not used"
+    assert side["models"] == [{"name": "tiny", "workspace": side["models"][0]["workspace"]}]
+    assert not list(folder.glob("edit0*.mp4")), "Blender's frame-range name is moved to the asked one"
+
+    mov = out["prores"]["output"]
+    assert mov.endswith("edit_prores.mov")
+    with av.open(mov) as container:
+        assert {s.type: s.codec_context.name for s in container.streams} == {"video": "prores", "audio": "aac"}
+        assert "Swapline" in container.metadata["comment"]
+
+    # PNG: Blender's own stamp metadata carries the Note; the label burns in
+    plain, labelled = Path(out["png"]["output"]), Path(out["png_label"]["output"])
+    files = sorted(plain.glob("*.png"))
+    assert len(files) == FRAMES and _sidecar(str(plain))["files"] == [f.name for f in files]
+    note = Image.open(files[0]).text["Note"]
+    assert note.startswith("Contains synthetic faces") and "Swapline 0.1.0" in note
+    with_label = sorted(labelled.glob("*.png"))
+    label = Image.open(with_label[0]).text["Note"]
+    assert label.startswith("Synthetic face (Swapline)  |  Swapline 0.1.0, 20"), label
+    a = np.asarray(Image.open(files[5]).convert("RGB"), np.int16)
+    b = np.asarray(Image.open(with_label[5]).convert("RGB"), np.int16)
+    assert (np.abs(a - b).max(axis=2) > 10).mean() > 0.05, "the label is drawn on the picture"
+    assert _sidecar(str(labelled))["label"] == label and _sidecar(str(plain))["label"] is None
+
+    exr = sorted(Path(out["exr"]["output"]).glob("*.exr"))
+    assert len(exr) == FRAMES
+    assert exr[0].read_bytes()[:4] == b"\x76\x2f\x31\x01"
+    assert b"Note\0string" in exr[0].read_bytes()[:4096] and b"Swapline 0.1.0" in exr[0].read_bytes()[:4096]
