@@ -1,5 +1,86 @@
-"""Service layer: merge operations (issue 6, being written)."""
+"""Service layer: the live merge preview (`merge.preview`), answered at once from a warm session.
+
+A session (the shot's merger with its model, a frame cache) takes seconds to open and ~1 GB to keep, so the
+service keeps the two most recently used: the shot being tuned and the one before it (flipping
+between two shots of a scene stays warm). An evicted session is closed: its decode thread stops
+and its model is let go.
+"""
 
 from __future__ import annotations
 
-MERGE_OPS: dict = {}
+import threading
+from collections import OrderedDict
+
+from .errors import EngineError
+from .service_args import arg
+
+SESSIONS = 2
+
+
+class PreviewSessions:
+    """The service's open preview sessions, most recently used last; opening one is serialised so
+    two requests for a new shot do not load its model twice."""
+
+    def __init__(self, workspace, limit: int = SESSIONS) -> None:
+        self.workspace = workspace
+        self.limit = limit
+        self._sessions: OrderedDict[tuple[str, str, str], object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, model: str, video: str, faceset: str):
+        from .merge.preview import PreviewSession  # torch loads with the first preview
+
+        key = (model, video, faceset)
+        with self._lock:
+            session = self._sessions.get(key)
+            if session is not None:
+                self._sessions.move_to_end(key)
+                return session
+            session = PreviewSession(self.workspace, model, video, faceset)
+            self._sessions[key] = session
+            evicted = []
+            while len(self._sessions) > self.limit:
+                evicted.append(self._sessions.popitem(last=False)[1])
+        for old in evicted:  # a render in flight on it finishes first (it holds the session's lock)
+            old.close()
+        return session
+
+    def keys(self) -> list[tuple[str, str, str]]:
+        with self._lock:
+            return list(self._sessions)
+
+    def close(self) -> None:
+        with self._lock:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+        for session in sessions:
+            session.close()
+
+
+def _sessions(service) -> PreviewSessions:
+    # kept on the service object (one per engine); made on first use so service.py needs no change
+    sessions = getattr(service, "previews", None)
+    if sessions is None:
+        with _make_lock:
+            sessions = getattr(service, "previews", None)
+            if sessions is None:
+                sessions = service.previews = PreviewSessions(service.workspace)
+    return sessions
+
+
+_make_lock = threading.Lock()
+
+
+def merge_preview(service, args: dict) -> dict:
+    """{model, video, faceset, frame, settings} -> {frame, layer: PNG bytes, box, ms, cached}."""
+    model = arg(args, "model", str)
+    video = arg(args, "video", str)
+    faceset = arg(args, "faceset", str)
+    frame = arg(args, "frame", int)
+    settings = arg(args, "settings", dict, {}, optional=True)
+    if not model or "/" in model or "\\" in model or model in (".", ".."):
+        raise EngineError("bad_request", f"'model' must be a plain name, not {model!r}")
+    return _sessions(service).get(model, video, faceset).render(frame, settings)
+
+
+MERGE_OPS: dict = {"merge.preview": merge_preview}

@@ -1,0 +1,161 @@
+"""Live preview: a warm session per shot answers a frame's face layer as a sparse PNG, from a frame cache."""
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.errors import EngineError
+from engine.jobs import JobRunner
+from engine.media.decode import iter_frames, probe
+from engine.merge import preview
+from engine.merge.preview import FrameCache, PreviewSession
+from engine.recipes import STAGES
+from engine.workspace import Workspace
+
+TINY = {"resolution": 32, "ae_dims": 32, "e_dims": 8, "d_dims": 8, "d_mask_dims": 4, "batch_size": 4}
+
+
+def _run(runner, kind, params):
+    job = runner.wait(runner.submit(kind, params)["id"], timeout=300)
+    if job["state"] != "done":
+        raise EngineError(job["error"]["code"], job["error"]["message"])
+    return job["result"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, portrait_clips):
+    ws = Workspace(tmp_path_factory.mktemp("ws"))
+    runner = JobRunner(ws, STAGES)
+    _run(runner, "extract", {"video": str(portrait_clips["hopper"]), "faceset": "src", "size": 128})
+    _run(runner, "extract", {"video": str(portrait_clips["astronaut"]), "faceset": "dst", "size": 128})
+    _run(runner, "train", {"model": "m", "source": "src", "destination": "dst", "iterations": 8, **TINY})
+    yield ws
+    runner.shutdown()
+
+
+def _all_frames(clip):
+    return dict(iter_frames(clip))
+
+
+# Frame cache ------------------------------------------------------------------------------------
+
+def test_frame_cache_fills_in_the_background_with_exact_raw_frames(portrait_clips):
+    clip = portrait_clips["hopper"]
+    truth = _all_frames(clip)
+    cache = FrameCache(probe(clip), [2, 3, 5, 9])
+    assert cache.raw  # a short shot keeps raw frames
+    assert cache.filled.wait(30) and cache.error is None
+    assert len(cache) == 4
+    for i in (2, 3, 5, 9):
+        assert np.array_equal(cache.cached(i), truth[i])
+    assert cache.cached(4) is None  # not wanted: never decoded in the background
+    assert np.array_equal(cache.frame(4), truth[4])  # decoded directly when asked
+    assert np.array_equal(cache.cached(4), truth[4])  # and kept
+    cache.close()
+    assert len(cache) == 0
+
+
+def test_frame_cache_in_jpeg_is_close(portrait_clips):
+    clip = portrait_clips["astronaut"]
+    truth = _all_frames(clip)
+    cache = FrameCache(probe(clip), list(range(12)), raw=False)
+    # frames asked while the background decodes: exact when decoded on the side, JPEG'd when cached
+    for i in (11, 0, 7, 8, 3):
+        assert np.abs(cache.frame(i).astype(int) - truth[i]).mean() < 2
+    assert cache.filled.wait(30)
+    for i in range(12):
+        got = cache.cached(i)
+        assert got.shape == truth[i].shape
+        assert np.abs(got.astype(int) - truth[i]).mean() < 2  # JPEG q95: about a level
+    with pytest.raises(EngineError) as err:
+        cache.frame(12)
+    assert err.value.code == "bad_request"
+    cache.close()
+
+
+def test_direct_decode_seeks_and_reads_on_exactly(portrait_clips, monkeypatch):
+    clip = portrait_clips["hopper"]
+    truth = _all_frames(clip)
+    monkeypatch.setattr(preview, "SEEK_AHEAD", 2)
+    cache = FrameCache(probe(clip), [])  # nothing in the background: every frame is a direct decode
+    for i in (5, 6, 8, 1, 11, 0, 10):  # read on (6, 8), seek back (1, 0) and forward (11)
+        assert np.array_equal(cache.frame(i), truth[i]), i
+    cache.close()
+
+
+def test_the_cache_stops_at_its_budget(portrait_clips, monkeypatch):
+    clip = portrait_clips["hopper"]
+    info = probe(clip)
+    monkeypatch.setattr(preview, "RAW_BUDGET", 3 * info.width * info.height * 3)
+    cache = FrameCache(info, list(range(12)), raw=True)
+    assert cache.filled.wait(30)
+    assert len(cache) == 3  # the rest are decoded when asked, and not kept
+    cache.frame(10)
+    assert len(cache) == 3 and cache.cached(10) is None
+    cache.close()
+
+
+# Sessions ---------------------------------------------------------------------------------------
+
+def _alpha(png: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert image is not None and image.ndim == 3 and image.shape[2] == 4
+    return image
+
+
+def test_a_session_renders_the_face_layer_and_caches_it(trained, portrait_clips):
+    ws = trained
+    clip = portrait_clips["astronaut"]
+    info = probe(clip)
+    session = PreviewSession(ws, "m", str(clip), "dst")
+    try:
+        first = session.render(3, {})
+        assert first["frame"] == 3 and first["cached"] is False and first["ms"] > 0
+        layer = _alpha(first["layer"])
+        assert layer.shape[:2] == (info.height, info.width)
+        alpha = layer[..., 3]
+        assert alpha.max() == 255 or alpha.max() > 100
+        x0, y0, x1, y1 = first["box"]
+        assert 0 <= x0 < x1 <= info.width and 0 <= y0 < y1 <= info.height
+        assert not alpha[:y0].any() and not alpha[y1:].any() and not alpha[:, :x0].any() and not alpha[:, x1:].any()
+        face = next(f for f in ws.facesets.faces("dst") if f.frame == 3)
+        fx0, fy0, fx1, fy1 = (int(v) for v in face.box)
+        pad = (fx1 - fx0) // 2  # the feathered face stays within half a face-width of the detection box
+        ys, xs = np.nonzero(alpha)
+        assert xs.min() >= fx0 - pad and xs.max() < fx1 + pad and ys.min() >= fy0 - pad and ys.max() < fy1 + pad
+        assert alpha[(fy0 + fy1) // 2, (fx0 + fx1) // 2] > 200  # opaque in the middle of the face
+
+        again = session.render(3, {})
+        assert again["cached"] is True and again["layer"] == first["layer"] and again["box"] == first["box"]
+        changed = session.render(3, {"erode": 0.15})
+        assert changed["cached"] is False and changed["layer"] != first["layer"]
+        assert (_alpha(changed["layer"])[..., 3] > 0).sum() < (alpha > 0).sum()  # eroded: a smaller face
+        assert session.render(3, {})["cached"] is True  # the first settings are still cached
+        assert session.render(4, {})["cached"] is False
+    finally:
+        session.close()
+    with pytest.raises(EngineError) as err:
+        session.render(3, {})
+    assert err.value.code == "busy"
+
+
+def test_session_errors(trained, portrait_clips, tmp_path):
+    ws = trained
+    clip = str(portrait_clips["astronaut"])
+    for model, video, faceset, code in (("nope", clip, "dst", "not_found"),
+                                        ("m", str(tmp_path / "gone.mp4"), "dst", "not_found"),
+                                        ("m", clip, "nobody", "not_found"),
+                                        ("m", str(portrait_clips["hopper"]), "dst", "no_faces")):
+        with pytest.raises(EngineError) as err:
+            PreviewSession(ws, model, video, faceset)
+        assert err.value.code == code, (model, video, faceset)
+    session = PreviewSession(ws, "m", clip, "dst")
+    try:
+        for frame, settings, words in ((99, {}, "frame must be"), (-1, {}, "frame must be"),
+                                       (2, {"mode": "paint"}, "mode must be"), (2, {"smudge": 1}, "smudge"),
+                                       (2, "erode", "must be a map")):
+            with pytest.raises(EngineError) as err:
+                session.render(frame, settings)
+            assert err.value.code == "bad_request" and words in err.value.message
+    finally:
+        session.close()

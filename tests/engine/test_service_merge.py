@@ -1,0 +1,143 @@
+"""merge.preview: a real engine subprocess answers a frame's face layer as PNG bytes over the bridge."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from bridge import BridgeClient, BridgeError
+from engine.errors import EngineError
+from engine.jobs import JobRunner
+from engine.media.decode import probe
+from engine.recipes import STAGES
+from engine.service_merge import PreviewSessions, merge_preview
+from engine.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = {"resolution": 32, "ae_dims": 32, "e_dims": 8, "d_dims": 8, "d_mask_dims": 4, "batch_size": 4}
+
+
+def _run(runner, kind, params):
+    job = runner.wait(runner.submit(kind, params)["id"], timeout=300)
+    assert job["state"] == "done", job["error"]
+    return job["result"]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, portrait_clips):
+    """Two tiny models of one pair, trained in a workspace that is closed again for the engine to open."""
+    root = tmp_path_factory.mktemp("ws")
+    ws = Workspace(root)
+    runner = JobRunner(ws, STAGES)
+    _run(runner, "extract", {"video": str(portrait_clips["hopper"]), "faceset": "src", "size": 128})
+    _run(runner, "extract", {"video": str(portrait_clips["astronaut"]), "faceset": "dst", "size": 128})
+    for model in ("m", "m2"):
+        _run(runner, "train", {"model": model, "source": "src", "destination": "dst", "iterations": 4, **TINY})
+    runner.shutdown()
+    ws.close()
+    return root
+
+
+@pytest.fixture
+def engine(workspace):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "serve", "--workspace", str(workspace), "--port", "0", "--token", "tok"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    match = re.search(r"listening on ([\d.]+):(\d+)", proc.stdout.readline())
+    assert match, "engine did not start"
+    client = BridgeClient("127.0.0.1", int(match.group(2)), "tok", timeout=120)
+    client.connect()
+    client.start()
+    yield client
+    client.close()
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_preview_over_the_bridge(engine, portrait_clips):
+    clip = str(portrait_clips["astronaut"])
+    info = probe(Path(clip))
+    args = {"model": "m", "video": clip, "faceset": "dst", "frame": 5, "settings": {"colour": "rct"}}
+    first = engine.call("merge.preview", args, timeout=120)
+    assert first["frame"] == 5 and first["cached"] is False and isinstance(first["layer"], bytes)
+    layer = cv2.imdecode(np.frombuffer(first["layer"], np.uint8), cv2.IMREAD_UNCHANGED)
+    assert layer.shape == (info.height, info.width, 4)
+    x0, y0, x1, y1 = first["box"]
+    assert layer[y0:y1, x0:x1, 3].any()
+    outside = layer[..., 3].copy()
+    outside[y0:y1, x0:x1] = 0
+    assert not outside.any()  # transparent outside the face's box
+    again = engine.call("merge.preview", args)
+    assert again["cached"] is True and again["layer"] == first["layer"]
+    moved = engine.call("merge.preview", {**args, "settings": {"colour": "rct", "blur": 0.2}})
+    assert moved["cached"] is False and moved["layer"] != first["layer"]
+    assert engine.call("merge.preview", {**args, "frame": 6})["frame"] == 6
+
+
+@pytest.mark.parametrize("change, code", [
+    ({"model": "nope"}, "not_found"),
+    ({"faceset": "nobody"}, "not_found"),
+    ({"video": "/nowhere/clip.mp4"}, "not_found"),
+    ({"model": "../m"}, "bad_request"),
+    ({"frame": "5"}, "bad_request"),
+    ({"frame": 10_000}, "bad_request"),
+    ({"settings": {"mode": "paint"}}, "bad_request"),
+    ({"settings": [1, 2]}, "bad_request"),
+])
+def test_preview_errors_cross_as_codes(engine, portrait_clips, change, code):
+    args = {"model": "m", "video": str(portrait_clips["astronaut"]), "faceset": "dst", "frame": 5, **change}
+    with pytest.raises(BridgeError) as err:
+        engine.call("merge.preview", args, timeout=120)
+    assert err.value.code == code
+    assert engine.call("engine.info")["protocol"] == 1  # the engine is fine
+
+
+class _Service:
+    """What the op needs of the engine service: its workspace (sessions are kept on it)."""
+
+    def __init__(self, ws):
+        self.workspace = ws
+
+
+def test_at_most_two_sessions_are_kept_and_the_evicted_one_is_closed(workspace, portrait_clips):
+    ws = Workspace(workspace)
+    service = _Service(ws)
+    astronaut, hopper = str(portrait_clips["astronaut"]), str(portrait_clips["hopper"])
+    try:
+        def preview(model, video, faceset):
+            return merge_preview(service, {"model": model, "video": video, "faceset": faceset, "frame": 2})
+
+        assert preview("m", astronaut, "dst")["cached"] is False
+        first = service.previews.get("m", astronaut, "dst")
+        assert preview("m", astronaut, "dst")["cached"] is True  # the same session, warm
+        preview("m2", astronaut, "dst")
+        preview("m", astronaut, "dst")  # used again: now the most recent
+        preview("m", hopper, "src")  # a third shot: the least recently used (m2) goes
+        assert service.previews.keys() == [("m", astronaut, "dst"), ("m", hopper, "src")]
+        assert service.previews.get("m", astronaut, "dst") is first
+        assert preview("m", astronaut, "dst")["cached"] is True
+        preview("m2", astronaut, "dst")
+        assert first.merger is None  # evicted and closed
+        with pytest.raises(EngineError) as err:
+            first.render(2, {})
+        assert err.value.code == "busy"
+    finally:
+        service.previews.close()
+        ws.close()
+    assert service.previews.keys() == []
+
+
+def test_a_session_that_cannot_open_is_not_kept(workspace, portrait_clips):
+    ws = Workspace(workspace)
+    sessions = PreviewSessions(ws)
+    try:
+        with pytest.raises(EngineError):
+            sessions.get("nope", str(portrait_clips["astronaut"]), "dst")
+        assert sessions.keys() == []
+    finally:
+        sessions.close()
+        ws.close()
