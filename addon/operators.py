@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 
 import bpy
-from bpy.props import EnumProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, StringProperty
 
-from . import preferences, strips, sync
+from . import consent, preferences, strips, sync
 from .engine_link import CONNECTED, CONNECTING, LinkError
 from .properties import ROLE_ITEMS
 
@@ -110,16 +110,46 @@ class SWAPLINE_OT_mark_role(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     role: EnumProperty(items=ROLE_ITEMS)
+    # A Source strip's person is put into other footage: asked once per strip (stored on the strip).
+    confirm: BoolProperty(name=consent.QUESTION, options={"SKIP_SAVE"},
+                          description="Confirm that you have the right to use the likeness of the person in "
+                                      "this strip (asked once per strip)")
+
+    def _strip(self, context):
+        strip = strips.active_strip(_scene(context))
+        if strip is None:
+            self.report({"ERROR"}, "No active strip: click a movie strip first")
+            return None
+        if self.role != "NONE" and strip.type != "MOVIE":
+            self.report({"ERROR"}, f"'{strip.name}' is not a movie strip")
+            return None
+        return strip
+
+    def invoke(self, context, event):
+        strip = self._strip(context)
+        if strip is None:
+            return {"CANCELLED"}
+        if self.role == "SOURCE" and not consent.confirmed(strip):
+            return context.window_manager.invoke_props_dialog(self, title="Use this person's likeness?",
+                                                              confirm_text="Mark as Source")
+        return self.execute(context)
+
+    def draw(self, context):
+        layout = self.layout
+        layout.label(text="Swapline puts the face in this strip into other footage.")
+        layout.prop(self, "confirm")
 
     def execute(self, context):
         scene = _scene(context)
-        strip = strips.active_strip(scene)
+        strip = self._strip(context)
         if strip is None:
-            self.report({"ERROR"}, "No active strip: click a movie strip first")
             return {"CANCELLED"}
-        if self.role != "NONE" and strip.type != "MOVIE":
-            self.report({"ERROR"}, f"'{strip.name}' is not a movie strip")
-            return {"CANCELLED"}
+        if self.role == "SOURCE" and not consent.confirmed(strip):
+            if not self.confirm:
+                self.report({"ERROR"}, f"Confirm that you have the right to use the likeness of the person in "
+                                       f"'{strip.name}' to mark it as Source")
+                return {"CANCELLED"}
+            consent.confirm(strip)
         strips.set_role(scene, strip, self.role)
         return {"FINISHED"}
 

@@ -22,7 +22,7 @@ scene.swapline.workspace = workspace
 scene.swapline.face_size = 64
 strip = scene.sequence_editor.strips.new_movie(name="Hopper", filepath=clip, channel=1, frame_start=1)
 scene.sequence_editor.active_strip = strip
-bpy.ops.swapline.mark_role(role="SOURCE")
+bpy.ops.swapline.mark_role(role="SOURCE", confirm=True)
 wm = bpy.context.window_manager
 view, state = wm.swapline.faceset, wm.swapline.masks
 out = {"problems": []}

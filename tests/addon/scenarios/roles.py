@@ -22,9 +22,9 @@ out["no_active"] = _blender.call(bpy.ops.swapline.mark_role, role="SOURCE")[1]
 editor.active_strip = color
 out["not_movie"] = _blender.call(bpy.ops.swapline.mark_role, role="SOURCE")[1]
 editor.active_strip = a
-out["mark_a_source"] = sorted(_blender.call(bpy.ops.swapline.mark_role, role="SOURCE")[0])
+out["mark_a_source"] = sorted(_blender.call(bpy.ops.swapline.mark_role, role="SOURCE", confirm=True)[0])
 editor.active_strip = b
-bpy.ops.swapline.mark_role(role="SOURCE")  # Source moves to B: roles are exclusive
+bpy.ops.swapline.mark_role(role="SOURCE", confirm=True)  # Source moves to B: roles are exclusive
 out["after_b_source"] = {s.name: s.swapline_role for s in (a, b)}
 editor.active_strip = a
 bpy.ops.swapline.mark_role(role="DESTINATION")
