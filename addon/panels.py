@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import faceset_view, mask_view, mirror, strips, sync, train_panels
+from . import faceset_view, mask_view, merge_panels, mirror, strips, sync, train_panels
 from .properties import SORT_ITEMS
 
 _STATE_ICONS = {"DISCONNECTED": "UNLINKED", "CONNECTING": "SORTTIME", "CONNECTED": "LINKED", "FAILED": "ERROR"}
@@ -250,11 +250,8 @@ class SEQUENCER_PT_swapline_merge(_SwaplinePanel, bpy.types.Panel):
     bl_parent_id = "SEQUENCER_PT_swapline"
 
     def draw(self, context):
-        layout = self.layout
-        settings = strips.sequencer_scene(context).swapline
-        layout.prop(settings, "model")
-        layout.operator("swapline.merge", icon="RENDER_RESULT")
-        _draw_jobs(layout, context, "merge", limit=1)
+        merge_panels.draw_merge(self.layout, context)  # the options are its sub-panels (merge_panels.py)
+        _draw_jobs(self.layout, context, "merge", limit=1)
 
 
 classes = (SEQUENCER_PT_swapline, SEQUENCER_PT_swapline_strips, SEQUENCER_PT_swapline_extract,

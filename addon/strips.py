@@ -77,14 +77,38 @@ def results_of(scene, destination) -> list:
 
 
 def place_result(scene, destination, result: dict, job_id: str = ""):
-    """Add the merged frames as an image strip over `destination`, replacing an earlier result.
+    """Place a merge job's result over `destination`, replacing an earlier one; returns the face strip.
 
-    `result` is a merge job's result: {directory, pattern, first_frame, count}, files named by
-    source frame. Only the frames the destination shows are used, so trims line up.
+    `result` (engine/merge/shot.py): {directory, first_frame, count, layer: {directory, pattern} | None,
+    matte: {...} | None, frames: {...} | None}, files named by source frame. The face layer (RGBA,
+    transparent outside the face) goes over the destination with Alpha Over, so the original stays
+    untouched below; without a layer, the full merged frames do. The matte lands as the shot's
+    muted Non-Color matte strip (matte.py), where the face grade finds it. An older result without
+    these keys ({directory, pattern, ...}) is placed as full frames.
     """
-    directory = result["directory"]
-    pattern = result.get("pattern") or "frame_%06d.png"
+    from . import matte  # matte.py builds on this module
+
     first, count = int(result["first_frame"]), int(result["count"])
+    layer = result.get("layer")
+    frames = layer or result.get("frames")
+    if frames is None and "layer" not in result and "frames" not in result:
+        frames = {"directory": result["directory"], "pattern": result.get("pattern") or "frame_%06d.png"}
+    if frames is None:
+        raise ValueError("The merge wrote neither a face layer nor full frames")
+    strip = place_frames(scene, destination, frames["directory"], frames["pattern"], first, count, job_id,
+                         blend="ALPHA_OVER" if layer else None)
+    if result.get("matte"):
+        matte.place(scene, destination, {"directory": result["matte"]["directory"],
+                                         "pattern": result["matte"]["pattern"], "first_frame": first,
+                                         "count": count}, job_id=job_id)
+    return strip
+
+
+def place_frames(scene, destination, directory: str, pattern: str, first: int, count: int, job_id: str = "",
+                 blend: str | None = None):
+    """An image strip of the files `pattern % source frame` in `directory` over `destination`, for the
+    source frames it shows within [first, first + count); replaces an earlier result strip. Files
+    need not exist yet (the live preview fills them in): a missing one renders as nothing."""
     src_start, src_end = source_range(destination)
     frames = range(max(first, src_start), min(first + count, src_end))
     if len(frames) == 0:
@@ -102,8 +126,20 @@ def place_result(scene, destination, result: dict, job_id: str = ""):
         strip.elements.append(name)
     strip.swapline_result_for = destination.name
     strip.swapline_job = job_id
+    if blend:
+        strip.blend_type = blend
     _copy_placement(destination, strip)
     return strip
+
+
+def frame_file(strip, timeline_frame: int) -> str | None:
+    """The file an image strip shows at a timeline frame; None outside the strip."""
+    if not strip.frame_final_start <= timeline_frame < strip.frame_final_end:
+        return None
+    element = strip.strip_elem_from_frame(timeline_frame)
+    if element is None:
+        return None
+    return os.path.join(os.path.abspath(bpy.path.abspath(strip.directory)), element.filename)
 
 
 def _copy_placement(source, target) -> None:

@@ -12,7 +12,7 @@ import time
 
 import bpy
 
-from . import faceset_view, mask_view, matte, mirror, strips, thumbnails, train_view
+from . import faceset_view, live_preview, mask_view, matte, mirror, strips, thumbnails, train_view
 from .engine_link import (CONNECTED, CONNECTING, Connection, EngineLink, JobList, JobUpdate, LinkError, Reply,
                           RequestFailed)
 
@@ -111,6 +111,8 @@ def apply(message) -> None:
             return
         if train_view.apply_failure(status(), message.op, message.code, message.message, message.tag):
             return
+        if live_preview.apply_failure(status(), message.op, message.code, message.message, message.tag):
+            return
         label = (message.tag or {}).get("label") or message.op
         _failures.append({"op": message.op, "code": message.code, "message": message.message,
                           "kind": (message.tag or {}).get("kind"), "label": label})
@@ -124,6 +126,8 @@ def apply(message) -> None:
         send(mask_view.apply_reply(status(), message.op, message.result, message.tag))
     elif isinstance(message, Reply) and train_view.owns(message.tag):
         send(train_view.apply_reply(status(), message.op, message.result, message.tag))
+    elif isinstance(message, Reply) and live_preview.owns(message.tag):
+        send(live_preview.apply_reply(message.op, message.result, message.tag))
 
 
 def _apply_connection(message: Connection) -> None:
