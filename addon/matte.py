@@ -17,6 +17,9 @@ import bpy
 from . import strips
 
 GRADE_NAME = "Face Grade"
+# The face grading stack, in the order Blender applies it: balance (lift/gamma/gain), then curves,
+# then hue/saturation/value by hue. Each one reads the face matte as its mask, so only the face changes.
+GRADE_STACK = ((GRADE_NAME, "COLOR_BALANCE"), ("Face Curves", "CURVES"), ("Face Hue", "HUE_CORRECT"))
 SUFFIX = " face matte"
 
 
@@ -41,6 +44,8 @@ def adopt(job_id: str, tag: dict) -> None:
         return
     request = mattes.add()
     request.job_id, request.strip, request.grade = job_id, tag.get("strip", ""), bool(tag.get("grade"))
+    if tag.get("grade_on"):  # grade a strip other than the shot (its merge result) once the matte lands
+        request["grade_on"] = tag["grade_on"]
 
 
 def settle(job: dict) -> list[str]:
@@ -54,6 +59,7 @@ def settle(job: dict) -> list[str]:
             if mattes[index].job_id != str(job.get("id")):
                 continue
             name, grade = mattes[index].strip, mattes[index].grade
+            grade_on = mattes[index].get("grade_on") or name
             mattes.remove(index)
             if job.get("state") != "done":
                 continue
@@ -64,7 +70,7 @@ def settle(job: dict) -> list[str]:
             try:
                 strip = place(scene, shot, job.get("result") or {}, job_id=str(job.get("id")))
                 if grade:
-                    add_grade(shot, strip)
+                    add_grade(scene.sequence_editor.strips_all.get(grade_on) or shot, strip)
             except (KeyError, ValueError, RuntimeError, TypeError) as exc:
                 errors.append(f"Could not add the face matte: {exc}")
     return errors
@@ -121,8 +127,12 @@ def _grades_using(scene, matte) -> list:
 
 
 def add_grade(strip, matte):
-    """A Color Balance modifier on `strip` masked by `matte` (reused when there is one already)."""
-    modifier = strip.modifiers.get(GRADE_NAME) or strip.modifiers.new(name=GRADE_NAME, type="COLOR_BALANCE")
-    modifier.input_mask_type = "STRIP"
-    modifier.input_mask_strip = matte
-    return modifier
+    """The face grading stack on `strip`, every modifier masked by `matte`; modifiers already there
+    (by name) are reused and keep their settings. Returns the Color Balance modifier."""
+    for name, kind in GRADE_STACK:
+        modifier = strip.modifiers.get(name)
+        if modifier is None or modifier.type != kind:
+            modifier = strip.modifiers.new(name=name, type=kind)
+        modifier.input_mask_type = "STRIP"
+        modifier.input_mask_strip = matte
+    return strip.modifiers[GRADE_NAME]

@@ -1,5 +1,5 @@
 """Blender layer: the face matte operators. Add Face Matte starts a mask_matte job for the frames the
-active shot shows; Grade Face adds a Color Balance modifier masked by the matte (matte.py places
+active shot shows; Grade Face adds the face grading stack (Color Balance, Curves, Hue Correct) masked by the matte (matte.py places
 the matte and the grade when the job is done, through the drain in sync.py).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 import bpy
-from bpy.props import BoolProperty
+from bpy.props import BoolProperty, StringProperty
 
 from . import matte, strips
 from .mask_operators import start_job
@@ -43,7 +43,9 @@ class SWAPLINE_OT_matte_add(bpy.types.Operator):
     bl_idname = "swapline.matte_add"
     bl_label = "Add Face Matte"
 
-    grade: BoolProperty(description="Also add a Color Balance modifier masked by the matte once it is ready")
+    grade: BoolProperty(description="Also add the face grading stack masked by the matte once it is ready")
+    grade_on: StringProperty(options={"SKIP_SAVE"},
+                             description="The strip to grade (default: the shot), e.g. the shot's merge result")
 
     def execute(self, context):
         scene = strips.sequencer_scene(context)
@@ -56,14 +58,15 @@ class SWAPLINE_OT_matte_add(bpy.types.Operator):
         params = {"faceset": faceset, "video": strips.video_path(shot), "frame_start": start, "frame_end": end,
                   "source": m.source, "shape": shape, "temporal": m.temporal}
         if not start_job(self, context, "mask_matte", params, f"Face matte of {shot.name}", purpose="matte",
-                    scene=scene.name, strip=shot.name, grade=self.grade):
+                    scene=scene.name, strip=shot.name, grade=self.grade, grade_on=self.grade_on):
             return {"CANCELLED"}
         self.report({"INFO"}, f"Rendering the face matte of '{shot.name}'")
         return {"FINISHED"}
 
 
 class SWAPLINE_OT_face_grade(bpy.types.Operator):
-    """Grade the face on its own: a Color Balance modifier on the active strip, masked by the face matte"""
+    """Grade the face on its own: Color Balance, Curves and Hue Correct modifiers on the active strip (a shot
+    or its merge result), masked by the face matte; without a matte yet, one is made and graded on arrival"""
 
     bl_idname = "swapline.face_grade"
     bl_label = "Grade Face"
@@ -75,12 +78,13 @@ class SWAPLINE_OT_face_grade(bpy.types.Operator):
         if active is None:
             self.report({"ERROR"}, "No active strip: click the shot first")
             return {"CANCELLED"}
-        target = strips.sequencer_scene(context).sequence_editor.strips_all.get(active.swapline_matte_for) or active
+        # a selected matte grades its shot; a shot or a merge result is graded itself
+        target = scene.sequence_editor.strips_all.get(active.swapline_matte_for) or active
         found = matte.matte_of(scene, matte.owner_name(target))
         if found is None:  # no matte yet: make one, the grade follows when it lands
-            return bpy.ops.swapline.matte_add(grade=True)
+            return bpy.ops.swapline.matte_add(grade=True, grade_on=target.name)
         matte.add_grade(target, found)
-        self.report({"INFO"}, f"'{matte.GRADE_NAME}' added to '{target.name}': adjust it in the strip's Modifiers")
+        self.report({"INFO"}, f"Face grade added to '{target.name}': adjust it in the strip's Modifiers")
         return {"FINISHED"}
 
 

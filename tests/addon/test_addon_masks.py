@@ -85,7 +85,7 @@ def test_face_matte_strip_and_masked_grade(run_scenario, tiny_clips, tmp_path):
                           "42": "matte_000032.png"}, "timeline frame F shows the matte of source frame F - 10"
 
     assert out["grade"] == ["FINISHED"] and out["modifier"] == ["COLOR_BALANCE", "STRIP", "Shot face matte"]
-    assert out["grade_again"] == ["FINISHED"] and out["modifiers"] == ["Face Grade"]
+    assert out["grade_again"] == ["FINISHED"] and out["modifiers"] == ["Face Grade", "Face Curves", "Face Hue"]
 
     # Pixels: against the same frame with the grade muted, only the band of source frame F - 10 changes,
     # where the shot shows it: 8 px to the right (the shot's offset; columns left of it are empty)
