@@ -77,3 +77,16 @@ def test_render_edit_formats_tags_and_sidecar(run_scenario, tmp_path):
     assert len(exr) == FRAMES
     assert exr[0].read_bytes()[:4] == b"\x76\x2f\x31\x01"
     assert b"Note\0string" in exr[0].read_bytes()[:4096] and b"Swapline 0.1.0" in exr[0].read_bytes()[:4096]
+
+
+def test_render_job_handlers_finish_on_the_main_thread(run_scenario, tiny_clips, tmp_path):
+    folder = tmp_path / "job"
+    out = run_scenario("render_job", tiny_clips["a"], folder)
+    assert out["hooked"] == [True, True] and out["queued"] == 1, "render_complete only posts to the queue"
+    assert out["before_drain"][1] is False
+    assert out["drain"] is None, "nothing pending: the timer stops"
+    assert out["after_drain"] == ["/user/own/", ["job.mp4", "job.mp4.swapline.json"], 0, False]
+    with av.open(str(folder / "job.mp4")) as container:
+        assert "synthetic faces" in container.metadata["comment"]
+    assert out["during"][1] is True and out["during"][0] != "/user/own/"
+    assert out["cancelled"] == ["/user/own/", False, False]
