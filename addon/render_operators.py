@@ -243,6 +243,7 @@ def render(context, scene, settings) -> tuple[RenderJob, list[str]]:
 
 _pending: dict[str, RenderJob] = {}
 _ended: queue.SimpleQueue = queue.SimpleQueue()
+_idle_polls = 0
 
 
 @persistent
@@ -266,6 +267,13 @@ def _hook(on: bool) -> None:
 
 def drain() -> float | None:
     """Timer: finish renders that ended; runs until none is pending."""
+    global _idle_polls
+    # A render that failed (a file it cannot write) may end with neither handler: once no render job
+    # runs for two polls in a row, whatever is still pending has ended, finished if it left its file.
+    _idle_polls = 0 if bpy.app.is_job_running("RENDER") or not _pending else _idle_polls + 1
+    if _idle_polls >= 2 and _ended.empty():
+        for name, job in list(_pending.items()):
+            _ended.put((name, not os.path.exists(job.rendered)))
     while True:
         try:
             name, cancelled = _ended.get_nowait()

@@ -9,6 +9,7 @@ import sys
 import bpy
 
 import _blender
+import _layout
 
 clip, folder = sys.argv[1:3]
 _blender.enable()
@@ -43,5 +44,17 @@ out["during"] = [scene.render.filepath, scene.render.use_stamp_note]
 ro._on_cancel(scene)
 ro.drain()
 out["cancelled"] = [scene.render.filepath, scene.render.use_stamp_note, os.path.exists(f"{folder}/cancelled.mp4.swapline.json")]
+
+# The render controls (drawn by the Merge panel and the Render panel); the panel registers under the
+# Swapline panel, so after it
+recording = _layout.Recording()
+for cls in ro.panel_classes:
+    if not hasattr(bpy.types, cls.__name__):
+        bpy.utils.register_class(cls)
+    recording.draw(cls)
+out["drawn"] = {"operators": [op for op, _ in recording.operators], "labels": recording.labels,
+                "problems": recording.problems, "panel": [c.bl_parent_id for c in ro.panel_classes]}
+for cls in ro.panel_classes:
+    bpy.utils.unregister_class(cls)
 _blender.disable()
 _blender.emit(**out)
