@@ -161,40 +161,114 @@ def _people_of(clip: Path) -> dict:
             "people": sorted(people.values(), reverse=True)}
 
 
-def bench_merge(seconds: float) -> dict:
-    """Merge frames/s (predict, colour-match, warp back, blend, write PNG) against decode frames/s.
+# The merge benches share one shot per run: a 1080p talking head, its faces, a quick model -----------
 
-    The model is the default architecture trained for a few steps: merge speed does not depend on
-    how well it has learned.
-    """
+MERGE_FRAMES = 60  # frames of the merge benches' clip (2 s): 55 of them are the preview's warm-up and changes
+MERGE_CLIP = SHARED_FACES / "train" / "styletalk__samples_source_video_video_Obama_clip1.mp4"
+MERGE_TRAIN = {"preset": "quick"}  # trained for the bench's --seconds: merge speed does not depend on quality
+PREVIEW_CHANGES = 50
+_merge_shots: dict = {}
+
+
+def _merge_clip(tmp: Path) -> Path:
+    """A 1080p clip of one talking head (a ~450 px face, the real 256 px clip enlarged onto a blurred
+    copy of itself), or a synthetic portrait when ../shared is not here."""
+    from .media.decode import iter_frames, probe
+    from .media.encode import write_video
+    from .media.synthetic import make_clip
+
+    if not MERGE_CLIP.is_file():
+        return make_clip("hopper", tmp / "merge1080.mp4", seconds=MERGE_FRAMES / 25, fps=25, size=(1920, 1080))
+
+    def framed(frame):
+        canvas = cv2.resize(cv2.resize(frame, (32, 18), interpolation=cv2.INTER_AREA), (1920, 1080))
+        canvas[220:860, 640:1280] = cv2.resize(frame, (640, 640), interpolation=cv2.INTER_CUBIC)
+        return canvas
+    frames = (framed(f) for _, f in iter_frames(MERGE_CLIP, 0, MERGE_FRAMES))
+    return write_video(tmp / "merge1080.mp4", frames, probe(MERGE_CLIP).fps or 30.0)
+
+
+def _merge_shot(seconds: float):
+    """The merge benches' Shot, made once per run (kept in a temp folder until the process ends)."""
+    import atexit
+    import shutil
+
+    from .faces.extract import ExtractParams, extract_faces
     from .jobs import JobRunner
+    from .merge.bench import Shot
     from .recipes import STAGES
     from .workspace import Workspace
 
-    with tempfile.TemporaryDirectory() as d:
-        clip = _clip(Path(d))
-        ws = Workspace(Path(d) / "ws")
-        runner = JobRunner(ws, STAGES)
+    if seconds in _merge_shots:
+        return _merge_shots[seconds]
+    d = Path(tempfile.mkdtemp(prefix="swapline-bench-merge-"))
+    atexit.register(shutil.rmtree, d, True)
+    t = time.perf_counter()
+    clip = _merge_clip(d)
+    ws = Workspace(d / "ws")
+    extracted = extract_faces(ws, ExtractParams(video=str(clip), faceset="f", size=256, frame_end=MERGE_FRAMES),
+                              lambda *a: None, lambda: False)
+    runner = JobRunner(ws, STAGES)
+    try:
+        job = runner.wait(runner.submit("train", {"model": "m", "source": "f", "destination": "f",
+                                                  "iterations": 10**6, "max_seconds": seconds, **MERGE_TRAIN})["id"])
+    finally:
+        runner.shutdown()
+        ws.close()
+    if job["state"] != "done":
+        raise RuntimeError(f"bench merge: training failed: {job['error']}")
+    notes = {"clip": MERGE_CLIP.name if MERGE_CLIP.is_file() else "synthetic hopper", "faces": extracted["faces"],
+             "model": {"train": MERGE_TRAIN, "seconds": seconds, "iterations": job["result"]["iterations"]},
+             "prepare_s": time.perf_counter() - t}
+    _merge_shots[seconds] = shot = Shot(d / "ws", "m", "f", clip, MERGE_FRAMES, notes)
+    return shot
 
-        def run(kind: str, params: dict) -> dict:
-            job = runner.wait(runner.submit(kind, params)["id"])
-            if job["state"] != "done":
-                raise RuntimeError(f"bench {kind} failed: {job['error']}")
-            return job["result"]
 
-        run("extract", {"video": str(clip), "faceset": "f"})
-        run("train", {"model": "m", "source": "f", "destination": "f", "iterations": 5})
+def bench_merge(seconds: float) -> dict:
+    """Merged frames/s at 1080p (predict, colour-match, compose, write the face layer and matte)
+    against decoding and H.264-encoding the same clip."""
+    from .merge import bench
 
-        def merge() -> float:
-            t = time.perf_counter()
-            r = run("merge", {"model": "m", "video": str(clip), "faceset": "f",
-                              "output": str(Path(d) / f"out{time.monotonic_ns()}")})
-            return r["count"] / (time.perf_counter() - t)
+    return bench.bench_merge(_merge_shot(seconds), RUNS)
 
-        try:
-            return _against_decode(clip, _measure(merge))
-        finally:
-            runner.shutdown()
+
+def bench_flicker(seconds: float) -> dict:
+    """Flicker of a merged talking head inside the face against the untouched destination's."""
+    from .merge import bench
+
+    return bench.bench_flicker(_merge_shot(seconds))
+
+
+def bench_preview(seconds: float) -> dict:
+    """merge.preview latency over a real bridge connection to an engine subprocess: scrubbing and jumps."""
+    import re
+    import secrets
+    import subprocess
+    import sys
+
+    from bridge import BridgeClient
+
+    from .merge import bench
+
+    shot = _merge_shot(seconds)
+    token = secrets.token_urlsafe(16)
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "serve", "--workspace", str(shot.workspace),
+                             "--port", "0", "--token", token], cwd=Path(__file__).resolve().parents[1],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    client = None
+    try:
+        match = re.search(r"listening on [\d.]+:(\d+)", proc.stdout.readline())
+        if not match:
+            raise RuntimeError("bench preview: the engine did not start")
+        client = BridgeClient("127.0.0.1", int(match.group(1)), token, client_name="bench", timeout=300)
+        client.connect()
+        client.start()
+        return bench.bench_preview(shot, lambda op, args: client.call(op, args, timeout=300), PREVIEW_CHANGES)
+    finally:
+        if client is not None:
+            client.close()
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def bench_train(seconds: float) -> dict:
@@ -229,7 +303,8 @@ def bench_occlusion(seconds: float) -> dict:
 
 BENCHMARKS: dict[str, Callable[[float], dict]] = {
     "extract": bench_extract, "jitter": bench_jitter, "recall": bench_recall, "train": bench_train,
-    "merge": bench_merge, "mask-temporal": bench_mask_temporal, "occlusion": bench_occlusion,
+    "merge": bench_merge, "flicker": bench_flicker, "preview": bench_preview, "mask-temporal": bench_mask_temporal,
+    "occlusion": bench_occlusion,
 }
 
 

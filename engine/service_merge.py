@@ -8,6 +8,7 @@ and its model is let go.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 
@@ -31,19 +32,31 @@ class PreviewSessions:
         from .merge.preview import PreviewSession  # torch loads with the first preview
 
         key = (model, video, faceset)
+        stamp = self._model_stamp(model)
+        evicted = []
         with self._lock:
             session = self._sessions.get(key)
-            if session is not None:
+            if session is not None and session.stamp == stamp:
                 self._sessions.move_to_end(key)
                 return session
+            if session is not None:  # the model was trained further (or replaced): open it afresh
+                evicted.append(self._sessions.pop(key))
             session = PreviewSession(self.workspace, model, video, faceset)
+            session.stamp = stamp
             self._sessions[key] = session
-            evicted = []
             while len(self._sessions) > self.limit:
                 evicted.append(self._sessions.popitem(last=False)[1])
         for old in evicted:  # a render in flight on it finishes first (it holds the session's lock)
             old.close()
         return session
+
+    def _model_stamp(self, model: str) -> tuple:
+        """When the model's files last changed: a checkpoint saved since makes a session stale."""
+        try:
+            return tuple(sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(self.workspace.model_dir(model))
+                                if e.is_file()))
+        except OSError:
+            return ()
 
     def keys(self) -> list[tuple[str, str, str]]:
         with self._lock:

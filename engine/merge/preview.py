@@ -30,6 +30,7 @@ RAW_BUDGET = 768 << 20  # bytes of raw frames a shot may keep (~120 frames at 10
 JPEG_BUDGET = 1536 << 20  # bytes of JPEG frames a session may keep (~3800 frames at 1080p)
 JPEG_QUALITY = 95
 RESULTS = 48  # merged layers kept per session: back-and-forth scrubbing over a second or two
+DECODED = 24  # JPEG frames kept decoded: a frame and its temporal neighbours (colour smoothing reads ~9 a side)
 SEEK_AHEAD = 48  # a direct decode this close ahead of the seeker's position reads on instead of seeking
 
 
@@ -42,6 +43,7 @@ class FrameCache:
         frame_bytes = info.width * info.height * 3
         self.raw = len(self.wanted) * frame_bytes <= RAW_BUDGET if raw is None else raw
         self._store: dict[int, np.ndarray | bytes] = {}
+        self._decoded: OrderedDict[int, np.ndarray] = OrderedDict()  # JPEG mode: the recently used, decoded
         self._bytes = 0
         self._lock = threading.Lock()
         self._seek_lock = threading.Lock()  # one direct decode at a time, on one kept capture
@@ -79,6 +81,7 @@ class FrameCache:
 
     def _put(self, index: int, frame: np.ndarray) -> None:
         if self.raw:
+            frame.flags.writeable = False  # shared by every render: drawing on it must fail, not stick
             item: np.ndarray | bytes = frame
             size = frame.nbytes
         else:
@@ -95,9 +98,19 @@ class FrameCache:
         """The frame if the cache holds it, else None (the temporal neighbours' lookup: never decodes)."""
         with self._lock:
             item = self._store.get(index)
-        if item is None or isinstance(item, np.ndarray):
-            return item
-        return cv2.imdecode(np.frombuffer(item, np.uint8), cv2.IMREAD_COLOR)
+            if item is None or isinstance(item, np.ndarray):
+                return item
+            frame = self._decoded.get(index)
+            if frame is not None:
+                self._decoded.move_to_end(index)
+                return frame
+        frame = cv2.imdecode(np.frombuffer(item, np.uint8), cv2.IMREAD_COLOR)
+        frame.flags.writeable = False
+        with self._lock:
+            self._decoded[index] = frame
+            while len(self._decoded) > DECODED:
+                self._decoded.popitem(last=False)
+        return frame
 
     def frame(self, index: int) -> np.ndarray:
         """The frame, from the cache or decoded now (and kept when there is room)."""
@@ -142,6 +155,7 @@ class FrameCache:
                 self._seeker = None
         with self._lock:
             self._store.clear()
+            self._decoded.clear()
             self._bytes = 0
 
 
@@ -163,6 +177,7 @@ class PreviewSession:
         from .frame import ShotMerger  # the model (and torch) load with the first session
 
         self.key = (model, str(video), faceset)
+        self.stamp: tuple = ()  # the opener's note of the model files' state (the service reopens stale ones)
         self.info = probe(Path(video))  # not_found / bad_media before anything loads
         if ws.facesets.find(faceset) is None:
             raise EngineError("not_found", f"no faceset named {faceset!r}")

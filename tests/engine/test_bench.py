@@ -31,3 +31,36 @@ def test_unknown_benchmark_is_refused_and_results_are_recorded(monkeypatch, tmp_
     monkeypatch.setitem(bench.BENCHMARKS, "fake", lambda s: {"figure": {"median": s}})
     assert bench.run_benchmarks("fake", 3.0) == 0
     assert json.loads((tmp_path / "bench_results.json").read_text()) == {"fake": {"figure": {"median": 3.0}}}
+
+
+TINY_MODEL = {"resolution": 32, "ae_dims": 32, "e_dims": 8, "d_dims": 8, "d_mask_dims": 4, "batch_size": 4}
+
+
+def test_merge_flicker_and_preview_benches_on_a_tiny_shot(monkeypatch, portrait_clips):
+    monkeypatch.setattr(bench, "_merge_clip", lambda d: portrait_clips["astronaut"])  # 12 frames, 320x240
+    monkeypatch.setattr(bench, "MERGE_FRAMES", 12)
+    monkeypatch.setattr(bench, "MERGE_TRAIN", TINY_MODEL)
+    monkeypatch.setattr(bench, "RUNS", 2)
+    monkeypatch.setattr(bench, "PREVIEW_CHANGES", 6)
+    monkeypatch.setattr(bench, "_merge_shots", {})
+
+    merge = bench.bench_merge(1.0)
+    fig, ref = merge["figure"], merge["reference"]
+    assert merge["frames"] == merge["swapped"] == 12 and merge["size"] == "320x240"
+    assert fig["runs"] == ref["runs"] == 2 and fig["min"] <= fig["median"] <= fig["max"] and fig["median"] > 0
+    assert ref["name"] == "decode + H.264 encode" and merge["ratio"] == fig["median"] / ref["median"]
+    assert merge["model"]["iterations"] > 0
+
+    flicker = bench.bench_flicker(1.0)
+    assert flicker["frames"] == 12
+    assert flicker["figure"] > 0 and flicker["reference"]["value"] > 0  # the camera drifts: faces change
+    assert flicker["ratio"] == flicker["figure"] / flicker["reference"]["value"]
+
+    preview = bench.bench_preview(1.0)
+    for name in ("sequential", "random"):
+        row = preview[name]
+        assert row["ms"]["runs"] == 3 and row["cached"] == 0  # every change is a frame not shown before
+        assert 0 < row["ms"]["min"] <= row["ms"]["median"] <= row["ms"]["p90"] <= row["ms"]["max"]
+        assert row["engine_ms"]["median"] < row["ms"]["median"]  # the round trip includes the engine's work
+        assert row["bytes"] > 0
+    assert preview["size"] == "320x240" and preview["open_s"] > 0

@@ -1,5 +1,6 @@
 """merge.preview: a real engine subprocess answers a frame's face layer as PNG bytes over the bridge."""
 
+import os
 import re
 import subprocess
 import sys
@@ -125,6 +126,12 @@ def test_at_most_two_sessions_are_kept_and_the_evicted_one_is_closed(workspace, 
         with pytest.raises(EngineError) as err:
             first.render(2, {})
         assert err.value.code == "busy"
+        warm = service.previews.get("m2", astronaut, "dst")
+        newest = max((p for p in ws.model_dir("m2").iterdir() if p.is_file()), key=lambda p: p.stat().st_mtime_ns)
+        os.utime(newest, ns=(newest.stat().st_atime_ns, newest.stat().st_mtime_ns + 10**9))  # saved again
+        assert preview("m2", astronaut, "dst")["cached"] is False  # a fresh session on the new checkpoint
+        assert warm.merger is None and service.previews.get("m2", astronaut, "dst") is not warm
+        assert len(service.previews.keys()) == 2
     finally:
         service.previews.close()
         ws.close()
