@@ -52,6 +52,7 @@ class RenderJob:
     output: str            # the movie file, or the folder of the sequence
     rendered: str          # the movie file Blender writes (it names it after the frame range); moved to output
     saved: list = field(default_factory=list)   # [(owner path, attribute, value)] to restore
+    files: list = field(default_factory=list)   # a sequence's file names, frame by frame
     info: dict = field(default_factory=dict)    # the sidecar
 
 
@@ -188,6 +189,7 @@ def _set_up(scene, settings, job: RenderJob, fmt: dict, statement: str, when: st
         image.color_mode = "RGB"
         image.color_depth = "16" if settings.format == "EXR" else "8"
         render.filepath = os.path.join(output, f"{os.path.basename(output)}_")
+        job.files = [os.path.basename(render.frame_path(frame=f)) for f in range(scene.frame_start, scene.frame_end + 1)]
     # The Note goes into the files' metadata (PNG, EXR); with the label it is also burned in, alone.
     render.use_stamp_note = True
     render.stamp_note_text = statement
@@ -222,7 +224,8 @@ def finish(job: RenderJob, cancelled: bool = False) -> list[str]:
             job.info["container_tags"] = False
             problems.append(f"Could not tag {os.path.basename(job.output)}: {exc}")
     else:
-        job.info["files"] = sorted(f for f in os.listdir(job.output) if f.endswith(FORMATS[job.format]["ext"]))
+        # only this render's frames: the folder may hold an earlier, longer render's too
+        job.info["files"] = [name for name in job.files if os.path.isfile(os.path.join(job.output, name))]
     provenance.write_sidecar(job.output, job.info)
     return problems
 

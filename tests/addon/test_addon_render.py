@@ -30,6 +30,9 @@ def test_render_edit_formats_tags_and_sidecar(run_scenario, tmp_path):
     out = run_scenario("render_edit", clip, folder, timeout=240)
     assert "Save the .blend first" in out["unsaved"]
     assert "Nothing to render" in out["empty"]
+    assert out["default"] == {"H264": str(folder / "project_swapline.mp4"), "PRORES": str(folder / "project_swapline.mov"),
+                              "PNG": str(folder / "project_swapline")}
+    assert out["relative"] == str(folder / "sub" / "cut.mp4"), "the format decides the extension"
     for name in ("h264", "prores", "png", "png_label", "exr"):
         assert out[name]["result"] == ["FINISHED"], (name, out[name]["error"])
         assert out[name]["after"] == out["before"], f"{name}: the user's render settings come back"

@@ -50,6 +50,16 @@ for name, fmt, label, output in (("h264", "H264", False, f"{folder}/edit.mp4"),
                           "stamp": [r.use_stamp, r.use_stamp_note, r.stamp_note_text, r.use_stamp_date,
                                     r.stamp_font_size]}
 
+# Saved: the default output sits next to the .blend, named after it
+bpy.ops.wm.save_as_mainfile(filepath=f"{folder}/project.blend")
+settings.output = ""
+out["default"] = {}
+for fmt in ("H264", "PRORES", "PNG"):
+    settings.format = fmt
+    out["default"][fmt] = render_operators.output_path(scene, settings)
+settings.format, settings.output = "H264", "//sub/cut.mov"
+out["relative"] = render_operators.output_path(scene, settings)
+
 editor.strips.remove(shot)
 editor.strips.remove(sound)
 editor.strips.remove(swap)
