@@ -83,7 +83,7 @@ def test_render_edit_formats_tags_and_sidecar(run_scenario, tmp_path):
     exr = sorted(Path(out["exr"]["output"]).glob("*.exr"))
     assert len(exr) == FRAMES
     assert exr[0].read_bytes()[:4] == b"\x76\x2f\x31\x01"
-    assert b"Note\0string" in exr[0].read_bytes()[:4096] and bf"Swapline {VERSION}" in exr[0].read_bytes()[:4096]
+    assert b"Note\0string" in exr[0].read_bytes()[:4096] and f"Swapline {VERSION}".encode() in exr[0].read_bytes()[:4096]
 
 
 def test_render_job_handlers_finish_on_the_main_thread(run_scenario, tiny_clips, tmp_path):
