@@ -10,11 +10,14 @@ distribution they match:
   transport map between two Gaussians);
 - idt: iterative distribution transfer: 1-D histogram matching along random orthonormal bases,
   repeated, matches the whole 3-D distribution, not only its first two moments;
-- sot: sliced optimal transport: small steps along many random directions' 1-D transport maps.
+- sot: sliced optimal transport: small steps along many random directions' 1-D transport maps;
+- hist: per-channel histogram matching (each BGR channel's whole 1-D distribution, exactly, through
+  a 256-entry table; ignores the correlations between channels).
 
 Cost per call (2-core CPU shared with other work, so rough), 64 px / 128 px crops: rct 1 / 4 ms,
 lct and mkl 1 / 3 ms, idt 8 / 25 ms, sot 9 / 21 ms: cheap enough to recolour every training sample
-in the batch workers.
+in the batch workers. At merge size (256 px) rct reads its statistics from a subsample of at most
+_STAT_PIXELS pixels (~3 ms instead of ~19), and hist is ~1 ms.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-METHODS = ("rct", "lct", "mkl", "idt", "sot")
+METHODS = ("rct", "lct", "mkl", "idt", "sot", "hist")
 
 _EPS = 1e-6
 # the random directions of idt and sot come from a fixed seed: the same pair always gives the same result
@@ -30,6 +33,7 @@ _SEED = 1234
 _QUANTILES = 64  # 1-D matching through this many quantiles: smooth, and sorting a few thousand values is cheap
 _GRID = 256  # the 1-D maps are tabulated at this many values
 _MAX_POINTS = 4096  # statistics of at most this many pixels per image (a 128 px crop has 16k)
+_STAT_PIXELS = 16384  # rct: mean and spread from a regular subsample of about this many pixels
 
 
 def transfer_colour(source: np.ndarray, target: np.ndarray, method: str, source_mask: np.ndarray | None = None,
@@ -44,6 +48,8 @@ def transfer_colour(source: np.ndarray, target: np.ndarray, method: str, source_
     for name, image in (("source", source), ("target", target)):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"{name} must be (H,W,3) uint8, got {image.shape} {image.dtype}")
+    if method == "hist":
+        return hist_match(source, target, source_mask, target_mask)
     sw = _weights(source_mask, source.shape[:2])
     tw = _weights(target_mask, target.shape[:2])
     if method == "rct":
@@ -87,15 +93,48 @@ def _moments(x: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarra
 
 
 def _rct(source: np.ndarray, target: np.ndarray, sw: np.ndarray | None, tw: np.ndarray | None) -> np.ndarray:
-    # Lab separates lightness from the two colour axes, so matching them one at a time is meaningful
-    src = cv2.cvtColor(source.astype(np.float32) * np.float32(1 / 255), cv2.COLOR_BGR2LAB)
-    tgt = cv2.cvtColor(target.astype(np.float32) * np.float32(1 / 255), cv2.COLOR_BGR2LAB)
-    sm, sc = _moments(src.reshape(-1, 3), sw)
-    tm, tc = _moments(tgt.reshape(-1, 3), tw)
-    scale = np.sqrt(np.diag(tc) + _EPS) / np.sqrt(np.diag(sc) + _EPS)
-    out = (src - sm) * scale.astype(np.float32) + tm.astype(np.float32)
-    out[..., 0] = np.clip(out[..., 0], 0, 100)  # Lab lightness outside 0..100 converts back to garbage
-    return _to_uint8(cv2.cvtColor(out, cv2.COLOR_LAB2BGR))
+    # Lab separates lightness from the two colour axes, so matching them one at a time is meaningful.
+    # Only the source is converted whole (it is recoloured); the statistics of both come from the
+    # same regular subsample, so a pair of equal images still maps to itself.
+    x = source.astype(np.float32)
+    x *= np.float32(1 / 255)
+    src = cv2.cvtColor(x, cv2.COLOR_BGR2LAB)
+    ss, ts = _stride(source.shape[:2]), _stride(target.shape[:2])
+    tgt = np.ascontiguousarray(target[::ts, ::ts]).astype(np.float32)
+    tgt *= np.float32(1 / 255)
+    tgt = cv2.cvtColor(tgt, cv2.COLOR_BGR2LAB)
+    sm, sv = _mean_var(np.ascontiguousarray(src[::ss, ::ss]).reshape(-1, 3), _sub(sw, source.shape[:2], ss))
+    tm, tv = _mean_var(tgt.reshape(-1, 3), _sub(tw, target.shape[:2], ts))
+    scale = np.sqrt(tv + _EPS) / np.sqrt(sv + _EPS)
+    affine = np.hstack([np.diag(scale), (tm - sm * scale)[:, None]]).astype(np.float32)
+    out = cv2.transform(src, affine)  # one pass; numpy's broadcasting costs ~4x more here
+    # Lab lightness outside 0..100 converts back to garbage
+    out = cv2.min(cv2.max(out, (0.0, -1e9, -1e9, 0.0)), (100.0, 1e9, 1e9, 0.0))
+    # cv2 rounds and saturates while it scales: _to_uint8's three numpy passes cost ~1 ms at 256 px
+    return cv2.multiply(cv2.cvtColor(out, cv2.COLOR_LAB2BGR), 255.0, dtype=cv2.CV_8U)
+
+
+def _stride(shape: tuple[int, ...]) -> int:
+    """Step of the regular subsample that leaves about _STAT_PIXELS pixels (1 for training's small crops)."""
+    return max(1, int(round(np.sqrt(shape[0] * shape[1] / _STAT_PIXELS))))
+
+
+def _sub(w: np.ndarray | None, shape: tuple[int, ...], step: int) -> np.ndarray | None:
+    if w is None or step == 1:
+        return w
+    w = w.reshape(shape)[::step, ::step].reshape(-1)
+    return w if w.sum() >= 4 else None
+
+
+def _mean_var(x: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted mean and variance (3,) of points x (N,3); centred before squaring, so float32 is enough."""
+    xt = np.ascontiguousarray(x.T)  # (3, N): the dot products below run along contiguous rows
+    w = np.full(xt.shape[1], 1.0, np.float32) if w is None else w.astype(np.float32, copy=False)
+    total = float(w.sum())
+    mean = xt @ w / total
+    d = xt - mean[:, None]
+    d *= d
+    return mean.astype(np.float64), (d @ w / total).astype(np.float64)
 
 
 def _sqrtm(c: np.ndarray, inverse: bool = False, floor: float = _EPS) -> np.ndarray:
@@ -196,3 +235,50 @@ def _sot(src: np.ndarray, tgt: np.ndarray, sw: np.ndarray | None, tw: np.ndarray
         # Wasserstein distance, which k directions in 3-D each see a third of
         x = x + step * (3 / directions) * (moved - proj) @ d.T
     return x
+
+
+def hist_match(source: np.ndarray, target: np.ndarray, source_mask: np.ndarray | None = None,
+               target_mask: np.ndarray | None = None, threshold: int = 255) -> np.ndarray:
+    """`source` (H,W,3) uint8 with each channel's histogram matched to `target`'s; uint8 (H,W,3).
+
+    A source value at quantile q of its channel becomes the target's value at quantile
+    q * threshold / 255: at 255 the histograms match; lower thresholds leave the top of the target's
+    distribution unused, so a face matched to a frame with blown-out highlights does not take them on
+    (DeepFaceLab's hist-match threshold means the same). Masks weigh the pixels counted, as in
+    `transfer_colour`; the whole source is remapped, through one 256-entry table per channel.
+    """
+    for name, image in (("source", source), ("target", target)):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"{name} must be (H,W,3) uint8, got {image.shape} {image.dtype}")
+    if not 0 <= threshold <= 255:
+        raise ValueError(f"threshold must be 0..255, got {threshold}")
+    sw = _weights(source_mask, source.shape[:2])
+    tw = _weights(target_mask, target.shape[:2])
+    s_hists, t_hists = _histograms(source, sw), _histograms(target, tw)
+    values = np.arange(256, dtype=np.float64)
+    tables = []
+    for s_hist, t_hist in zip(s_hists, t_hists):
+        # each value sits at the middle of its own step of the cumulative histogram, so equal
+        # histograms give the identity and a single-valued channel maps to the target's median
+        s_in, t_in = s_hist > 0, t_hist > 0
+        s_q = ((np.cumsum(s_hist) - s_hist / 2) / s_hist.sum())[s_in] * (threshold / 255)
+        t_q = ((np.cumsum(t_hist) - t_hist / 2) / t_hist.sum())[t_in]
+        mapped = np.interp(s_q, t_q, values[t_in])
+        # values the counted pixels do not have (outside the mask, between two that are counted) are
+        # interpolated between their neighbours' new values, and beyond the ends move with the end
+        known = values[s_in]
+        table = np.interp(values, known, mapped)
+        table[values < known[0]] += values[values < known[0]] - known[0]
+        table[values > known[-1]] += values[values > known[-1]] - known[-1]
+        tables.append(table)
+    lut = np.clip(np.stack(tables, 1) + 0.5, 0, 255).astype(np.uint8)  # (256, 3)
+    return cv2.LUT(source, lut.reshape(256, 1, 3))
+
+
+def _histograms(image: np.ndarray, w: np.ndarray | None) -> list[np.ndarray]:
+    """Per-channel 256-bin histograms (float64) of the pixels whose weight is over one half (all when
+    w is None): cv2.calcHist takes only a binary mask, and is ~3x faster than a weighted bincount."""
+    mask = None if w is None else (w.reshape(image.shape[:2]) > 0.5).astype(np.uint8)
+    if mask is not None and mask.sum() < 16:
+        mask = None
+    return [cv2.calcHist([image], [c], mask, [256], [0, 256]).reshape(-1).astype(np.float64) for c in range(3)]
