@@ -350,12 +350,13 @@ class SWAPLINE_OT_render(bpy.types.Operator):
 
 
 def draw_render(layout, context) -> None:
-    """The render controls (for the Merge panel and the Render panel): grade, format, output, label, render."""
+    """The grade and render controls, drawn at the end of the Merge panel (merge_panels.draw_merge)."""
     scene = strips.sequencer_scene(context)
     if scene is None:
         return
     settings = scene.swapline_render
-    col = layout.column()
+    col = layout.box().column()
+    col.label(text="Grade and Render", icon="RENDER_ANIMATION")
     col.operator("swapline.face_grade", icon="COLOR")
     col.separator()
     col.prop(settings, "format")
@@ -369,19 +370,4 @@ def draw_render(layout, context) -> None:
     col.operator("swapline.render", icon="RENDER_ANIMATION")
 
 
-class SEQUENCER_PT_swapline_render(bpy.types.Panel):
-    """Register after the Swapline panel (its parent)."""
-
-    bl_space_type = "SEQUENCE_EDITOR"
-    bl_region_type = "UI"
-    bl_category = "Swapline"
-    bl_label = "Render"
-    bl_parent_id = "SEQUENCER_PT_swapline"
-
-    def draw(self, context):
-        draw_render(self.layout, context)
-
-
 classes = (SWAPLINE_OT_render,)
-# Sub-panels of the Swapline panel: register these after it (addon/__init__.py, after merge_panels.classes).
-panel_classes = (SEQUENCER_PT_swapline_render,)

@@ -98,9 +98,9 @@ def test_render_job_handlers_finish_on_the_main_thread(run_scenario, tiny_clips,
     assert out["during"][1] is True and out["during"][0] != "/user/own/"
     assert out["cancelled"] == ["/user/own/", False, False]
     drawn = out["drawn"]
-    assert drawn["problems"] == [] and drawn["panel"] == ["SEQUENCER_PT_swapline"]
+    assert drawn["problems"] == []
     assert drawn["operators"] == ["swapline.face_grade", "swapline.render"]
-    assert drawn["labels"] == ["Frames 1-5 (the scene's range)"]
+    assert drawn["labels"] == ["Grade and Render", "Frames 1-5 (the scene's range)"]
 
 
 def _provenance():

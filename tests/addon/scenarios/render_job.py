@@ -45,16 +45,10 @@ ro._on_cancel(scene)
 ro.drain()
 out["cancelled"] = [scene.render.filepath, scene.render.use_stamp_note, os.path.exists(f"{folder}/cancelled.mp4.swapline.json")]
 
-# The render controls (drawn by the Merge panel and the Render panel); the panel registers under the
-# Swapline panel, so after it
+# The grade and render controls the Merge panel draws
 recording = _layout.Recording()
-for cls in ro.panel_classes:
-    if not hasattr(bpy.types, cls.__name__):
-        bpy.utils.register_class(cls)
-    recording.draw(cls)
+recording.draw(type("Panel", (), {"draw": lambda self, context: ro.draw_render(self.layout, context)}))
 out["drawn"] = {"operators": [op for op, _ in recording.operators], "labels": recording.labels,
-                "problems": recording.problems, "panel": [c.bl_parent_id for c in ro.panel_classes]}
-for cls in ro.panel_classes:
-    bpy.utils.unregister_class(cls)
+                "problems": recording.problems}
 _blender.disable()
 _blender.emit(**out)
