@@ -1,6 +1,6 @@
 """Blender layer: the face matte operators. Add Face Matte starts a mask_matte job for the frames the
-active shot shows; Grade Face adds the face grading stack (Color Balance, Curves, Hue Correct) masked by the matte (matte.py places
-the matte and the grade when the job is done, through the drain in sync.py).
+active shot shows; Grade Face adds the face grading stack (Color Balance, Curves, Hue Correct) masked by
+the matte (matte.py places the matte and the grade when the job is done, through the drain in sync.py).
 """
 
 from __future__ import annotations

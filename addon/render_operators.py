@@ -189,7 +189,8 @@ def _set_up(scene, settings, job: RenderJob, fmt: dict, statement: str, when: st
         image.color_mode = "RGB"
         image.color_depth = "16" if settings.format == "EXR" else "8"
         render.filepath = os.path.join(output, f"{os.path.basename(output)}_")
-        job.files = [os.path.basename(render.frame_path(frame=f)) for f in range(scene.frame_start, scene.frame_end + 1)]
+        frames = range(scene.frame_start, scene.frame_end + 1)
+        job.files = [os.path.basename(render.frame_path(frame=f)) for f in frames]
     # The Note goes into the files' metadata (PNG, EXR); with the label it is also burned in, alone.
     render.use_stamp_note = True
     render.stamp_note_text = statement

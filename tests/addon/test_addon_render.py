@@ -34,8 +34,8 @@ def test_render_edit_formats_tags_and_sidecar(run_scenario, tmp_path):
     out = run_scenario("render_edit", clip, folder, timeout=240)
     assert "Save the .blend first" in out["unsaved"]
     assert "Nothing to render" in out["empty"]
-    assert out["default"] == {"H264": str(folder / "project_swapline.mp4"), "PRORES": str(folder / "project_swapline.mov"),
-                              "PNG": str(folder / "project_swapline")}
+    assert out["default"] == {"H264": str(folder / "project_swapline.mp4"),
+                              "PRORES": str(folder / "project_swapline.mov"), "PNG": str(folder / "project_swapline")}
     assert out["relative"] == str(folder / "sub" / "cut.mp4"), "the format decides the extension"
     for name in ("h264", "prores", "png", "png_label", "exr"):
         assert out[name]["result"] == ["FINISHED"], (name, out[name]["error"])
@@ -83,7 +83,8 @@ def test_render_edit_formats_tags_and_sidecar(run_scenario, tmp_path):
     exr = sorted(Path(out["exr"]["output"]).glob("*.exr"))
     assert len(exr) == FRAMES
     assert exr[0].read_bytes()[:4] == b"\x76\x2f\x31\x01"
-    assert b"Note\0string" in exr[0].read_bytes()[:4096] and f"Swapline {VERSION}".encode() in exr[0].read_bytes()[:4096]
+    header = exr[0].read_bytes()[:4096]
+    assert b"Note\0string" in header and f"Swapline {VERSION}".encode() in header
 
 
 def test_render_job_handlers_finish_on_the_main_thread(run_scenario, tiny_clips, tmp_path):

@@ -3,7 +3,6 @@ masked by the shot's face matte; frames rendered with each grade on and with non
 compare. Then a result whose shot has no matte yet: Grade Face asks for one and grades the result
 when it lands."""
 
-import json
 import sys
 
 import bpy

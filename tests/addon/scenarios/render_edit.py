@@ -44,7 +44,8 @@ for name, fmt, label, output in (("h264", "H264", False, f"{folder}/edit.mp4"),
                                  ("exr", "EXR", False, f"{folder}/exr")):
     settings.format, settings.label, settings.output = fmt, label, output
     result, error = _blender.call(bpy.ops.swapline.render)
-    out[name] = {"result": sorted(result or []), "error": error, "output": render_operators.output_path(scene, settings),
+    out[name] = {"result": sorted(result or []), "error": error,
+                 "output": render_operators.output_path(scene, settings),
                  "seconds": _blender.call.last_seconds}
     out[name]["after"] = {"filepath": r.filepath, "format": r.image_settings.file_format,
                           "stamp": [r.use_stamp, r.use_stamp_note, r.stamp_note_text, r.use_stamp_date,

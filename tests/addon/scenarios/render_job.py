@@ -43,7 +43,8 @@ ro._pending[scene.name] = job
 out["during"] = [scene.render.filepath, scene.render.use_stamp_note]
 ro._on_cancel(scene)
 ro.drain()
-out["cancelled"] = [scene.render.filepath, scene.render.use_stamp_note, os.path.exists(f"{folder}/cancelled.mp4.swapline.json")]
+out["cancelled"] = [scene.render.filepath, scene.render.use_stamp_note,
+                    os.path.exists(f"{folder}/cancelled.mp4.swapline.json")]
 
 # The grade and render controls the Merge panel draws
 recording = _layout.Recording()
