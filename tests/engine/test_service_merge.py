@@ -121,6 +121,7 @@ def test_at_most_two_sessions_are_kept_and_the_evicted_one_is_closed(workspace, 
         assert service.previews.keys() == [("m", astronaut, "dst"), ("m", hopper, "src")]
         assert service.previews.get("m", astronaut, "dst") is first
         assert preview("m", astronaut, "dst")["cached"] is True
+        preview("m", hopper, "src")  # now the astronaut's session is the least recently used
         preview("m2", astronaut, "dst")
         assert first.merger is None  # evicted and closed
         with pytest.raises(EngineError) as err:
