@@ -37,8 +37,10 @@ KIND = "merge_preview"  # tag purpose and kind of the requests made here
 LAYER_PATTERN = "frame_%06d.png"  # the merge job's layer files (engine/merge/shot.py)
 KEEP = 50
 STALE_SECONDS = 15.0  # an answer this late is given up on, so the preview does not stall for good
+POLL = 0.005  # seconds between drains while an answer is awaited (the drain timer's 0.1 s would add ~50 ms)
 
 _latencies: deque = deque(maxlen=KEEP)
+_engine_ms: deque = deque(maxlen=KEEP)  # the engine's own time for the same previews (from its answers)
 _in_flight: dict | None = None  # the tag of the request the engine is working on
 _pending: tuple[dict, dict] | None = None  # (args, tag) of the latest frame asked for meanwhile
 _touched: set[str] = set()  # job folders whose resume record the preview made stale (removed once)
@@ -55,6 +57,11 @@ def state(context=None):
 def latencies() -> list[float]:
     """The last (at most 50) latencies in seconds, oldest first."""
     return list(_latencies)
+
+
+def engine_times() -> list[float]:
+    """The engine's milliseconds for the same previews (merge.preview's "ms"; 0 when cached)."""
+    return list(_engine_ms)
 
 
 # Where and what --------------------------------------------------------------------------------
@@ -109,12 +116,14 @@ def layer_strip(scene, destination):
 
 
 def ensure_layer_strip(scene, destination, context=None):
-    """The face layer strip, made over the destination (Alpha Over, files not written yet) when missing."""
+    """The face layer strip, made over the destination (Alpha Over) when missing, its frames not
+    merged yet a transparent frame (strips.fill_missing)."""
     strip = layer_strip(scene, destination)
     if strip is not None:
         return strip
     start, end = strips.source_range(destination)
     directory = os.path.join(merge_folder(scene, destination, context), "layer")
+    os.makedirs(directory, exist_ok=True)  # place_frames fills a folder that exists here
     return strips.place_frames(scene, destination, directory, LAYER_PATTERN, start, end - start, blend="ALPHA_OVER")
 
 
@@ -183,7 +192,20 @@ def _send(args: dict, tag: dict) -> bool:
         _in_flight = None
         return False
     _in_flight = tag
+    if not bpy.app.timers.is_registered(_poll):
+        bpy.app.timers.register(_poll, first_interval=POLL)
     return True
+
+
+def _poll() -> float | None:
+    """Drain often while a preview is awaited, so its answer shows as soon as it arrives."""
+    from . import sync
+
+    try:
+        sync.drain()
+    except Exception as exc:  # the timer must not die with a bad message; the main drain reports it
+        print(f"Swapline: live preview drain failed: {exc}")
+    return POLL if _in_flight is not None else None
 
 
 def _next() -> list:
@@ -217,6 +239,7 @@ def apply_reply(op: str, result, tag: dict) -> list:
         return _next()
     seconds = time.perf_counter() - float(tag["started"])
     _latencies.append(seconds)
+    _engine_ms.append(float(result.get("ms") or 0.0))
     live.last_ms = seconds * 1000.0
     live.median_ms = statistics.median(_latencies) * 1000.0
     live.count += 1
@@ -271,11 +294,19 @@ def _forget_resume(job_folder: str) -> None:
 
 # Triggers --------------------------------------------------------------------------------------
 
+def _rendering() -> bool:
+    """A render steps through frames too: those frame changes are not scrubbing."""
+    try:
+        return bpy.app.is_job_running("RENDER")
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
 @bpy.app.handlers.persistent
 def on_frame_change(scene, *_args) -> None:
     started = time.perf_counter()
     try:
-        if state().enabled:
+        if state().enabled and not _rendering():
             request(scene=scene, started=started)
     except Exception as exc:  # a handler that raises would spoil every frame change
         print(f"Swapline: live preview failed: {exc}")
@@ -292,6 +323,7 @@ def on_toggle(context) -> None:
     live = state(context)
     _in_flight, _pending = None, None
     _latencies.clear()
+    _engine_ms.clear()
     live.count, live.median_ms, live.last_ms = 0, -1.0, -1.0
     live.message = ""
     if live.enabled:
@@ -307,5 +339,7 @@ def register() -> None:
 
 
 def unregister() -> None:
+    if bpy.app.timers.is_registered(_poll):
+        bpy.app.timers.unregister(_poll)
     if on_frame_change in bpy.app.handlers.frame_change_post:
         bpy.app.handlers.frame_change_post.remove(on_frame_change)

@@ -9,6 +9,9 @@ frame_final_end - frame_start)`. A merge result covers exactly those frames, so 
 from __future__ import annotations
 
 import os
+import shutil
+import struct
+import zlib
 
 import bpy
 
@@ -129,7 +132,55 @@ def place_frames(scene, destination, directory: str, pattern: str, first: int, c
     if blend:
         strip.blend_type = blend
     _copy_placement(destination, strip)
+    if os.path.isdir(directory):  # a remote engine's folder is not on this machine: nothing to fill
+        fill_missing(strip, *frame_size(scene, destination))
     return strip
+
+
+def frame_size(scene, strip) -> tuple[int, int]:
+    """A movie strip's frame size (its element holds it), else the scene's render size."""
+    element = strip.elements[0] if len(getattr(strip, "elements", ())) else None
+    if element is not None and element.orig_width > 0 and element.orig_height > 0:
+        return element.orig_width, element.orig_height
+    return scene.render.resolution_x, scene.render.resolution_y
+
+
+def fill_missing(strip, width: int, height: int) -> int:
+    """Give every frame of an image strip that has no file a transparent one; returns how many.
+
+    A missing file must not break the strip, and in bpy 5.0.1 it does: `elements.append` leaves an
+    element's size uninitialised until its file is read, and rendering a missing one allocates an
+    image of that garbage size (seen as "Calloc returns null" and a crash). One blank PNG is made
+    and hard-linked (copied where links fail) under each missing name; the preview and the merge
+    job replace them file by file (os.replace: the link goes, the blank stays for the others)."""
+    directory = os.path.abspath(bpy.path.abspath(strip.directory))
+    missing = [os.path.join(directory, e.filename) for e in strip.elements
+               if not os.path.exists(os.path.join(directory, e.filename))]
+    if not missing:
+        return 0
+    blank = os.path.join(directory, f".blank_{width}x{height}.png")
+    if not os.path.exists(blank):
+        temporary = f"{blank}.{os.getpid()}.tmp"
+        with open(temporary, "wb") as f:
+            f.write(blank_png(width, height))
+        os.replace(temporary, blank)
+    for path in missing:
+        try:
+            os.link(blank, path)
+        except OSError:
+            shutil.copyfile(blank, path)
+    return len(missing)
+
+
+def blank_png(width: int, height: int) -> bytes:
+    """A fully transparent RGBA PNG (8 bits) of this size, written without an image library."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\x00" * (1 + 4 * width)  # filter byte "none", then zero RGBA
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row * height, 9)) + \
+        chunk(b"IEND", b"")
 
 
 def frame_file(strip, timeline_frame: int) -> str | None:

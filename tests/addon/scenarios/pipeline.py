@@ -4,6 +4,7 @@ Runs headless, so it drives the drain with sync.wait_for_* (timers never fire in
 """
 
 import json
+import os
 import sys
 import time
 
@@ -29,7 +30,7 @@ dst.frame_offset_start, dst.frame_offset_end = 5, dst.frame_duration - 25
 editor.strips.new_effect(name="Title", type="COLOR", channel=4, frame_start=60, length=5)
 for strip, role in ((src, "SOURCE"), (dst, "DESTINATION")):
     editor.active_strip = strip
-    bpy.ops.swapline.mark_role(role=role)
+    bpy.ops.swapline.mark_role(role=role, confirm=role == "SOURCE")  # the likeness question, answered
 
 times = {}
 t = time.monotonic()
@@ -63,7 +64,8 @@ stopped = sync.wait_for_jobs("train", timeout=120, check=False)
 times["train_stop"] = time.monotonic() - t
 
 t = time.monotonic()
-bpy.ops.swapline.merge()
+scene.swapline_merge_outputs.frames = True  # the full merged frames too: the test compares their pixels
+bpy.ops.swapline.merge_shot()
 merged = sync.wait_for_jobs("merge", timeout=300)
 times["merge"] = time.monotonic() - t
 
@@ -81,9 +83,15 @@ if result is not None:
     out["result"] = {
         "name": result.name, "type": result.type, "channel": result.channel, "job": result.swapline_job,
         "start": result.frame_final_start, "end": result.frame_final_end,
-        "frames": {f: bpy.path.abspath(result.directory + result.strip_elem_from_frame(f).filename)
+        "blend": result.blend_type,
+        "layer": bpy.path.abspath(result.directory + result.strip_elem_from_frame(result.frame_final_start).filename),
+        # the full merged frames of the frames the strip shows (source frame = timeline - frame_start)
+        "frames": {f: os.path.join(merged[0]["result"]["frames"]["directory"],
+                                   merged[0]["result"]["frames"]["pattern"] % (f - round(dst.frame_start)))
                    for f in range(result.frame_final_start, result.frame_final_end)},
     }
+    matte = [s for s in editor.strips if s.swapline_matte_for == dst.name]
+    out["matte"] = [[s.mute, s.colorspace_settings.name, s.channel] for s in matte]
 out["mirror"] = [[j.kind, j.state, j.ours] for j in bpy.context.window_manager.swapline.jobs]
 
 _blender.disable()  # unregister: the local engine must go away with the add-on
