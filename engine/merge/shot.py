@@ -1,25 +1,45 @@
-"""Merge stage: the merge job, from a trained model and a destination video to merged PNG frames."""
+"""Merge stage: the merge job, from a trained model and a destination video to a face layer, a matte,
+merged frames and/or a merged video.
+
+Outputs (any of them, in `<out>/`): layer/frame_%06d.png (RGBA, full frame size, the swapped face
+with its alpha and transparent elsewhere: laid over the untouched original in Blender),
+matte/frame_%06d.png (grey, that alpha), frames/frame_%06d.png (full merged frames) and merged.mp4
+(H.264, the source's audio copied). Frame numbers are the source's. merge.json records the settings'
+digest and the frames done: a re-run into the same folder with the same settings skips the frames
+already written and recomputes only the temporal window before the first missing one.
+"""
 
 from __future__ import annotations
 
+import json
+import queue
+import threading
+import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
-import cv2
 import numpy as np
 
 from ..config import check_types, from_dict
 from ..errors import Cancelled, EngineError
-from ..geometry.align import align_transform, compose, invert, rescale, transform_points
-from ..geometry.hull import feather, hull_mask
-from ..media.decode import frame_range, iter_frames, probe
+from ..files import atomic_write, sync_folder_of
+from ..media.decode import frame_range, iter_frames
 from ..media.encode import write_image
-from ..models.swapper import FaceSwapper
+from ..media.sparse_png import encode_sparse_png
 from ..workspace import Workspace
-from .blend import paste_face, reinhard_transfer
+from .compose import apply_patches, layer_canvas
+from .frame import ShotMerger
+from .settings import MergeSettings
 
-CROP = 256  # aligned crop size used while merging; the model's output is upscaled to it
+OUTPUTS = ("layer", "matte", "frames", "video")
+SEQUENCES = ("layer", "matte", "frames")  # one PNG per frame each
+PATTERN = "frame_%06d.png"
+VIDEO = "merged.mp4"
+STATE = "merge.json"
 
 
 @dataclass(frozen=True)
@@ -28,88 +48,290 @@ class MergeParams:
     video: str
     faceset: str
     frame_start: int = 0
-    frame_end: int | None = None
-    output: str | None = None
-    erode: float = 0.04  # mask erosion, fraction of the crop: keeps the seam inside the face
-    blur: float = 0.06   # mask feather, fraction of the crop
-    # How far the mask reaches above the brows (fraction of brow-to-chin). Less than training's
-    # 0.25: hat brims and fringes that the source had there must not be pasted onto the destination.
-    forehead: float = 0.1
-    batch_size: int = 8
+    frame_end: int | None = None  # exclusive; None = to the end
+    output: str | None = None  # folder; None = the workspace's renders/<job id>
+    outputs: tuple = ("layer", "matte")
+    settings: dict = field(default_factory=dict)  # MergeSettings as a map (keys for animated values)
+    batch_size: int = 8  # faces per model run
 
     def __post_init__(self) -> None:
         check_types(self, "merge option")
+        if not isinstance(self.outputs, (list, tuple)) or not self.outputs or \
+                not all(o in OUTPUTS for o in self.outputs) or len(set(self.outputs)) != len(self.outputs):
+            raise ValueError(f"merge option 'outputs' must be a list of distinct {', '.join(OUTPUTS)}, "
+                             f"got {self.outputs!r}")
+        object.__setattr__(self, "outputs", tuple(self.outputs))
+        if not isinstance(self.settings, dict):
+            raise ValueError("merge option 'settings' must be a map of merge settings")
+        if self.batch_size < 1:
+            raise ValueError("merge option 'batch_size' must be at least 1")
+        self.merge_settings()  # a bad setting is refused before anything is loaded
 
     @classmethod
     def from_dict(cls, d: dict) -> "MergeParams":
         return from_dict(cls, d, "merge option")
 
+    def merge_settings(self) -> MergeSettings:
+        return MergeSettings.from_dict(self.settings)
+
 
 def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should_stop) -> dict:
-    """Swap every frame of [frame_start, frame_end) that has a face; copy the others unchanged."""
-    info = probe(Path(params.video))
+    """Merge every frame of [frame_start, frame_end) into the asked outputs (frames without a face:
+    an empty layer and matte, the frame as it is)."""
+    s = params.merge_settings()
+    merger = ShotMerger(ws, params.model, params.video, params.faceset)
+    info = merger.info
     start, end = frame_range(info, params.frame_start, params.frame_end)
-    media_id = ws.media_id(info.path)
-    faces = {f.frame: f for f in ws.facesets.faces(params.faceset, media_id)} if media_id is not None else {}
-    if not faces:
-        raise EngineError("no_faces", f"faceset {params.faceset!r} has no faces of {info.path.name}; extract it first")
-    swapper = FaceSwapper.load(ws.model_dir(params.model))
-    size = ws.facesets.get(params.faceset)["size"]
-    masked = ws.masks.masked(params.faceset)  # faces with a drawn, learned or imported mask
-
-    def face_mask(face, m: np.ndarray) -> np.ndarray:
-        """The destination face's mask in the merge crop `m`: its drawn or learned one (a hand or a
-        microphone over the face stays in front of the swap), else the landmark hull."""
-        if face.id in masked:
-            stored = ws.masks.mask_of(face)[0]
-            return cv2.warpAffine(stored, compose(m, invert(face.transform)), (CROP, CROP), flags=cv2.INTER_LINEAR)
-        return hull_mask(transform_points(m, face.landmarks68), (CROP, CROP), params.forehead)
-
-    def crop_transform(face) -> np.ndarray:
-        if swapper.face_type and swapper.face_type != face.face_type:
-            return align_transform(face.landmarks68, CROP, swapper.face_type, face.yaw)  # the model's crop
-        return rescale(face.transform, CROP / size)
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pending: list[tuple[int, np.ndarray]] = []
-    total, swapped, written = end - start, 0, 0
-    # PNG encoding is a third of the merge time and releases the GIL: it overlaps the next batch
-    writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="swapline-png")
-    writes: list[Future] = []
+    outputs = params.outputs
+    digest = s.digest()
+    done = _done_frames(out_dir, params, digest, start, end)
+    todo = [i for i in range(start, end) if i not in done]
+    radius = merger.window(s)
+    swapped = sum(1 for i in range(start, end) if i in merger.by_frame)
+    result = {
+        "directory": str(out_dir), "first_frame": start, "count": end - start, "swapped": swapped,
+        **{name: ({"directory": str(out_dir / name), "pattern": PATTERN} if name in outputs else None)
+           for name in SEQUENCES},
+        "video": str(out_dir / VIDEO) if "video" in outputs else None, "settings": digest,
+    }
+    state = {"settings": digest, "values": s.to_dict(), "model": params.model, "video": str(info.path),
+             "faceset": params.faceset, "outputs": list(outputs), "first_frame": start, "end": end,
+             "done": sorted(done), "complete": not todo}
+    if not todo:
+        report(1.0, f"all {end - start} frames were merged already", {"frames": end - start, "swapped": swapped})
+        _write_state(out_dir, state)
+        return {**result, "merged": 0, "seconds": 0.0}
+    for name in SEQUENCES:
+        if name in outputs:
+            (out_dir / name).mkdir(exist_ok=True)
+    first = max(start, todo[0] - radius)  # frames before the first missing one feed its smoothing only
+    per_frame = max(1, max((len(v) for v in merger.by_frame.values()), default=1))
+    merger.set_capacity((2 * radius + 3 * params.batch_size + 2) * per_frame)
 
-    def flush() -> None:
-        nonlocal swapped, written
-        with_face = [(i, fr) for i, fr in pending if i in faces]
-        if with_face:
-            ms = [crop_transform(faces[i]) for i, _ in with_face]
-            crops = np.stack([cv2.warpAffine(fr, m, (CROP, CROP), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
-                              for (_, fr), m in zip(with_face, ms)])
-            predicted, _ = swapper.swap(crops)
-        merged = {}
-        for k, (i, fr) in enumerate(with_face):
-            mask = feather(face_mask(faces[i], ms[k]), int(params.erode * CROP), int(params.blur * CROP))
-            face = reinhard_transfer(predicted[k], crops[k], mask)
-            merged[i] = paste_face(fr, face, mask, ms[k])
-        for future in writes:
-            future.result()  # at most one batch in flight, and an I/O error surfaces here
-        writes[:] = [writer.submit(write_image, out_dir / f"frame_{i:06d}.png", merged.get(i, fr)) for i, fr in pending]
-        swapped += len(with_face)
-        written += len(pending)
-        pending.clear()
+    writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="swapline-merge-png")
+    video = _VideoOut(out_dir / VIDEO, info, start, end) if "video" in outputs else None
+    pending: deque[tuple[int, list[Future]]] = deque()  # frames being written, in order
+    started, last_state, written = time.monotonic(), 0.0, 0
+    total = len(todo)
 
+    def settle(block: bool) -> None:
+        """Frames whose files are all written count as done (an I/O error surfaces here)."""
+        nonlocal written
+        while pending and (block or len(pending) > 3 * params.batch_size or all(f.done() for f in pending[0][1])):
+            index, futures = pending.popleft()
+            for future in futures:
+                future.result()
+            done.add(index)
+            written += 1
+
+    def emit(items: list[tuple[int, np.ndarray]]) -> None:
+        items = [(i, fr) for i, fr in items if i not in done and i >= todo[0]]
+        if not items:
+            return
+        for (index, frame), patches in zip(items, merger.merge_frames(items, s)):
+            futures = []
+            if "layer" in outputs or "matte" in outputs:
+                box, roi = layer_canvas(patches, info.height, info.width) if patches else _EMPTY
+                if "layer" in outputs:
+                    futures.append(writer.submit(_write_png, out_dir / "layer" / (PATTERN % index), info, box, roi))
+                if "matte" in outputs:
+                    futures.append(writer.submit(_write_png, out_dir / "matte" / (PATTERN % index), info, box,
+                                                 roi[..., 3]))
+            if "frames" in outputs or video is not None:
+                merged = apply_patches(frame, patches) if patches else frame
+                if "frames" in outputs:
+                    futures.append(writer.submit(write_image, out_dir / "frames" / (PATTERN % index), merged, False))
+                if video is not None:
+                    video.add(merged)
+            pending.append((index, futures))
+        settle(False)
+
+    frames = _decoded(info.path, first, end)
     try:
-        for index, frame in iter_frames(info.path, start, end):
+        ahead: list[tuple[int, np.ndarray]] = []  # decoded, not yet prepared
+        waiting: deque[tuple[int, np.ndarray]] = deque()  # prepared, waiting for their window
+        last = first - 1
+        for index, frame in frames:
             if should_stop():
                 raise Cancelled()
-            pending.append((index, frame))
-            if len(pending) >= params.batch_size:
-                flush()
-                done = index - start + 1
-                report(done / total, f"frame {done}/{total}", {"frames": done, "swapped": swapped})
-        flush()
-        for future in writes:
-            future.result()
+            ahead.append((index, frame))
+            last = index
+            if len(ahead) >= params.batch_size:
+                merger.prepare(ahead, s)
+                waiting.extend(ahead)
+                ahead = []
+                ready = []
+                while waiting and waiting[0][0] + radius <= last:
+                    ready.append(waiting.popleft())
+                emit(ready)
+                now = time.monotonic()
+                report(written / total, f"frame {written}/{total}",
+                       {"frames": written, "fps": written / max(now - started, 1e-6)})
+                if now - last_state > 2.0:
+                    _write_state(out_dir, {**state, "done": sorted(done)})
+                    last_state = now
+        merger.prepare(ahead, s)
+        waiting.extend(ahead)
+        emit(list(waiting))
+        if video is not None:
+            video.close()
+        settle(True)
     finally:
+        frames.close()
         writer.shutdown(wait=True)
-    ws.record_render(out_dir.name, params.model, media_id, out_dir, start, written)
-    return {"directory": str(out_dir), "pattern": "frame_%06d.png", "first_frame": start, "count": written,
-            "swapped": swapped}
+        if video is not None:
+            video.abort()  # nothing when it was closed: a half video is never left as merged.mp4
+        if written:
+            for name in SEQUENCES:
+                if name in outputs:
+                    sync_folder_of(out_dir / name / (PATTERN % start))  # one folder fsync per sequence
+        _write_state(out_dir, {**state, "done": sorted(done), "complete": len(done) >= end - start})
+    ws.record_render(out_dir.name, params.model, merger.media_id, out_dir, start, end - start)
+    elapsed = time.monotonic() - started
+    report(1.0, f"merged {written} frames", {"frames": written, "fps": written / max(elapsed, 1e-6)})
+    return {**result, "merged": written, "seconds": elapsed}
+
+
+_EMPTY = ((0, 0, 0, 0), np.zeros((0, 0, 4), np.uint8))
+
+
+def _write_png(path: Path, info, box, roi: np.ndarray) -> None:
+    atomic_write(path, encode_sparse_png(info.height, info.width, box, roi), sync_folder=False)
+
+
+def _done_frames(out_dir: Path, params: MergeParams, digest: str, start: int, end: int) -> set[int]:
+    """Frames of a previous run into this folder with the same settings whose files are all there
+    (files are written atomically: one that exists is whole). The video is made in one go, so a
+    run that asks for it redoes every frame unless the earlier run finished it."""
+    try:
+        state = json.loads((out_dir / STATE).read_text())
+    except (OSError, ValueError):
+        return set()
+    if state.get("settings") != digest or state.get("model") != params.model or \
+            state.get("faceset") != params.faceset:
+        return set()
+    if "video" in params.outputs and not (state.get("complete") and (out_dir / VIDEO).is_file()
+                                          and "video" in state.get("outputs", [])):
+        return set()
+    names = [n for n in SEQUENCES if n in params.outputs]
+    return {i for i in range(start, end) if all((out_dir / n / (PATTERN % i)).is_file() for n in names)}
+
+
+def _write_state(out_dir: Path, state: dict) -> None:
+    atomic_write(out_dir / STATE, json.dumps(state, indent=1).encode())
+
+
+class _decoded:
+    """iter_frames on its own thread, a few frames ahead: decoding overlaps the merge (OpenCV's
+    decoder lets go of the GIL)."""
+
+    def __init__(self, path: Path, start: int, end: int, depth: int = 6) -> None:
+        self._queue: queue.Queue = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(path, start, end), daemon=True,
+                                        name="swapline-merge-decode")
+        self._thread.start()
+
+    def _run(self, path: Path, start: int, end: int) -> None:
+        try:
+            for item in iter_frames(path, start, end):
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+            self._put(None)
+        except BaseException as exc:  # handed to the merging thread
+            self._put(exc)
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class _VideoOut:
+    """Merged frames as H.264 (yuv420p) in an MP4, with the source's audio of the same frames copied
+    packet for packet (no re-encode), interleaved by time. Written to a temp file, renamed on close."""
+
+    def __init__(self, path: Path, info, start: int, end: int) -> None:
+        import av  # only the video output needs it
+
+        self.path, self.tmp = path, path.with_name(f".{path.stem}.tmp{path.suffix}")
+        self.rate = Fraction(info.fps or 25.0).limit_denominator(1001)
+        self.container = av.open(str(self.tmp), "w")
+        self.stream = self.container.add_stream("libx264", rate=self.rate)
+        self.stream.height, self.stream.width = info.height // 2 * 2, info.width // 2 * 2
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.options = {"crf": "18", "preset": "veryfast"}
+        self.frames, self.closed = 0, False
+        self.audio: deque = deque()
+        self.audio_stream = None
+        t0, t1 = start / float(self.rate), end / float(self.rate)
+        with av.open(str(info.path)) as source:
+            if source.streams.audio:
+                src = source.streams.audio[0]
+                self.audio_stream = self.container.add_stream_from_template(src)
+                base = src.time_base
+                offset = int(round(t0 / base))
+                for packet in source.demux(src):
+                    if packet.pts is None or packet.dts is None:
+                        continue
+                    t = float(packet.pts * base)
+                    if t0 <= t < t1:
+                        packet.pts -= offset
+                        packet.dts -= offset
+                        self.audio.append((t - t0, packet))
+
+    def add(self, frame: np.ndarray) -> None:
+        import av
+
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[: self.stream.height, : self.stream.width]),
+                                        format="bgr24")
+        vf.pts = self.frames
+        vf.time_base = 1 / self.rate
+        self.frames += 1
+        for packet in self.stream.encode(vf):
+            self._audio_until(float(packet.pts * packet.time_base) if packet.pts is not None else 0.0)
+            self.container.mux(packet)
+
+    def _audio_until(self, t: float) -> None:
+        while self.audio and self.audio[0][0] <= t:
+            _, packet = self.audio.popleft()
+            packet.stream = self.audio_stream
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        if not self.frames:
+            raise EngineError("bad_request", "no frames to encode")
+        self.container.mux(self.stream.encode())
+        self._audio_until(float("inf"))
+        self.container.close()
+        self.closed = True
+        self.tmp.replace(self.path)
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.container.close()
+            self.tmp.unlink(missing_ok=True)

@@ -1,5 +1,8 @@
-"""The merge job on a tiny trained model: swapped inside the face, untouched outside it."""
+"""The merge job on a tiny trained model: face layer, matte, merged frames and video; resume."""
 
+import json
+
+import av
 import cv2
 import numpy as np
 import pytest
@@ -7,6 +10,7 @@ import pytest
 from engine.errors import EngineError
 from engine.jobs import JobRunner
 from engine.media.decode import iter_frames
+from engine.models.swapper import FaceSwapper
 from engine.recipes import STAGES
 from engine.workspace import Workspace
 
@@ -32,36 +36,117 @@ def trained(tmp_path_factory, portrait_clips):
     runner.shutdown()
 
 
-def test_merge_swaps_inside_the_face_only(trained, portrait_clips, tmp_path):
+@pytest.fixture()
+def swaps(monkeypatch):
+    """How many faces the model was run on (the job runs in-process on a worker thread)."""
+    calls = []
+    real = FaceSwapper.swap
+    monkeypatch.setattr(FaceSwapper, "swap", lambda self, faces: calls.append(len(faces)) or real(self, faces))
+    return calls
+
+
+def _read(path):
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert image is not None, f"{path} is missing"
+    return image
+
+
+def test_merge_writes_layer_matte_frames_and_video(trained, portrait_clips, tmp_path):
     ws, runner = trained
+    out = tmp_path / "out"
     result = _run(runner, "merge", {"model": "m", "video": str(portrait_clips["astronaut"]), "faceset": "dst",
-                                    "frame_start": 2, "frame_end": 8, "output": str(tmp_path / "out")})
+                                    "frame_start": 2, "frame_end": 8, "output": str(out),
+                                    "outputs": ["layer", "matte", "frames", "video"],
+                                    "settings": {"smooth_colour": 1.0, "blur": 0.08}})
     assert result["first_frame"] == 2 and result["count"] == 6 and result["swapped"] == 6
-    names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == [f"frame_{i:06d}.png" for i in range(2, 8)]
+    assert result["layer"] == {"directory": str(out / "layer"), "pattern": "frame_%06d.png"}
+    assert result["matte"]["directory"] == str(out / "matte") and result["frames"]["directory"] == str(out / "frames")
+    assert result["video"] == str(out / "merged.mp4") and "pattern" not in result
+    state = json.loads((out / "merge.json").read_text())
+    assert state["settings"] == result["settings"] and state["done"] == list(range(2, 8)) and state["complete"]
     faces = {f.frame: f for f in ws.facesets.faces("dst")}
     for index, frame in iter_frames(portrait_clips["astronaut"], 2, 8):
-        merged = cv2.imread(str(tmp_path / "out" / f"frame_{index:06d}.png"))
-        diff = np.abs(merged.astype(int) - frame.astype(int)).sum(axis=2)
+        name = f"frame_{index:06d}.png"
+        layer, matte, merged = _read(out / "layer" / name), _read(out / "matte" / name), _read(out / "frames" / name)
+        assert layer.shape == (240, 320, 4) and matte.shape == (240, 320) and merged.shape == (240, 320, 3)
+        assert np.array_equal(layer[..., 3], matte), "the matte is the layer's alpha"
         x0, y0, x1, y1 = (int(v) for v in faces[index].box)
+        assert matte[(y0 + y1) // 2, (x0 + x1) // 2] == 255 and matte[0, 0] == 0
+        assert 0 < (matte > 0).mean() < 0.5
+        # the layer laid over the untouched original (straight alpha over) is the merged frame
+        a = layer[..., 3:].astype(np.float32) / 255
+        over = frame.astype(np.float32) * (1 - a) + layer[..., :3].astype(np.float32) * a
+        assert np.abs(over - merged.astype(np.float32)).max() <= 1.01
+        assert np.array_equal(merged[matte == 0], frame[matte == 0]), "pixels outside the face changed"
+        diff = np.abs(merged.astype(int) - frame.astype(int)).sum(axis=2)
         assert diff[y0:y1, x0:x1].mean() > 5, "the face was not replaced"
-        outside = np.ones_like(diff, bool)
-        pad = (x1 - x0) // 2  # the feathered hull stays within half a face-width of the detection box
-        outside[max(0, y0 - pad):y1 + pad, max(0, x0 - pad):x1 + pad] = False
-        assert diff[outside].max() == 0, "pixels outside the face changed"
+    with av.open(str(out / "merged.mp4")) as container:
+        assert container.streams.video[0].width == 320 and container.streams.audio, "the shot's audio came along"
+        assert sum(1 for _ in container.decode(video=0)) == 6
+
+
+def test_a_frame_without_a_face_gets_an_empty_layer_and_matte(trained, portrait_clips, tmp_path):
+    ws, runner = trained
+    _run(runner, "extract", {"video": str(portrait_clips["astronaut"]), "faceset": "part", "size": 128,
+                             "frame_end": 4})
+    out = tmp_path / "out"
+    result = _run(runner, "merge", {"model": "m", "video": str(portrait_clips["astronaut"]), "faceset": "part",
+                                    "frame_start": 2, "frame_end": 6, "output": str(out)})
+    assert result["count"] == 4 and result["swapped"] == 2 and result["frames"] is None and result["video"] is None
+    assert not (out / "frames").exists()
+    for index in (4, 5):
+        layer = _read(out / "layer" / f"frame_{index:06d}.png")
+        assert layer.shape == (240, 320, 4) and not layer[..., 3].any()
+        assert not _read(out / "matte" / f"frame_{index:06d}.png").any()
+    assert _read(out / "matte" / "frame_000003.png").max() == 255
+
+
+def test_resume_skips_the_frames_already_written(trained, portrait_clips, tmp_path, swaps):
+    ws, runner = trained
+    out = tmp_path / "out"
+    params = {"model": "m", "video": str(portrait_clips["astronaut"]), "faceset": "dst", "frame_start": 2,
+              "frame_end": 8, "output": str(out), "settings": {"smooth_colour": 0.0}}
+    _run(runner, "merge", params)
+    assert sum(swaps) == 6
+    kept = {i: (out / "layer" / f"frame_{i:06d}.png").stat().st_mtime_ns for i in range(2, 6)}
+    for i in (6, 7):
+        (out / "layer" / f"frame_{i:06d}.png").unlink()
+    swaps.clear()
+    result = _run(runner, "merge", params)
+    assert result["merged"] == 2 and sum(swaps) == 2, "only the missing frames were merged"
+    assert {i: (out / "layer" / f"frame_{i:06d}.png").stat().st_mtime_ns for i in range(2, 6)} == kept
+    assert (out / "layer" / "frame_000007.png").is_file()
+    # smoothing over +-3 frames: the frames before the first missing one are merged again, not written
+    params["settings"] = {"smooth_colour": 1.0}
+    swaps.clear()
+    assert _run(runner, "merge", params)["merged"] == 6, "other settings: nothing is reused"
+    (out / "matte" / "frame_000007.png").unlink()
+    swaps.clear()
+    result = _run(runner, "merge", params)
+    assert result["merged"] == 1 and sum(swaps) == 4, "frame 7 and its window 4..6 only"
+    # nothing missing: nothing merged
+    swaps.clear()
+    assert _run(runner, "merge", params)["merged"] == 0 and sum(swaps) == 0
 
 
 def test_merge_errors(trained, portrait_clips):
     ws, runner = trained
+    video = str(portrait_clips["astronaut"])
     with pytest.raises(EngineError) as err:
-        _run(runner, "merge", {"model": "nope", "video": str(portrait_clips["astronaut"]), "faceset": "dst"})
+        _run(runner, "merge", {"model": "nope", "video": video, "faceset": "dst"})
     assert err.value.code == "not_found"
     with pytest.raises(EngineError) as err:  # the source clip was never extracted into "dst"
         _run(runner, "merge", {"model": "m", "video": str(portrait_clips["hopper"]), "faceset": "dst"})
     assert err.value.code == "no_faces"
+    for bad in ({"blend": 1}, {"outputs": ["layer", "mp4"]}, {"outputs": []}, {"settings": {"mode": "paint"}},
+                {"settings": {"erosion": 0.1}}, {"settings": {"mask": "seg-dst"}}):
+        with pytest.raises(EngineError) as err:
+            _run(runner, "merge", {"model": "m", "video": video, "faceset": "dst", **bad})
+        assert err.value.code == "bad_request", bad
     with pytest.raises(EngineError) as err:
-        _run(runner, "merge", {"model": "m", "video": str(portrait_clips["astronaut"]), "faceset": "dst", "blend": 1})
-    assert err.value.code == "bad_request"
+        _run(runner, "merge", {"model": "m", "video": video, "faceset": "dst", "frame_end": 3,
+                               "settings": {"mask": "seg-dst", "seg_model": "xseg"}})
+    assert err.value.code == "not_found" and "'xseg'" in err.value.message
 
 
 def test_a_drawn_mask_keeps_what_covers_the_face_in_front_of_the_swap(trained, portrait_clips, tmp_path):
@@ -71,10 +156,11 @@ def test_a_drawn_mask_keeps_what_covers_the_face_in_front_of_the_swap(trained, p
     ws.masks.set_label(face.id, [{"include": True, "points": [[0.1, 0.05], [0.9, 0.05], [0.9, 0.5], [0.1, 0.5]]}])
     try:
         _run(runner, "merge", {"model": "m", "video": str(portrait_clips["astronaut"]), "faceset": "dst",
-                               "frame_start": 3, "frame_end": 4, "output": str(tmp_path / "out")})
+                               "frame_start": 3, "frame_end": 4, "output": str(tmp_path / "out"),
+                               "outputs": ["frames"]})
     finally:
         ws.masks.set_label(face.id, [])
-    merged = cv2.imread(str(tmp_path / "out" / "frame_000003.png"))
+    merged = cv2.imread(str(tmp_path / "out" / "frames" / "frame_000003.png"))
     frame = next(f for _, f in iter_frames(portrait_clips["astronaut"], 3, 4))
     diff = np.abs(merged.astype(int) - frame.astype(int)).sum(axis=2)
     # where the label's upper half and its lower half land in the frame

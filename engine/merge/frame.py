@@ -1,0 +1,246 @@
+"""Merge stage: the one per-frame pipeline (ShotMerger), shared by the merge job and the live preview.
+
+Per face, in two steps:
+1. prepare (needs only its own frame): the steady placement -> the aligned crop -> the model's
+   prediction and mask -> the mask sources combined and shaped -> colour transfer -> the coloured
+   face's masked mean colour, kept per frame for temporal smoothing;
+2. finish (needs the neighbours' means): the face moved to its smoothed mean colour, enhanced,
+   composed into its frame as a FacePatch.
+The job prepares frames ahead of the ones it finishes (a look-ahead window of ~3 sigma), so the
+smoothing is centred; the preview fetches the neighbours it lacks through `frame_at`.
+
+Predictions are cached by (face, placement): a settings change that keeps the placement re-merges
+without the model; prepared faces are cached by (settings, face).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from ..errors import EngineError
+from ..facesets import FaceRecord
+from ..geometry.align import align_transform, compose, invert, rescale, transform_points
+from ..geometry.hull import hull_mask
+from ..geometry.steady import steady_series
+from ..media.decode import VideoInfo, probe
+from ..models.checkpoint import has_checkpoint
+from ..models.segmenter import Segmenter, mask_model_dir
+from ..models.swapper import FaceSwapper
+from ..workspace import Workspace
+from .compose import CROP, FacePatch, colour_face, compose_face
+from .enhance import enhance
+from .masks import combine, shape_mask
+from .settings import MergeSettings
+from .temporal import face_velocity, masked_mean, shift_mean, steady_means
+
+
+class _LRU(OrderedDict):
+    """A dict that forgets its least recently used entries beyond `capacity`."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+
+    def get_(self, key):
+        value = self.get(key)
+        if value is not None:
+            self.move_to_end(key)
+        return value
+
+    def put(self, key, value) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.capacity:
+            self.popitem(last=False)
+
+
+@dataclass
+class _Prepared:
+    """One face after step 1: everything its finish needs."""
+
+    m: np.ndarray  # frame -> crop placement (steady)
+    crop: np.ndarray  # the destination crop under m
+    raw: np.ndarray  # the model's untouched prediction
+    mask: np.ndarray  # shaped mask, crop space
+    face: np.ndarray  # colour-transferred prediction
+    mean: np.ndarray | None  # masked mean (Lab, or L for grayscale models) for temporal smoothing
+
+
+class ShotMerger:
+    """Merges the faces of one destination video with one model; see the module's docstring."""
+
+    def __init__(self, ws: Workspace, model: str, video: str, faceset: str, device: str = "auto",
+                 frame_at: Callable[[int], np.ndarray | None] | None = None) -> None:
+        self.info: VideoInfo = probe(Path(video))
+        self.media_id = ws.media_id(self.info.path)
+        faces = ws.facesets.faces(faceset, self.media_id) if self.media_id is not None else []
+        if not faces:
+            raise EngineError("no_faces", f"faceset {faceset!r} has no faces of {self.info.path.name}; extract it first")
+        model_dir = ws.model_dir(model)
+        if not has_checkpoint(model_dir):
+            raise EngineError("not_found", f"no trained model {model!r} in this workspace; train it first")
+        self.swapper = FaceSwapper.load(model_dir, device)
+        self._ws, self._device, self.frame_at = ws, device, frame_at
+        self.by_frame: dict[int, list[FaceRecord]] = defaultdict(list)
+        for f in faces:
+            self.by_frame[f.frame].append(f)
+        size = ws.facesets.get(faceset)["size"]
+        self._masked = ws.masks.masked(faceset)  # faces with a drawn, learned or imported mask
+        # each face's crop for the model (the model's own face type when it differs from the faceset's)
+        self._raw: dict[int, dict[int, np.ndarray]] = defaultdict(dict)  # track -> frame -> transform
+        for f in faces:
+            if self.swapper.face_type and self.swapper.face_type != f.face_type:
+                m = align_transform(f.landmarks68, CROP, self.swapper.face_type, f.yaw)
+            else:
+                m = rescale(f.transform, CROP / (f.size or size))
+            self._raw[f.track][f.frame] = m
+        self._placements: dict[float, dict[int, dict[int, np.ndarray]]] = {}
+        self._segmenters: dict[str, Segmenter] = {}
+        self._predictions = _LRU(64)  # (face id, placement) -> {"crop", "raw", "pmask", "dst", "seg-*"}
+        self._prepared = _LRU(64)  # (settings digest, face id) -> _Prepared
+        self._means: dict[str, dict[int, dict[int, np.ndarray]]] = {}  # digest -> track -> frame -> mean
+        self.model_faces = 0  # faces the model has been run on (tests and benches count it)
+
+    # What there is ------------------------------------------------------------------------------
+
+    def frames_with_faces(self) -> list[int]:
+        return sorted(self.by_frame)
+
+    def window(self, s: MergeSettings) -> int:
+        """Frames on each side a frame's temporal smoothing reads (0: each frame stands alone)."""
+        return int(math.ceil(3 * s.smooth_colour)) if self._smoothing(s) else 0
+
+    def set_capacity(self, faces: int) -> None:
+        """How many faces' predictions and prepared results to keep (the job sizes it to its window)."""
+        self._predictions.capacity = self._prepared.capacity = max(8, faces)
+
+    def placements(self, s: MergeSettings, track: int) -> dict[int, np.ndarray]:
+        """One track's steady frame -> crop transforms by frame (landmark wobble smoothed away)."""
+        sigma = float(s.smooth_placement)
+        if sigma not in self._placements:
+            self._placements[sigma] = {t: steady_series(series, sigma) for t, series in self._raw.items()}
+        return self._placements[sigma][track]
+
+    # The pipeline ----------------------------------------------------------------------------
+
+    def merge_frames(self, frames: list[tuple[int, np.ndarray]], s: MergeSettings) -> list[list[FacePatch]]:
+        """One list of FacePatch per (frame index, BGR frame) given; empty where a frame has no face."""
+        self.prepare(frames, s)
+        radius = self.window(s)
+        if radius and self.frame_at is not None:  # the preview: neighbours it has not merged yet
+            digest = s.digest()
+            wanted = set()
+            for index, _ in frames:
+                for f in self.by_frame.get(index, []):
+                    for n in range(index - radius, index + radius + 1):
+                        if n in self.placements(s, f.track) and n not in self._means.get(digest, {}).get(f.track, {}):
+                            wanted.add(n)
+            extra = [(n, self.frame_at(n)) for n in sorted(wanted - {i for i, _ in frames})]
+            self.prepare([(n, fr) for n, fr in extra if fr is not None], s)
+        return [[self._finish(face, index, frame, s) for face in self.by_frame.get(index, [])] for index, frame in frames]
+
+    def prepare(self, frames: list[tuple[int, np.ndarray]], s: MergeSettings) -> None:
+        """Step 1 for every face of these frames, the model run once over all of them that need it."""
+        digest = s.digest()
+        todo = [(f, frame) for index, frame in frames for f in self.by_frame.get(index, [])
+                if self._prepared.get_((digest, f.id)) is None]
+        if not todo:
+            return
+        keys, need = [], []
+        for f, frame in todo:
+            m = self.placements(s, f.track)[f.frame]
+            key = (f.id, m.tobytes())
+            keys.append((key, m))
+            if self._predictions.get_(key) is None and key not in {k for k, _, _ in need}:
+                need.append((key, m, frame))
+        if need:
+            crops = np.stack([cv2.warpAffine(frame, m, (CROP, CROP), flags=cv2.INTER_LINEAR,
+                                             borderMode=cv2.BORDER_REPLICATE) for _, m, frame in need])
+            raw, pmask = self.swapper.swap(crops)
+            self.model_faces += len(need)
+            for k, (key, _, _) in enumerate(need):
+                self._predictions.put(key, {"crop": crops[k], "raw": raw[k], "pmask": pmask[k]})
+        means = self._means.setdefault(digest, defaultdict(dict))
+        while len(self._means) > 4:  # older settings' means: the preview's previous few states
+            self._means.pop(next(iter(self._means)))
+        mode = self._smoothing(s)
+        for (f, _), (key, m) in zip(todo, keys):
+            prepared = self._prepare_face(f, m, self._predictions.get_(key), s.at(f.frame), mode)
+            self._prepared.put((digest, f.id), prepared)
+            if prepared.mean is not None:
+                means[f.track][f.frame] = prepared.mean
+
+    def _prepare_face(self, f: FaceRecord, m: np.ndarray, pred: dict, st: MergeSettings, mode: str | None) -> _Prepared:
+        terms = st.mask_terms
+        hull = hull_mask(transform_points(m, f.landmarks68), (CROP, CROP), st.forehead)
+        sources = {"hull": hull, "pred": pred["pmask"]}
+        if "dst" in terms:
+            sources["dst"] = self._dst_mask(f, m, pred, hull)
+        for term, image in (("seg-pred", "raw"), ("seg-dst", "crop")):
+            if term in terms:
+                key = f"{term}:{st.seg_model}"
+                if key not in pred:
+                    pred[key] = self._segmenter(st.seg_model).predict(pred[image][None])[0]
+                sources[term] = pred[key]
+        mask = combine(sources, terms)
+        # what the destination's own mask leaves out of the hull (a hand, a microphone) stays out
+        # after dilation and feathering: the occluder is kept in front of the swap
+        exclusion = np.clip(hull - sources["dst"], 0, 1) if "dst" in terms and f.id in self._masked else None
+        mask = shape_mask(mask, st, exclusion)
+        face = colour_face(pred["raw"], pred["crop"], mask, st)
+        mean = masked_mean(face, mask, mode) if mode else None
+        return _Prepared(m, pred["crop"], pred["raw"], mask, face, mean)
+
+    def _finish(self, f: FaceRecord, index: int, frame: np.ndarray, s: MergeSettings) -> FacePatch:
+        digest = s.digest()
+        p = self._prepared.get_((digest, f.id))
+        if p is None:  # pushed out of the cache by a long batch: prepare it again
+            self.prepare([(index, frame)], s)
+            p = self._prepared.get_((digest, f.id))
+        st = s.at(index)
+        face = p.face
+        if p.mean is not None:
+            radius = self.window(s)
+            track = self._means[digest][f.track]
+            near = {n: track[n] for n in range(index - radius, index + radius + 1) if n in track}
+            face = shift_mean(face, p.mask, p.mean, steady_means(near, s.smooth_colour)[index])
+        velocity = face_velocity(self.placements(s, f.track), index) if st.motion_blur > 0 else (0.0, 0.0)
+        face = enhance(face, st, velocity)
+        # compose_face lays the face out larger or smaller by st.face_scale about the crop centre
+        return compose_face(frame, p.crop, face, p.mask, p.m, st, raw=p.raw)
+
+    # Pieces ------------------------------------------------------------------------------------
+
+    def _smoothing(self, s: MergeSettings) -> str | None:
+        """What temporal colour smoothing measures: the Lab mean; for grayscale models (colour comes
+        from the destination) the brightness only, when stabilise_brightness asks for it."""
+        if s.smooth_colour <= 0:
+            return None
+        if self.swapper.gray:
+            return "l" if s.stabilise_brightness else None
+        return "lab"
+
+    def _dst_mask(self, f: FaceRecord, m: np.ndarray, pred: dict, hull: np.ndarray) -> np.ndarray:
+        """The destination face's drawn, learned or imported mask in the merge crop; its hull without one."""
+        if f.id not in self._masked:
+            return hull
+        if "dst" not in pred:
+            stored = self._ws.masks.mask_of(f)[0]
+            pred["dst"] = cv2.warpAffine(stored, compose(m, invert(f.transform)), (CROP, CROP), flags=cv2.INTER_LINEAR)
+        return pred["dst"]
+
+    def _segmenter(self, name: str) -> Segmenter:
+        if name not in self._segmenters:
+            directory = mask_model_dir(self._ws, name)
+            if not has_checkpoint(directory):
+                raise EngineError("not_found", f"no mask model {name!r} in this workspace: train one (Masks) or "
+                                  "pick a mask without seg-pred/seg-dst")
+            self._segmenters[name] = Segmenter.load(directory, self._device)
+        return self._segmenters[name]

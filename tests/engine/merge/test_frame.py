@@ -1,0 +1,154 @@
+"""ShotMerger, the per-frame pipeline: steady placement, prediction cache, animated keys, mask
+sources, temporal colour and the neighbours a preview fetches."""
+
+import numpy as np
+import pytest
+
+from engine.errors import EngineError
+from engine.jobs import JobRunner
+from engine.media.decode import iter_frames
+from engine.merge.frame import ShotMerger
+from engine.merge.settings import MergeSettings
+from engine.merge.temporal import flicker
+from engine.recipes import STAGES
+from engine.workspace import Workspace
+
+TINY = {"resolution": 32, "ae_dims": 32, "e_dims": 8, "d_dims": 8, "d_mask_dims": 4, "batch_size": 4}
+
+
+def _run(runner, kind, params):
+    job = runner.wait(runner.submit(kind, params)["id"], timeout=300)
+    assert job["state"] == "done", job["error"]
+    return job["result"]
+
+
+@pytest.fixture(scope="module")
+def shot(tmp_path_factory, portrait_clips):
+    """A workspace with a tiny trained model, the destination clip and its decoded frames."""
+    ws = Workspace(tmp_path_factory.mktemp("ws"))
+    runner = JobRunner(ws, STAGES)
+    _run(runner, "extract", {"video": str(portrait_clips["hopper"]), "faceset": "src", "size": 128})
+    _run(runner, "extract", {"video": str(portrait_clips["astronaut"]), "faceset": "dst", "size": 128})
+    _run(runner, "train", {"model": "m", "source": "src", "destination": "dst", "iterations": 12, **TINY})
+    runner.shutdown()
+    frames = dict(iter_frames(portrait_clips["astronaut"]))
+    yield ws, str(portrait_clips["astronaut"]), frames
+
+
+def _merger(shot, **kw):
+    ws, video, frames = shot
+    return ShotMerger(ws, "m", video, "dst", device="cpu", **kw)
+
+
+def _jitter(series: dict) -> float:
+    """Mean size of the second difference (acceleration) of the transforms: wobble, not motion."""
+    keys = sorted(series)
+    return float(np.mean([np.abs(series[a] - 2 * series[b] + series[c]).mean()
+                          for a, b, c in zip(keys, keys[1:], keys[2:])]))
+
+
+def test_smoothing_the_placement_reduces_its_frame_to_frame_jitter(shot):
+    merger = _merger(shot)
+    assert merger.frames_with_faces() == sorted(shot[2])
+    track = merger.by_frame[0][0].track
+    raw = merger.placements(MergeSettings(smooth_placement=0.0), track)
+    steady = merger.placements(MergeSettings(smooth_placement=2.0), track)
+    assert sorted(raw) == sorted(steady) == sorted(shot[2])
+    assert _jitter(steady) < 0.5 * _jitter(raw)
+
+
+def test_settings_changes_reuse_the_prediction_and_keys_animate_the_erosion(shot):
+    ws, video, frames = shot
+    merger = _merger(shot)
+    items = [(i, frames[i]) for i in (3, 4)]
+    s = MergeSettings(smooth_colour=0.0, blur=0.0)
+    first = merger.merge_frames(items, s)
+    assert merger.model_faces == 2 and [len(p) for p in first] == [1, 1]
+    # erosion keyed from 0 at frame 3 to 0.2 at frame 4: the second face's alpha shrinks
+    keyed = MergeSettings(smooth_colour=0.0, blur=0.0, keys={"erode": [[3, 0.0], [4, 0.2]]})
+    patches = merger.merge_frames(items, keyed)
+    assert merger.model_faces == 2, "a settings change with the same placement re-ran the model"
+    area = [p[0].alpha.sum() for p in patches]
+    plain = [p[0].alpha.sum() for p in merger.merge_frames(items, MergeSettings(smooth_colour=0.0, blur=0.0,
+                                                                                  erode=0.0))]
+    assert abs(area[0] - plain[0]) < 0.01 * plain[0] and area[1] < 0.7 * plain[1]
+    # another placement smoothing moves the crop: the model runs again
+    merger.merge_frames(items, MergeSettings(smooth_colour=0.0, smooth_placement=4.0))
+    assert merger.model_faces == 4
+    patch = first[0][0]
+    x0, y0, x1, y1 = patch.box
+    assert patch.rgb.shape == (y1 - y0, x1 - x0, 3) and patch.alpha.shape == (y1 - y0, x1 - x0)
+    assert 0 <= x0 < x1 <= 320 and 0 <= y0 < y1 <= 240 and patch.alpha.max() > 0.99
+
+
+def test_mask_sources_and_a_missing_segmentation_model(shot):
+    ws, video, frames = shot
+    merger = _merger(shot)
+    items = [(5, frames[5])]
+    area = {mask: merger.merge_frames(items, MergeSettings(mask=mask, smooth_colour=0.0))[0][0].alpha.sum()
+            for mask in ("hull", "pred", "dst", "hull*pred")}
+    assert area["hull*pred"] <= min(area["hull"], area["pred"]) + 1
+    assert abs(area["dst"] - area["hull"]) < 1, "without a drawn mask the destination's mask is its hull"
+    with pytest.raises(EngineError) as err:
+        merger.merge_frames(items, MergeSettings(mask="hull*seg-dst", seg_model="xseg"))
+    assert err.value.code == "not_found" and "'xseg'" in err.value.message
+
+
+def test_a_trained_segmentation_model_masks_the_face(shot):
+    from engine.masks.learn import SegTrainSettings, train_segmenter
+    from engine.models.segmenter import mask_model_dir
+
+    ws, video, frames = shot
+    crops = np.stack([np.full((64, 64, 3), 90, np.uint8)] * 4)
+    ellipse = np.zeros((64, 64), np.float32)
+    ellipse[16:48, 20:44] = 1
+    train_segmenter(crops, np.repeat(ellipse[None], 4, axis=0), mask_model_dir(ws, "seg"),
+                    SegTrainSettings(resolution=64, width=4, iterations=2, device="cpu"), lambda *a: None,
+                    lambda: False)
+    merger = _merger(shot)
+    hull = merger.merge_frames([(5, frames[5])], MergeSettings(mask="hull", smooth_colour=0.0))[0][0]
+    for mask in ("hull*seg-dst", "hull*seg-pred"):
+        patches = merger.merge_frames([(5, frames[5])], MergeSettings(mask=mask, seg_model="seg", smooth_colour=0.0))
+        assert len(patches[0]) == 1 and patches[0][0].alpha.sum() <= hull.alpha.sum() + 1
+    assert list(merger._segmenters) == ["seg"] and merger.model_faces == 1
+
+
+def test_temporal_colour_steadies_the_face_and_the_preview_fetches_neighbours(shot):
+    ws, video, frames = shot
+    items = sorted(frames.items())
+    flick = {}
+    for sigma in (0.0, 3.0):
+        merger = _merger(shot)
+        patches = merger.merge_frames(items, MergeSettings(smooth_colour=sigma, smooth_placement=0.0))
+        means = []
+        for (_, frame), (patch,) in zip(items, patches):
+            x0, y0, x1, y1 = patch.box
+            inside = patch.alpha > 0.9
+            means.append(patch.rgb[inside].astype(np.float64).mean(0))
+        flick[sigma] = np.mean(np.abs(np.diff(np.array(means), axis=0)))
+    assert flick[3.0] < flick[0.0], flick
+    # the preview merges one frame and fetches the neighbours its smoothing reads (+-3 frames)
+    asked = []
+    merger = _merger(shot, frame_at=lambda n: asked.append(n) or frames.get(n))
+    merger.merge_frames([(5, frames[5])], MergeSettings(smooth_colour=1.0))
+    assert sorted(asked) == [2, 3, 4, 6, 7, 8] and merger.model_faces == 7
+    merger.merge_frames([(6, frames[6])], MergeSettings(smooth_colour=1.0))
+    assert asked[6:] == [9], "known neighbours are not fetched again"
+
+
+def test_flicker_of_a_merge_stays_near_the_destinations(shot):
+    ws, video, frames = shot
+    merger = _merger(shot)
+    items = sorted(frames.items())
+    from engine.merge.compose import apply_patches
+
+    patches = merger.merge_frames(items, MergeSettings())
+    merged = [apply_patches(frame, p) for (_, frame), p in zip(items, patches)]
+    regions = []
+    for p in patches:
+        region = np.zeros((240, 320), bool)
+        x0, y0, x1, y1 = p[0].box
+        region[y0:y1, x0:x1] = p[0].alpha > 0
+        regions.append(region)
+    original = flicker([f for _, f in items], regions)
+    assert flicker(merged, regions) < 3 * original + 2
