@@ -22,9 +22,12 @@ def extract(ws: Workspace, params: dict, ctx: JobContext) -> dict:
 
 
 def merge(ws: Workspace, params: dict, ctx: JobContext) -> dict:
+    """A shot merged into a face layer, a matte, merged frames and/or a video (params["outputs"]),
+    with params["settings"] the MergeSettings (animated by keys); into params["output"] or the
+    workspace's renders/<job id>; a re-run into the same folder resumes."""
     from .merge.shot import MergeParams, merge_shot  # torch loads only when a job needs it
 
-    p = settings(MergeParams, params)
+    p = settings(MergeParams, params)  # every setting checked before the model loads
     out_dir = Path(p.output) if p.output else ws.render_dir(ctx.job_id)
     return merge_shot(ws, p, out_dir, ctx.report, ctx.should_stop)
 

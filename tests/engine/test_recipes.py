@@ -96,3 +96,21 @@ def test_training_params_are_checked(runner, kind, params, words):
     job = _wait(r, kind, params)
     assert job["state"] == "failed" and job["error"]["code"] in ("bad_request", "not_found"), job["error"]
     assert words in job["error"]["message"]
+
+
+@pytest.mark.parametrize("params, words", [
+    ({"video": "v.mp4", "faceset": "f"}, "model"),
+    ({"model": "m", "video": "v.mp4", "faceset": "f", "outputs": ["layer", "gif"]}, "'outputs'"),
+    ({"model": "m", "video": "v.mp4", "faceset": "f", "outputs": "layer"}, "'outputs'"),
+    ({"model": "m", "video": "v.mp4", "faceset": "f", "settings": {"colour": "sepia"}}, "colour must be one of"),
+    ({"model": "m", "video": "v.mp4", "faceset": "f", "settings": {"keys": {"smooth_colour": [[0, 1]]}}},
+     "cannot be animated"),
+    ({"model": "m", "video": "v.mp4", "faceset": "f", "settings": []}, "'settings'"),
+    ({"model": "m", "video": "v.mp4", "faceset": "f", "batch_size": 0}, "'batch_size'"),
+    ({"model": "m", "video": "v.mp4", "faceset": "f", "erode": 0.1}, "unknown merge option"),
+])
+def test_merge_params_are_checked_before_anything_loads(runner, params, words):
+    _, r = runner
+    job = _wait(r, "merge", params)
+    assert job["state"] == "failed" and job["error"]["code"] == "bad_request", job["error"]
+    assert words in job["error"]["message"]
