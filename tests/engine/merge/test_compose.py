@@ -64,8 +64,14 @@ def _uncovered(patches: list[FacePatch], shape=(H, W)) -> np.ndarray:
 # colour_face
 
 def test_colour_strength_mixes_the_prediction_and_the_transfer():
-    full = transfer_colour(FACE, CROP_IMG, "rct", MASK, MASK)
-    assert np.array_equal(colour_face(FACE, CROP_IMG, MASK, MergeSettings(colour="rct", colour_strength=1.0)), full)
+    full = colour_face(FACE, CROP_IMG, MASK, MergeSettings(colour="rct", colour_strength=1.0))
+    whole = transfer_colour(FACE, CROP_IMG, "rct", MASK, MASK)
+    seen = MASK > 0
+    # only the mask's box is recoloured, with the same statistics (read from another subsample: +-2)
+    assert np.abs(full[seen].astype(int) - whole[seen]).max() <= 2
+    assert np.array_equal(full[~seen.any(1)], FACE[~seen.any(1)])
+    square = colour_face(FACE, CROP_IMG, MASK, MergeSettings(colour="rct", mode="raw-patch"))
+    assert np.array_equal(square, whole)  # a raw patch shows the whole square: all of it is recoloured
     assert colour_face(FACE, CROP_IMG, MASK, MergeSettings(colour="rct", colour_strength=0.0)) is FACE
     assert colour_face(FACE, CROP_IMG, MASK, MergeSettings(colour="none")) is FACE
     half = colour_face(FACE, CROP_IMG, MASK, MergeSettings(colour="rct", colour_strength=0.5)).astype(float)
@@ -237,3 +243,19 @@ def test_layer_canvas_of_two_faces_spans_both_and_lays_the_second_over_the_first
     alpha = roi[..., 3:].astype(float) / 255
     layered[y0:y1, x0:x1] = np.round(FRAME[y0:y1, x0:x1] * (1 - alpha) + roi[..., :3] * alpha)
     assert np.abs(layered.astype(int) - apply_patches(FRAME, [a, b])).max() <= 2
+
+
+@pytest.mark.parametrize("scale", [0.45, 1.0, 2.0])
+def test_the_face_lands_where_the_transform_puts_it_at_any_scale(scale):
+    # a smooth blob at a known crop position; enlarging and shrinking resize first, then warp
+    y, x = np.mgrid[0:CROP, 0:CROP]
+    blob = np.exp(-((x - 100.0) ** 2 + (y - 60.0) ** 2) / (2 * 6.0 ** 2)) * 250
+    face = np.repeat(blob[..., None], 3, 2).astype(np.uint8)
+    frame = np.zeros((700, 800, 3), np.uint8)
+    _, m = _placement(scale=scale, offset=(30, 20), angle=25.0)
+    patch = _compose("raw-patch", frame=frame, m=m, face=face)
+    weights = patch.rgb[..., 0].astype(float) * (patch.alpha == 1)
+    ys, xs = np.mgrid[patch.box[1]:patch.box[3], patch.box[0]:patch.box[2]]
+    centroid = np.array([(xs * weights).sum(), (ys * weights).sum()]) / weights.sum()
+    back = cv2.invertAffineTransform(m)
+    assert np.abs(centroid - (back[:, :2] @ [100.0, 60.0] + back[:, 2])).max() < 0.3
