@@ -1,5 +1,6 @@
 """Tests for engine.merge.masks: product of sources, per-side erosion and feathering, exclusions."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -109,3 +110,12 @@ def test_empty_and_flat_masks_shape_safely():
     assert zero.dtype == np.float32 and not zero.any()
     out = shape_mask(_square(), MergeSettings())
     assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 1
+
+
+@pytest.mark.parametrize("blur", [0.06, 0.15, 0.5])
+def test_feathers_narrow_and_wide_are_the_gaussian_of_their_width(blur):
+    # wide feathers run on a shrunk mask; they must still be the Gaussian the width names
+    n = int(round(blur * SIZE))
+    exact = cv2.GaussianBlur(_square(), (2 * n + 1, 2 * n + 1), 0.3 * (n - 1) + 0.8, borderType=cv2.BORDER_CONSTANT)
+    out = shape_mask(_square(), MergeSettings(erode=0.0, blur=blur))
+    assert np.abs(out - exact).max() < 0.01
