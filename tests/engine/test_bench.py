@@ -44,19 +44,19 @@ def test_merge_flicker_and_preview_benches_on_a_tiny_shot(monkeypatch, portrait_
     monkeypatch.setattr(bench, "PREVIEW_CHANGES", 6)
     monkeypatch.setattr(bench, "_merge_shots", {})
 
-    merge = bench.bench_merge(1.0)
+    merge = bench.bench_merge(4.0)  # seconds of training: model build and data workers come out of it
     fig, ref = merge["figure"], merge["reference"]
     assert merge["frames"] == merge["swapped"] == 12 and merge["size"] == "320x240"
     assert fig["runs"] == ref["runs"] == 2 and fig["min"] <= fig["median"] <= fig["max"] and fig["median"] > 0
     assert ref["name"] == "decode + H.264 encode" and merge["ratio"] == fig["median"] / ref["median"]
     assert merge["model"]["iterations"] > 0
 
-    flicker = bench.bench_flicker(1.0)
+    flicker = bench.bench_flicker(4.0)  # the same shot, trained once
     assert flicker["frames"] == 12
     assert flicker["figure"] > 0 and flicker["reference"]["value"] > 0  # the camera drifts: faces change
     assert flicker["ratio"] == flicker["figure"] / flicker["reference"]["value"]
 
-    preview = bench.bench_preview(1.0)
+    preview = bench.bench_preview(4.0)
     for name in ("sequential", "random"):
         row = preview[name]
         assert row["ms"]["runs"] == 3 and row["cached"] == 0  # every change is a frame not shown before
