@@ -45,9 +45,9 @@ def colour_face(face: np.ndarray, crop: np.ndarray, mask: np.ndarray, s: MergeSe
     """The predicted face recoloured toward the destination crop by `s.colour` ("none": as it is),
     with statistics from inside `mask` when `s.colour_masked`, mixed with the prediction by
     `s.colour_strength` (0: the prediction, 1: the full transfer)."""
-    if s.colour == "none" or s.colour_strength <= 0:
+    if s.colour == "none" or s.colour_strength <= 0 or s.mode == "raw-predict":  # raw-predict shows no colour work
         return face
-    if s.colour_masked and s.mode not in _SQUARE_MODES:
+    if s.colour_masked and s.mode not in _SQUARE_MODES and crop.shape == face.shape:
         # only the mask's box is ever seen, and its statistics are the whole crop's: recolour that
         # box alone (a third or more less work; the rest of the face keeps the prediction's colours)
         x, y, w, h = cv2.boundingRect((mask > 0).astype(np.uint8))
@@ -84,8 +84,8 @@ def compose_face(frame: np.ndarray, crop: np.ndarray, face: np.ndarray, mask: np
         raise EngineError("bad_request", f"the mask must be {(size, size)}, got {mask.shape}")
     mode = s.mode
     if mode == "raw-predict":
-        if raw is None:
-            raise EngineError("bad_request", "mode raw-predict needs the raw prediction")
+        if raw is None or raw.shape != face.shape or raw.dtype != np.uint8:
+            raise EngineError("bad_request", "mode raw-predict needs the raw prediction, a crop like the face")
         face = raw
     elif mode in ("hist-match", "seamless-hist"):
         weights = mask if s.hist_masked else None

@@ -24,7 +24,8 @@ def combine(sources: dict[str, np.ndarray], terms: tuple[str, ...]) -> np.ndarra
         raise EngineError("bad_request", "a mask needs at least one term")
     missing = [t for t in terms if t not in sources]
     if missing:
-        raise EngineError("bad_request", f"no {', '.join(missing)} mask for this face (have {', '.join(sources) or 'none'})")
+        have = ", ".join(sources) or "none"
+        raise EngineError("bad_request", f"no {', '.join(missing)} mask for this face (have {have})")
     out = _unit(sources[terms[0]]).copy()
     for term in terms[1:]:
         other = sources[term]
@@ -76,7 +77,8 @@ def _erode_disc(mask: np.ndarray, radius: float) -> np.ndarray:
     stay as they were. A distance transform costs the same for any radius (an elliptic kernel's
     erosion grows with its area: ~3 ms at 10 px, float)."""
     inside = cv2.copyMakeBorder((mask > 0.5).astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-    dist = cv2.distanceTransform(inside, cv2.DIST_L2, 5)[1:-1, 1:-1]  # to the nearest outside pixel (or the crop's edge)
+    # distance to the nearest outside pixel, or the crop's edge (the zero border)
+    dist = cv2.distanceTransform(inside, cv2.DIST_L2, 5)[1:-1, 1:-1]
     # a pixel at distance d has its centre d - 1/2 inside the edge: it keeps what lies beyond `radius`
     return np.minimum(mask, np.clip(dist - np.float32(radius), 0.0, 1.0))
 

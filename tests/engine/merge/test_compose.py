@@ -259,3 +259,9 @@ def test_the_face_lands_where_the_transform_puts_it_at_any_scale(scale):
     centroid = np.array([(xs * weights).sum(), (ys * weights).sum()]) / weights.sum()
     back = cv2.invertAffineTransform(m)
     assert np.abs(centroid - (back[:, :2] @ [100.0, 60.0] + back[:, 2])).max() < 0.3
+
+
+def test_raw_predict_skips_colour_work():
+    assert colour_face(FACE, CROP_IMG, MASK, MergeSettings(mode="raw-predict", colour="rct")) is FACE
+    with pytest.raises(EngineError):
+        _compose("raw-predict", raw=FACE[:, :100])
