@@ -145,3 +145,68 @@ def test_merge_panel_keys_result_and_preview_with_a_recording_link(run_scenario,
     assert fresh["blend"] == "ALPHA_OVER" and fresh["result_for"] == "Fresh" and Path(fresh["file"]).is_file()
     assert fresh["missing_render_ok"]
     assert out["reset"] == [0.04, "overlay", 0]
+
+
+TINY = {"resolution": 32, "ae_dims": 32, "e_dims": 8, "d_dims": 8, "d_mask_dims": 4, "batch_size": 4,
+        "iterations": 12, "workers": 0}
+PREVIEW_CHANGES = 50
+
+
+def _trained_workspace(workspace: Path, clips: Path) -> Path:
+    """A workspace with a tiny trained model 'm' and the faceset 'dst' of a 1080p shot (returned)."""
+    from engine.errors import EngineError
+    from engine.jobs import JobRunner
+    from engine.media.synthetic import make_clip
+    from engine.recipes import STAGES
+    from engine.workspace import Workspace
+
+    source = make_clip("hopper", clips / "hopper.mp4", seconds=1.0, fps=12, size=(320, 240))
+    shot = make_clip("astronaut", clips / "shot_1080p.mp4", seconds=2.5, fps=24, size=(1920, 1080), seed=1)
+    ws = Workspace(workspace)
+    runner = JobRunner(ws, STAGES)
+    try:
+        for kind, params in (("extract", {"video": str(source), "faceset": "src", "size": 128}),
+                             ("extract", {"video": str(shot), "faceset": "dst", "size": 128}),
+                             ("train", {"model": "m", "source": "src", "destination": "dst", **TINY})):
+            job = runner.wait(runner.submit(kind, params)["id"], timeout=600)
+            if job["state"] != "done":
+                raise EngineError(job["error"]["code"], job["error"]["message"])
+    finally:
+        runner.shutdown()
+        ws.close()
+    return shot
+
+
+@pytest.mark.skipif(not (REPO / ".venv" / "bin" / "python").is_file(), reason="no .venv with the engine")
+def test_live_preview_and_merge_shot_against_the_engine_at_1080p(run_scenario, tmp_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    workspace = tmp_path / "workspace"
+    shot = _trained_workspace(workspace, clips)
+    out = run_scenario("merge_engine", shot, workspace, PREVIEW_CHANGES, timeout=900)
+    assert out["size"] == [1920, 1080]
+    latencies = out["latencies_ms"]
+    assert out["changes"] == PREVIEW_CHANGES and len(latencies) == PREVIEW_CHANGES
+    median = statistics.median(latencies)
+    print(f"live preview at 1080p, frame change to frame shown: median {median:.0f} ms, "
+          f"p90 {np.percentile(latencies, 90):.0f} ms, min {min(latencies):.0f} ms, max {max(latencies):.0f} ms "
+          f"over {len(latencies)} changes (first preview {out['first_preview_s']:.1f} s); the engine's own "
+          f"median {statistics.median(out['engine_ms']):.0f} ms")
+    assert out["median_ms"] == pytest.approx(median, rel=1e-3), "the panel shows the same median"
+    layer = cv2.imread(out["layer_file"], cv2.IMREAD_UNCHANGED)
+    assert layer.shape == (1080, 1920, 4), "a full-frame RGBA face layer"
+    assert layer[..., 3].max() == 255 and layer[0, 0, 3] == 0, "opaque face, transparent elsewhere"
+
+    merged = out["merged"]
+    assert out["merge"] == ["FINISHED"] and merged["state"] == "done", merged["error"]
+    params = merged["params"]
+    assert params["outputs"] == ["layer", "matte"] and params["output"] == str(workspace / "merges" / "Scene_Shot")
+    assert params["settings"]["keys"]["erode"][0] == [0, pytest.approx(0.02)]
+    assert out["layer"]["blend"] == "ALPHA_OVER" and (out["layer"]["start"], out["layer"]["end"]) == (1, 61)
+    assert out["matte"]["mute"] and out["matte"]["colorspace"] == "Non-Color"
+    layer = cv2.imread(out["layer"]["file"], cv2.IMREAD_UNCHANGED)
+    matte = cv2.imread(out["matte"]["file"], cv2.IMREAD_UNCHANGED)
+    assert layer.shape == (1080, 1920, 4) and matte.shape == (1080, 1920)
+    assert np.array_equal(layer[..., 3], matte), "the matte is the face layer's alpha"
+    assert out["last_error"] == ""
+    print(f"merge shot: {out['merge_s']:.1f} s for 60 frames at 1080p through the add-on")
