@@ -265,3 +265,22 @@ def test_raw_predict_skips_colour_work():
     assert colour_face(FACE, CROP_IMG, MASK, MergeSettings(mode="raw-predict", colour="rct")) is FACE
     with pytest.raises(EngineError):
         _compose("raw-predict", raw=FACE[:, :100])
+
+
+def test_mask_touching_the_crop_edge_takes_the_separate_warp_and_agrees():
+    # a mask that is 0 along the crop's edge is warped packed with the face (BGRA); one that is not,
+    # apart; both must give the same patch
+    packed = _compose()
+    edged = MASK.copy()
+    edged[0, 0] = 1e-4
+    apart = _compose(mask=edged)
+    ours = (slice(packed.box[1] - apart.box[1], packed.box[3] - apart.box[1]),
+            slice(packed.box[0] - apart.box[0], packed.box[2] - apart.box[0]))
+    # (this face is shrunk: the packed mask is area-averaged first, the lone one sampled bilinearly)
+    assert np.abs(apart.alpha[ours] - packed.alpha).max() < 0.02
+    solid = packed.alpha > 0.1
+    assert np.abs(apart.rgb[ours][solid].astype(int) - packed.rgb[solid]).max() <= 2
+    # and a mask of ones covers the whole square, fully inside it
+    full = _compose(mask=np.ones((CROP, CROP), np.float32))
+    square = _compose("raw-patch")
+    assert full.box == square.box and np.array_equal(full.alpha, square.alpha)
