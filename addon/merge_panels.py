@@ -30,7 +30,9 @@ def draw_merge(layout, context) -> None:
     else:
         layout.label(text=f"Shot: {shot.name}", icon="SEQUENCE")
         _draw_live(layout, context)
-        layout.operator("swapline.merge_shot", icon="RENDER_RESULT")
+        row = layout.row(align=True)
+        row.operator("swapline.merge_shot", icon="RENDER_RESULT")
+        row.operator("swapline.merge_reset", text="", icon="LOOP_BACK").group = "ALL"
         row = layout.row(align=True)
         outputs = scene.swapline_merge_outputs
         row.label(text="Also write:")
