@@ -69,7 +69,7 @@ def shape_mask(mask: np.ndarray, s: MergeSettings, exclusion: np.ndarray | None 
             raise EngineError("bad_request", f"exclusion is {exclusion.shape}, the mask {out.shape}")
         keep = 1.0 - np.clip(exclusion.astype(np.float32, copy=False), 0.0, 1.0)
         out = out * keep
-    return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+    return np.clip(out, 0.0, 1.0, out=out)  # out is never the caller's array (the first clip copied it)
 
 
 def _erode_disc(mask: np.ndarray, radius: float) -> np.ndarray:
@@ -120,7 +120,7 @@ def _shift_sides(mask: np.ndarray, sides: dict[str, float], erode: bool) -> np.n
 
 
 _ONE = np.ones((1, 1), np.float32)
-_FINE = 8  # a feather wider than this many px runs on a mask shrunk along that axis, at this half-width
+_FINE = 7  # a feather wider than this many px runs on a mask shrunk along that axis, at this half-width
 
 
 def _sigma(n: int) -> float:
