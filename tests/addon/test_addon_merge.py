@@ -144,7 +144,9 @@ def test_merge_panel_keys_result_and_preview_with_a_recording_link(run_scenario,
     fresh = out["fresh"]
     assert fresh["blend"] == "ALPHA_OVER" and fresh["result_for"] == "Fresh" and Path(fresh["file"]).is_file()
     assert fresh["missing_render_ok"]
-    assert out["reset"] == [0.04, "overlay", 0]
+    assert out["live_op"] == [["FINISHED"], True, 1] and out["live_off"] == [["FINISHED"], False]
+    assert out["preview_op"] == ["FINISHED"] and out["preview_op_sent"] == [1, "merge.preview", 15]
+    assert out["reset_result"] == ["FINISHED"] and out["reset"] == [0.04, "overlay", 0]
 
 
 TINY = {"resolution": 32, "ae_dims": 32, "e_dims": 8, "d_dims": 8, "d_mask_dims": 4, "batch_size": 4,

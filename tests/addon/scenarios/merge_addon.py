@@ -154,6 +154,12 @@ out["fresh"]["missing_render_ok"] = True
 draw()
 
 editor.active_strip = shot
+scene.frame_set(25)
+before = len(sent)
+out["live_op"] = [sorted(bpy.ops.swapline.merge_live()), wm.swapline_live.enabled, len(sent) - before]
+out["preview_op"] = sorted(bpy.ops.swapline.merge_preview())  # one in flight: coalesced, nothing sent
+out["preview_op_sent"] = [len(sent) - before, sent[-1][0], sent[-1][1]["frame"]]
+out["live_off"] = [sorted(bpy.ops.swapline.merge_live()), wm.swapline_live.enabled]
 out["reset_result"] = sorted(bpy.ops.swapline.merge_reset())
 out["reset"] = [round(options.erode, 4), options.mode, len(merge_settings.fcurves_of(scene, shot))]
 link.state = EL.DISCONNECTED
