@@ -19,8 +19,9 @@ def confirm(strip) -> None:
 
 
 def register() -> None:
+    # Not animatable: a key could make the answer change over the timeline.
     bpy.types.Strip.swapline_likeness_confirmed = BoolProperty(
-        name="Likeness Confirmed",
+        name="Likeness Confirmed", options=set(),
         description="The user confirmed having the right to use the likeness of the person in this strip "
                     "(asked once, when the strip was first marked as Source)")
 

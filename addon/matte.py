@@ -126,13 +126,23 @@ def _grades_using(scene, matte) -> list:
             if getattr(m, "input_mask_type", "") == "STRIP" and m.input_mask_strip == matte]
 
 
+def _grade_modifier(strip, name: str, kind: str):
+    """Our modifier `name` of type `kind` on `strip`: the one named so, or, where the user has another
+    kind of modifier under that name, the one Blender named `name.001`... when it was made."""
+    exact = strip.modifiers.get(name)
+    if exact is not None and exact.type == kind:
+        return exact
+    return next((m for m in strip.modifiers if m.type == kind and m.name.startswith(f"{name}.")
+                 and m.name[len(name) + 1:].isdigit()), None)
+
+
 def add_grade(strip, matte):
     """The face grading stack on `strip`, every modifier masked by `matte`; modifiers already there
-    (by name) are reused and keep their settings. Returns the Color Balance modifier."""
+    (by name and type) are reused and keep their settings. Returns the Color Balance modifier."""
+    found = {}
     for name, kind in GRADE_STACK:
-        modifier = strip.modifiers.get(name)
-        if modifier is None or modifier.type != kind:
-            modifier = strip.modifiers.new(name=name, type=kind)
+        modifier = _grade_modifier(strip, name, kind) or strip.modifiers.new(name=name, type=kind)
         modifier.input_mask_type = "STRIP"
         modifier.input_mask_strip = matte
-    return strip.modifiers[GRADE_NAME]
+        found[kind] = modifier
+    return found["COLOR_BALANCE"]

@@ -37,6 +37,25 @@ def _shot(op, context):
     return shot, faceset.strip()
 
 
+def start_matte(op, context, grade: bool = False, grade_on: str = "") -> set:
+    """Start the mask_matte job for the frames the active shot shows (the operator's work, shared with
+    Grade Face); reports through `op`."""
+    scene = strips.sequencer_scene(context)
+    shot, faceset = _shot(op, context)
+    if shot is None:
+        return {"CANCELLED"}
+    m = scene.swapline.masks
+    start, end = strips.source_range(shot)
+    shape = {name: getattr(m, name) / 100.0 for name in SHAPE}  # the panel shows percentages
+    params = {"faceset": faceset, "video": strips.video_path(shot), "frame_start": start, "frame_end": end,
+              "source": m.source, "shape": shape, "temporal": m.temporal}
+    if not start_job(op, context, "mask_matte", params, f"Face matte of {shot.name}", purpose="matte",
+                     scene=scene.name, strip=shot.name, grade=grade, grade_on=grade_on):
+        return {"CANCELLED"}
+    op.report({"INFO"}, f"Rendering the face matte of '{shot.name}'")
+    return {"FINISHED"}
+
+
 class SWAPLINE_OT_matte_add(bpy.types.Operator):
     """Render the face matte of the active shot and add it above the shot (muted: a mask for strip modifiers)"""
 
@@ -48,20 +67,7 @@ class SWAPLINE_OT_matte_add(bpy.types.Operator):
                              description="The strip to grade (default: the shot), e.g. the shot's merge result")
 
     def execute(self, context):
-        scene = strips.sequencer_scene(context)
-        shot, faceset = _shot(self, context)
-        if shot is None:
-            return {"CANCELLED"}
-        m = scene.swapline.masks
-        start, end = strips.source_range(shot)
-        shape = {name: getattr(m, name) / 100.0 for name in SHAPE}  # the panel shows percentages
-        params = {"faceset": faceset, "video": strips.video_path(shot), "frame_start": start, "frame_end": end,
-                  "source": m.source, "shape": shape, "temporal": m.temporal}
-        if not start_job(self, context, "mask_matte", params, f"Face matte of {shot.name}", purpose="matte",
-                    scene=scene.name, strip=shot.name, grade=self.grade, grade_on=self.grade_on):
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"Rendering the face matte of '{shot.name}'")
-        return {"FINISHED"}
+        return start_matte(self, context, self.grade, self.grade_on)
 
 
 class SWAPLINE_OT_face_grade(bpy.types.Operator):
@@ -78,11 +84,14 @@ class SWAPLINE_OT_face_grade(bpy.types.Operator):
         if active is None:
             self.report({"ERROR"}, "No active strip: click the shot first")
             return {"CANCELLED"}
-        # a selected matte grades its shot; a shot or a merge result is graded itself
+        # a selected matte grades its shot; a merge result is graded itself; a shot with a merge result has
+        # its face in the result (the face layer over it), so the result is graded
         target = scene.sequence_editor.strips_all.get(active.swapline_matte_for) or active
+        if not target.swapline_result_for:
+            target = next(iter(strips.results_of(scene, target)), target)
         found = matte.matte_of(scene, matte.owner_name(target))
         if found is None:  # no matte yet: make one, the grade follows when it lands
-            return bpy.ops.swapline.matte_add(grade=True, grade_on=target.name)
+            return start_matte(self, context, grade=True, grade_on=target.name)
         matte.add_grade(target, found)
         self.report({"INFO"}, f"Face grade added to '{target.name}': adjust it in the strip's Modifiers")
         return {"FINISHED"}

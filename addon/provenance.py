@@ -2,10 +2,12 @@
 
 Blender writes its stamp metadata (the Note field included) into PNG text chunks and EXR header
 attributes, but FFmpeg's MP4/MOV muxer keeps only the keys it knows (Blender's "Note" is dropped; the
-Date survives as ©day), checked on bpy 5.0.1. So a movie is tagged after the render by editing its
-metadata in place: Blender's FFmpeg writes the `moov` box last (after `mdat`), so the box can grow
-without moving any sample data (no chunk offset changes) and the tag costs a rewrite of the file's
-tail only, milliseconds for any length of video, with no FFmpeg needed inside Blender.
+Date survives as ©day), checked on bpy 5.0.1. So a movie is tagged after the render by giving it a new
+`moov` box. Blender's FFmpeg writes the `moov` last (after `mdat`), so a new one can go at the end
+without moving any sample data (no chunk offset changes): milliseconds for any length of video, with
+no FFmpeg needed inside Blender. The render is never rewritten in place: the new box is written and
+synced before the old one is retired by a 4-byte type change (`moov` -> `free`; readers skip `free`,
+and FFmpeg reads the first `moov` where there are two), so the file plays at every step.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import datetime
 import json
 import os
 import struct
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -55,13 +58,21 @@ def sidecar_path(output: str) -> str:
 
 
 def write_sidecar(output: str, info: dict) -> str:
-    """`<output>.swapline.json` (atomic): what the file is, made by what, when, from which strips and models."""
+    """`<output>.swapline.json`: what the file is, made by what, when, from which strips and models.
+    Atomic: written to a temporary file beside it, synced, then renamed over it."""
     path = sidecar_path(output)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(info, handle, indent=2, sort_keys=False)
-        handle.write("\n")
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=f".{os.path.basename(path)}.",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(info, handle, indent=2, sort_keys=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
 
@@ -133,40 +144,105 @@ def _new_udta(old: bytes, values: dict[str, str]) -> bytes:
     return _join((kind, _new_meta(payload, values) if kind == b"meta" else payload) for kind, payload in boxes)
 
 
-def _top_level(handle, length: int) -> list[tuple[bytes, int, int]]:
-    """(type, offset, size) of the file's top-level boxes."""
+def _top_level(handle, length: int) -> list[tuple[bytes, int, int, int]]:
+    """(type, offset, size, header size) of the file's top-level boxes."""
     found, at = [], 0
-    while at + 8 <= length:
-        handle.seek(at)
-        size, kind = struct.unpack(">I4s", handle.read(8))
-        if size == 1:
-            size = struct.unpack(">Q", handle.read(8))[0]
-        elif size == 0:
-            size = length - at
-        if size < 8 or at + size > length:
-            raise ValueError(f"{kind!r} at {at} runs past the end of the file")
-        found.append((kind, at, size))
-        at += size
+    try:
+        while at < length:
+            handle.seek(at)
+            size, kind = struct.unpack(">I4s", handle.read(8))
+            header = 8
+            if size == 1:
+                size, header = struct.unpack(">Q", handle.read(8))[0], 16
+            elif size == 0:
+                size = length - at
+            if size < header or at + size > length:
+                raise ValueError(f"{kind!r} at {at} runs past the end of the file")
+            found.append((kind, at, size, header))
+            at += size
+    except struct.error:  # fewer bytes than a box header needs: the file was cut off
+        raise ValueError(f"the file is cut off inside a box header at {at}") from None
     return found
 
 
+# Boxes that may sit between the samples and the end of the file: the header and what earlier tag runs
+# left behind (retired headers, retyped `free`).
+_TAIL = (b"moov", b"free", b"skip")
+
+
+def _sync(handle) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def _new_moov(handle, offset: int, size: int, header: int, values: dict[str, str]) -> bytes:
+    handle.seek(offset + header)
+    moov = _children(handle.read(size - header))
+    if not any(kind == b"udta" for kind, _ in moov):
+        moov.append((b"udta", b""))
+    return _box(b"moov", _join((kind, _new_udta(inner, values) if kind == b"udta" else inner)
+                               for kind, inner in moov))
+
+
 def tag_movie(path: str, values: dict[str, str]) -> None:
-    """Write `values` into an MP4/MOV's moov/udta/meta/ilst, in place. The moov box must be the file's
-    last box (as Blender writes it): anything else would shift sample data and need its offsets moved."""
+    """Write `values` into an MP4/MOV's moov/udta/meta/ilst. The movie header must come after the
+    samples (as Blender writes it): anything else would need the sample offsets moved.
+
+    The file plays at every step, an interrupted run included:
+    - room in the `free` space just before the header (left by an earlier run): the new header is
+      written inside that free box, then its header turns it into the `moov` (size, then type; FFmpeg
+      reads the first of two), and the file is cut after it, dropping the old header;
+    - otherwise the new header is appended (cut back off if that fails), the old one is retyped `free`
+      and merged with the free space before it, where the next run finds room.
+    So repeated runs alternate between two sizes instead of growing."""
     length = os.path.getsize(path)
+    name = os.path.basename(path)
     with open(path, "r+b") as handle:
         boxes = _top_level(handle, length)
-        moovs = [box for box in boxes if box[0] == b"moov"]
-        if len(moovs) != 1 or boxes[-1][0] != b"moov":
-            raise ValueError(f"{os.path.basename(path)}: the movie header is not at the end of the file")
-        _, offset, size = moovs[0]
-        handle.seek(offset)
-        header = struct.unpack(">I", handle.read(4))[0]
-        handle.seek(offset + (16 if header == 1 else 8))
-        moov = _children(handle.read(size - (16 if header == 1 else 8)))
-        if not any(kind == b"udta" for kind, _ in moov):
-            moov.append((b"udta", b""))
-        payload = _join((kind, _new_udta(inner, values) if kind == b"udta" else inner) for kind, inner in moov)
-        handle.seek(offset)
-        handle.write(_box(b"moov", payload))
-        handle.truncate()
+        moovs = [i for i, box in enumerate(boxes) if box[0] == b"moov"]
+        tail = len(boxes)
+        while tail > 0 and boxes[tail - 1][0] in _TAIL:
+            tail -= 1
+        if len(moovs) != 1 or moovs[0] < tail:
+            raise ValueError(f"{name}: the movie header is not at the end of the file")
+        _, offset, size, header = boxes[moovs[0]]
+        new = _new_moov(handle, offset, size, header, values)
+        frees = boxes[tail:moovs[0]]  # free space right before the header
+        start = boxes[tail][1] if tail < len(boxes) else length
+        room = offset - start
+        if frees and all(box[3] == 8 for box in frees) and (room == len(new) or room >= len(new) + 8):
+            _write_into_free(handle, start, room, new)
+            handle.truncate(start + room)  # the old header and anything after it
+            _sync(handle)
+            return
+        try:
+            handle.seek(length)
+            handle.write(new)
+            _sync(handle)
+        except BaseException:
+            handle.truncate(length)
+            raise
+        handle.seek(offset + 4)
+        handle.write(b"free")  # the old header retired: one moov again
+        _sync(handle)
+        if frees and frees[0][3] == 8:  # one free box from the tail's start up to the new header
+            handle.seek(start)
+            handle.write(struct.pack(">I", length - start))
+            _sync(handle)
+
+
+def _write_into_free(handle, start: int, room: int, new: bytes) -> None:
+    """Turn the free space [start, start + room) into `new` (a moov box) and a free box after it."""
+    handle.seek(start)
+    handle.write(struct.pack(">I4s", room, b"free"))  # one free box over the whole space
+    _sync(handle)
+    handle.seek(start + 8)
+    handle.write(new[8:])  # inside the free box: nobody reads it yet
+    if room > len(new):
+        handle.write(struct.pack(">I4s", room - len(new), b"free"))
+    _sync(handle)
+    handle.seek(start)
+    handle.write(new[:4])  # the free box shrinks to the new header's size (its rest is a free box)
+    _sync(handle)
+    handle.write(new[4:8])  # and becomes it: FFmpeg reads this moov, the first
+    _sync(handle)

@@ -1,5 +1,6 @@
 """Blender layer: the render settings of the edit (Scene.swapline_render) and the likeness consent
-stored on strips (consent.py). The render itself is Blender's own sequencer render (render_operators.py)."""
+stored on strips (consent.py). The render itself is Blender's own sequencer render (render_operators.py),
+whose file-load and unregister hooks are registered from here."""
 
 from __future__ import annotations
 
@@ -38,9 +39,13 @@ def register() -> None:
         bpy.utils.register_class(cls)
     bpy.types.Scene.swapline_render = PointerProperty(type=SwaplineRenderSettings)
     consent.register()
+    from . import render_operators  # imports this module: only once both are loaded
+    render_operators.register()
 
 
 def unregister() -> None:
+    from . import render_operators
+    render_operators.unregister()  # renders still running are finished while their settings exist
     consent.unregister()
     del bpy.types.Scene.swapline_render
     for cls in reversed(classes):

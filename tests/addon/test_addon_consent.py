@@ -14,3 +14,4 @@ def test_source_asks_for_likeness_consent_once_per_strip(run_scenario, tiny_clip
     assert out["invoke_confirmed"][0] == ["FINISHED"] and out["invoke_confirmed"][2] == "SOURCE"
     assert "likeness" in out["other_strip"][0] and out["other_strip"][1:] == ["NONE", "SOURCE"]
     assert out["question"] == "I have the right to use this person's likeness"
+    assert out["animatable"] is False, "the answer cannot be keyed to change over the timeline"

@@ -35,7 +35,7 @@ def test_face_grade_stack_masked_by_the_matte(run_scenario, tiny_clips, tmp_path
     assert out["stack"] == [["Face Grade", "COLOR_BALANCE", "STRIP", "Shot face matte"],
                             ["Face Curves", "CURVES", "STRIP", "Shot face matte"],
                             ["Face Hue", "HUE_CORRECT", "STRIP", "Shot face matte"]]
-    assert out["shot_untouched"] == 0, "the result strip is graded, not the shot under it"
+    assert out["shot_untouched"] == 0, "Grade Face on the shot grades its merge result (the face layer), not the shot"
     assert out["grade_again"] == ["FINISHED"] and out["kept"] == [3, [2.0, 2.0, 2.0], 0.4]
 
     images = {k: cv2.imread(p).astype(int) for k, p in out["renders"].items()}
@@ -55,6 +55,11 @@ def test_face_grade_stack_masked_by_the_matte(run_scenario, tiny_clips, tmp_path
     hue = images["hue"][core]
     assert (hue.max(axis=2) - hue.min(axis=2)).max() < 8 < (none[core].max(axis=2) - none[core].min(axis=2)).min(), \
         "saturation 0 turns the face grey"
+
+    assert out["same_names"] == {
+        "modifiers": [["Face Curves", "BRIGHT_CONTRAST"], ["Face Curves.001", "CURVES"], ["Face Grade", "CURVES"],
+                      ["Face Grade.001", "COLOR_BALANCE"], ["Face Hue", "HUE_CORRECT"]],
+        "returned": ["COLOR_BALANCE", "COLOR_BALANCE", True]}, "no pile-up beside same-named modifiers"
 
     assert out["no_matte"] == ["FINISHED"]
     assert out["no_matte_sent"] == ["job.start", "mask_matte", "Other", True, "Other swap"]

@@ -2,6 +2,7 @@
 (PyAV for the movie's streams and container tags, PIL for PNG text chunks, the EXR header's bytes)."""
 
 import json
+import struct
 import tomllib
 from pathlib import Path
 
@@ -74,11 +75,22 @@ def test_render_edit_formats_tags_and_sidecar(run_scenario, tmp_path):
     assert note.startswith("Contains synthetic faces") and f"Swapline {VERSION}" in note
     with_label = sorted(labelled.glob("*.png"))
     label = Image.open(with_label[0]).text["Note"]
-    assert label.startswith(f"Synthetic face (Swapline)  |  Swapline {VERSION}, 20"), label
+    assert label.startswith(f"Synthetic face (Swapline) | Contains synthetic faces"), label
+    assert f"made with Swapline {VERSION}, 20" in label, "with the label the Note still carries the statement"
     a = np.asarray(Image.open(files[5]).convert("RGB"), np.int16)
     b = np.asarray(Image.open(with_label[5]).convert("RGB"), np.int16)
     assert (np.abs(a - b).max(axis=2) > 10).mean() > 0.05, "the label is drawn on the picture"
-    assert _sidecar(str(labelled))["label"] == label and _sidecar(str(plain))["label"] is None
+    assert _sidecar(str(labelled))["label"] == "Synthetic face (Swapline)" and _sidecar(str(labelled))["metadata"] == label
+    assert _sidecar(str(plain))["label"] is None
+
+    # An RGBA QuickTime (PNG codec) setup comes back whole: every setting read before equals after
+    rgba = out["rgba"]
+    assert rgba["user"] == ["RGBA", "PNG"] and rgba["snapshot_size"] > 30
+    for fmt, done in rgba["renders"].items():
+        assert done["result"] == ["FINISHED"], (fmt, done["error"])
+        assert done["changed"] == [], f"{fmt}: settings not restored {done['changed']}"
+    assert "use_stamp_date" in out["stamp_fields"] and "use_stamp_labels" in out["stamp_fields"]
+    assert "use_stamp_note" not in out["stamp_fields"]
 
     exr = sorted(Path(out["exr"]["output"]).glob("*.exr"))
     assert len(exr) == FRAMES
@@ -98,6 +110,29 @@ def test_render_job_handlers_finish_on_the_main_thread(run_scenario, tiny_clips,
         assert "synthetic faces" in container.metadata["comment"]
     assert out["during"][1] is True and out["during"][0] != "/user/own/"
     assert out["cancelled"] == ["/user/own/", False, False]
+    rendered, sidecar, moved, restored = out["partial"]
+    assert rendered.startswith("partial0") and sidecar and not moved and restored == "/user/own/"
+    partial = json.loads(Path(out["partial_sidecar"]).read_text())
+    assert partial["cancelled"] is True and partial["container_tags"] is True
+    with av.open(str(folder / rendered)) as container:
+        assert "synthetic faces" in container.metadata["comment"], "a cancelled movie is tagged too"
+    timer, pending, queued, error = out["finish_error"]
+    assert timer is None and pending == 0 and queued == 0 and "could not finish" in error
+    assert out["stale"][:2] == [0.25, None], "finished on the second idle poll"
+    assert out["stale"][3:] == [False, "old", "/user/own/"], "an earlier render's file is not this one's"
+    assert out["load_hook"] is True
+    assert out["loaded_now"] == ["/user/own/", 0, 1], "settings back at the load; the file left to the timer"
+    polls, filepath, sidecar, detached, rendered = out["loaded_after"]
+    assert polls[-1] is None and filepath == "/new/file/" and sidecar and detached == 0
+    with av.open(str(folder / rendered)) as container:
+        assert "synthetic faces" in container.metadata["comment"]
+    assert out["started"] == [True, 1, True]
+    assert out["started_drain"] == [None, 0, "/user/own/", True]
+    for name in ("refused_raise", "refused_cancel"):
+        started, pending, hooked, filepath, reports = out[name]
+        assert [started, pending, hooked, filepath] == [False, 0, False, "/user/own/"], (name, reports)
+        assert any(level == "ERROR" and "did not start" in text for level, text in reports), reports
+    assert out["disabled"] == ["/user/own/", 0, False, False]
     drawn = out["drawn"]
     assert drawn["problems"] == []
     assert drawn["operators"] == ["swapline.face_grade", "swapline.render"]
@@ -114,19 +149,53 @@ def _provenance():
     return module
 
 
-def test_container_tags_in_place_and_only_when_the_header_is_last(tmp_path):
+def _decoded(path) -> tuple[dict, int]:
+    with av.open(str(path)) as container:
+        return dict(container.metadata), sum(1 for _ in container.decode(video=0))
+
+
+def test_container_tags_never_rewrite_the_movie_and_only_when_the_header_is_last(tmp_path, monkeypatch):
     prov = _provenance()
     clip = _clip_with_audio(tmp_path / "clip.mp4")  # PyAV, like Blender's FFmpeg, writes moov last
     size = clip.stat().st_size
     values = prov.tags("2026-01-02T03:04:05+00:00")
-    prov.tag_movie(str(clip), values)
-    prov.tag_movie(str(clip), dict(values, comment="second"))  # a re-tag replaces, never piles up
-    with av.open(str(clip)) as container:
-        tags = dict(container.metadata)
-        frames = sum(1 for _ in container.decode(video=0))
-    assert tags["comment"] == "second" and tags["swapline_date"] == "2026-01-02T03:04:05+00:00"
-    assert tags["description"].startswith("Contains synthetic faces") and frames == FRAMES
-    assert 0 < clip.stat().st_size - size < 1000, "only the header grew"
+    sizes = []
+    for run in range(6):  # a re-tag replaces, never piles up; the file plays after every run
+        prov.tag_movie(str(clip), dict(values, comment=f"run {run}"))
+        tags, frames = _decoded(clip)
+        assert tags["comment"] == f"run {run}" and frames == FRAMES
+        sizes.append(clip.stat().st_size - size)
+    assert tags["swapline_date"] == "2026-01-02T03:04:05+00:00"
+    assert tags["description"].startswith("Contains synthetic faces")
+    header = sizes[0]  # the first run adds one header (the old one is kept as a free box)
+    assert 0 < header < 4000 and max(sizes) <= 2 * header and sizes[-2:] == sizes[2:4], \
+        f"repeated tags alternate between two sizes: {sizes}"
+
+    # a failed append is cut back off: the file is as it was (a run from the larger size writes into the
+    # free space; from the smaller one, the next run appends)
+    if sizes[-1] != header:
+        prov.tag_movie(str(clip), values)
+    assert clip.stat().st_size - size == header
+    before = clip.read_bytes()
+
+    def no_sync(_fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(prov.os, "fsync", no_sync)
+    with pytest.raises(OSError, match="disk full"):
+        prov.tag_movie(str(clip), values)
+    monkeypatch.undo()
+    assert clip.read_bytes() == before and _decoded(clip)[1] == FRAMES
+
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(before[:24] + struct.pack(">I4s", 1, b"mdat") + b"\0\0\0")  # inside a 64-bit size
+    with pytest.raises(ValueError, match="cut off"):
+        prov.tag_movie(str(cut), values)
+
+    sidecar = prov.write_sidecar(str(clip), {"what": "x"})
+    assert json.loads(Path(sidecar).read_text()) == {"what": "x"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "clip.mp4.swapline.json", "cut.mp4"], \
+        "no temporary file left beside the sidecar"
 
     fast = tmp_path / "fast.mp4"
     with av.open(str(fast), "w", options={"movflags": "faststart"}) as container:

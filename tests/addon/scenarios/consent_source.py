@@ -45,5 +45,6 @@ out["invoke_confirmed"] = [*invoke("SOURCE"), a.swapline_role]
 editor.active_strip = b  # another strip: asked again, its own answer
 out["other_strip"] = [mark("SOURCE"), b.swapline_role, a.swapline_role]
 out["question"] = bpy.ops.swapline.mark_role.get_rna_type().properties["confirm"].name
+out["animatable"] = bpy.types.Strip.bl_rna.properties["swapline_likeness_confirmed"].is_animatable
 _blender.disable()
 _blender.emit(**out)

@@ -1,4 +1,4 @@
-"""Grade Face on a merge result strip: the grading stack (Color Balance, Curves, Hue Correct), each
+"""Grade Face on a shot with a merge result (the result, its face layer, is graded): the grading stack (Color Balance, Curves, Hue Correct), each
 masked by the shot's face matte; frames rendered with each grade on and with none for the test to
 compare. Then a result whose shot has no matte yet: Grade Face asks for one and grades the result
 when it lands."""
@@ -34,8 +34,9 @@ def run(operator, **kwargs):
     return error or sorted(found)
 
 
-editor.active_strip = result
+editor.active_strip = shot  # the shot: its face is in the merge result over it, which gets the grade
 out["grade"] = run(bpy.ops.swapline.face_grade)
+editor.active_strip = result
 out["stack"] = [[m.name, m.type, m.input_mask_type, m.input_mask_strip.name if m.input_mask_strip else None]
                 for m in result.modifiers]
 out["shot_untouched"] = len(shot.modifiers)
@@ -63,6 +64,15 @@ for name, on in (("none", ()), ("balance", (balance,)), ("curves", (curves,)), (
         bpy.ops.render.render(write_still=True)
     renders[name] = scene.render.filepath
 out["renders"] = renders
+
+# The user's own modifiers under our names but of other kinds: ours are made beside them, once
+plain = editor.strips.new_effect(name="Plain", type="COLOR", channel=6, frame_start=1, length=10)
+plain.modifiers.new(name="Face Grade", type="CURVES")
+plain.modifiers.new(name="Face Curves", type="BRIGHT_CONTRAST")
+first = matte.add_grade(plain, face_matte)
+second = matte.add_grade(plain, face_matte)
+out["same_names"] = {"modifiers": sorted([m.name, m.type] for m in plain.modifiers),
+                     "returned": [first.type, second.type, first == second]}
 
 # A result whose shot has no matte yet
 link = sync.link()

@@ -51,6 +51,27 @@ for name, fmt, label, output in (("h264", "H264", False, f"{folder}/edit.mp4"),
                           "stamp": [r.use_stamp, r.use_stamp_note, r.stamp_note_text, r.use_stamp_date,
                                     r.stamp_font_size]}
 
+# A user set up for RGBA QuickTime (PNG codec): every setting comes back, those that depend on the
+# format and codec (RGBA) included, and the switches the render forces (overwrite, placeholders, metadata)
+r.image_settings.media_type = "VIDEO"
+r.image_settings.file_format = "FFMPEG"
+r.ffmpeg.format, r.ffmpeg.codec = "QUICKTIME", "PNG"
+r.image_settings.color_mode = "RGBA"
+r.use_overwrite, r.use_placeholder, r.metadata_input = False, True, "STRIPS"
+snapshot = render_operators._snapshot(scene)
+out["rgba"] = {"user": [r.image_settings.color_mode, r.ffmpeg.codec], "renders": {}}
+for fmt, output in (("H264", f"{folder}/rgba.mp4"), ("EXR", f"{folder}/rgba_exr")):
+    settings.format, settings.label, settings.output = fmt, True, output
+    result, error = _blender.call(bpy.ops.swapline.render)
+    changed = [[name, attr, str(value), str(render_operators._value(getattr(
+        {"render": r, "image_settings": r.image_settings, "ffmpeg": r.ffmpeg}[name], attr)))]
+        for name, attr, value in snapshot
+        if render_operators._value(getattr({"render": r, "image_settings": r.image_settings,
+                                            "ffmpeg": r.ffmpeg}[name], attr)) != value]
+    out["rgba"]["renders"][fmt] = {"result": sorted(result or []), "error": error, "changed": changed}
+out["rgba"]["snapshot_size"] = len(snapshot)
+out["stamp_fields"] = list(render_operators._stamp_fields())
+
 # Saved: the default output sits next to the .blend, named after it
 bpy.ops.wm.save_as_mainfile(filepath=f"{folder}/project.blend")
 settings.output = ""
