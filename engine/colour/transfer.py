@@ -244,8 +244,9 @@ def hist_match(source: np.ndarray, target: np.ndarray, source_mask: np.ndarray |
     A source value at quantile q of its channel becomes the target's value at quantile
     q * threshold / 255: at 255 the histograms match; lower thresholds leave the top of the target's
     distribution unused, so a face matched to a frame with blown-out highlights does not take them on
-    (DeepFaceLab's hist-match threshold means the same). Masks weigh the pixels counted, as in
-    `transfer_colour`; the whole source is remapped, through one 256-entry table per channel.
+    (the meaning of DeepFaceLab's hist-match threshold). Masks choose the pixels counted (those over
+    one half; a mask of next to nothing counts everything); the whole source is remapped, through one
+    256-entry table per channel.
     """
     for name, image in (("source", source), ("target", target)):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
