@@ -79,7 +79,8 @@ def _side(name: str, what: str, side: str, low: float = -0.5) -> Option:
 
 OPTIONS: tuple[Option, ...] = (
     # --- Mode: how the face goes into the frame
-    Option("mode", "Mode", "overlay", "Mode", "How the merged face is blended into the frame; Overlay unless seams or lighting call for another",
+    Option("mode", "Mode", "overlay", "Mode", "How the merged face is blended into the frame; Overlay unless seams "
+           "or lighting call for another",
            {"items": MODE_ITEMS}),
     Option("hist_threshold", "Mode", 238, "Histogram Threshold", "Histogram-match modes: bins above this are "
            "clipped, so highlights keep their own brightness. Lower it if skin highlights blow out",
@@ -87,7 +88,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("hist_masked", "Mode", True, "Histogram Inside Mask", "Histogram-match modes: take the statistics from "
            "inside the mask only, so background and hair do not pull the face's tones"),
     # --- Mask
-    Option("mask", "Mask", "dst", "Mask", "Which mask cuts the face out of the prediction; pick per shot by what covers the face", {"items": MASK_ITEMS}),
+    Option("mask", "Mask", "dst", "Mask", "Which mask cuts the face out of the prediction; pick per shot by what "
+           "covers the face", {"items": MASK_ITEMS}),
     Option("seg_model", "Mask", "", "Mask Model", "The trained mask model the segmenter masks use (the "
            "Masks panel's model, e.g. xseg). Needed only for the segmenter masks"),
     Option("forehead", "Mask", 0.1, "Forehead", "Landmark hull: how far the mask reaches above the brows, as a "
@@ -121,7 +123,8 @@ OPTIONS: tuple[Option, ...] = (
            "frames, as the camera blurred the rest of the shot: for fast head turns", {"min": 0.0, "max": 1.0,
                                                                                        "precision": 3},
            animatable=True),
-    Option("sharpen_mode", "Detail", "gaussian", "Sharpen Filter", "The filter Sharpen uses: Gaussian looks natural, Box is crisper",
+    Option("sharpen_mode", "Detail", "gaussian", "Sharpen Filter", "The filter Sharpen uses: Gaussian looks natural, "
+           "Box is crisper",
            {"items": SHARPEN_ITEMS}),
     Option("sharpen", "Detail", 0.0, "Sharpen", "Positive sharpens the face (a soft model on a crisp shot), "
            "negative softens it (a crisp face on a soft shot)", {"min": -1.0, "max": 1.0, "precision": 3},
