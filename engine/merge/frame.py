@@ -32,13 +32,25 @@ from ..geometry.steady import steady_series
 from ..media.decode import VideoInfo, probe
 from ..models.checkpoint import has_checkpoint
 from ..models.segmenter import Segmenter, mask_model_dir
-from ..models.swapper import FaceSwapper
+from ..models.swapper import BATCH, FaceSwapper
 from ..workspace import Workspace
 from .compose import CROP, FacePatch, colour_face, compose_face
 from .enhance import enhance
 from .masks import combine, shape_mask
 from .settings import MergeSettings
 from .temporal import face_velocity, masked_mean, shift_mean, steady_means
+
+
+def _padded(crops: np.ndarray) -> np.ndarray:
+    """The batch padded to a power of two (up to the swapper's chunk): the CPU backend builds its
+    kernels per input shape (~0.4 s each time a new one comes), so a job's last short batch and the
+    preview's varying neighbour counts reuse a few shapes instead (the swapper runs BATCH at a time,
+    so longer batches are padded to a multiple of it). The padding's results are never read."""
+    n = len(crops)
+    size = 1 << (n - 1).bit_length() if n <= BATCH else -(-n // BATCH) * BATCH
+    if size == n:
+        return crops
+    return np.concatenate([crops, np.repeat(crops[-1:], size - n, axis=0)])
 
 
 class _LRU(OrderedDict):
@@ -163,7 +175,7 @@ class ShotMerger:
         if need:
             crops = np.stack([cv2.warpAffine(frame, m, (CROP, CROP), flags=cv2.INTER_LINEAR,
                                              borderMode=cv2.BORDER_REPLICATE) for _, m, frame in need])
-            raw, pmask = self.swapper.swap(crops)
+            raw, pmask = self.swapper.swap(_padded(crops))
             self.model_faces += len(need)
             for k, (key, _, _) in enumerate(need):
                 self._predictions.put(key, {"crop": crops[k], "raw": raw[k], "pmask": pmask[k]})

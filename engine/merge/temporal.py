@@ -34,7 +34,10 @@ def masked_mean(face: np.ndarray, mask: np.ndarray, channels: str = "lab") -> np
     total = float(w.sum())
     if total < 1.0:
         return None
-    lab = _lab(face)[..., : CHANNELS[channels]]
+    rows, cols = np.flatnonzero(w.any(1)), np.flatnonzero(w.any(0))  # convert only the mask's box
+    box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+    w = w[box]
+    lab = _lab(face[box])[..., : CHANNELS[channels]]
     return (lab.reshape(-1, lab.shape[-1]).T @ w.reshape(-1)).astype(np.float64) / total
 
 
