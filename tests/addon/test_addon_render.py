@@ -80,7 +80,8 @@ def test_render_edit_formats_tags_and_sidecar(run_scenario, tmp_path):
     a = np.asarray(Image.open(files[5]).convert("RGB"), np.int16)
     b = np.asarray(Image.open(with_label[5]).convert("RGB"), np.int16)
     assert (np.abs(a - b).max(axis=2) > 10).mean() > 0.05, "the label is drawn on the picture"
-    assert _sidecar(str(labelled))["label"] == "Synthetic face (Swapline)" and _sidecar(str(labelled))["metadata"] == label
+    side = _sidecar(str(labelled))
+    assert side["label"] == "Synthetic face (Swapline)" and side["metadata"] == label
     assert _sidecar(str(plain))["label"] is None
 
     # An RGBA QuickTime (PNG codec) setup comes back whole: every setting read before equals after

@@ -1,6 +1,7 @@
-"""Grade Face on a shot with a merge result (the result, its face layer, is graded): the grading stack (Color Balance, Curves, Hue Correct), each
-masked by the shot's face matte; frames rendered with each grade on and with none for the test to
-compare. Then a result whose shot has no matte yet: Grade Face asks for one and grades the result
+"""Grade Face on a shot with a merge result (the result, its face layer, is graded): the grading
+stack (Color Balance, Curves, Hue Correct), each masked by the shot's face matte; frames rendered with
+each grade on and with none for the test to compare. Modifiers of the user's under our names are left
+alone. Then a result whose shot has no matte yet: Grade Face asks for one and grades the result
 when it lands."""
 
 import sys

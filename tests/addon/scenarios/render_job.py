@@ -1,7 +1,9 @@
-"""The UI path of Render Edit, as far as background bpy allows (no window: INVOKE runs execute): the
-render job's render_complete/render_cancel handlers only post to a queue, and the main-thread drain
-(a timer in the UI; called directly here, timers never fire in bpy-module runs) finishes the render:
-settings restored, movie tagged, sidecar written; a cancelled render only restores."""
+"""The UI path of Render Edit, as far as background bpy allows (no window: Blender's INVOKE render runs
+in place): the render job's render_complete/render_cancel handlers only post to a queue, and the
+main-thread drain (a timer in the UI; called directly here, timers never fire in bpy-module runs)
+finishes the render: settings restored, movie tagged, sidecar written. Also: a cancelled render (its
+partial movie tagged), an error while finishing, a render that ends with no handler next to an older
+file, a file loaded during the render, Blender refusing to start it, the add-on disabled during it."""
 
 import os
 import sys
