@@ -43,7 +43,6 @@ _latencies: deque = deque(maxlen=KEEP)
 _engine_ms: deque = deque(maxlen=KEEP)  # the engine's own time for the same previews (from its answers)
 _in_flight: dict | None = None  # the tag of the request the engine is working on
 _pending: tuple[dict, dict] | None = None  # (args, tag) of the latest frame asked for meanwhile
-_touched: set[str] = set()  # job folders whose resume record the preview made stale (removed once)
 
 
 def owns(tag: dict | None) -> bool:
@@ -281,11 +280,10 @@ def show(scene, destination, timeline: int, data: bytes) -> str:
 
 
 def _forget_resume(job_folder: str) -> None:
-    """The merge job resumes by skipping frames its record says are done; a preview frame written
-    there (maybe with other options) makes that record stale, so the next job redoes every frame."""
-    if job_folder in _touched:
-        return
-    _touched.add(job_folder)
+    """The merge job resumes by skipping frames its record (merge.json) says are done with the same
+    settings; a preview frame written there (maybe with other options) makes that record stale, so
+    it goes and the next job redoes every frame. Checked on every write: a job may have written a
+    new record since the last one."""
     try:
         os.remove(os.path.join(job_folder, "merge.json"))
     except OSError:
@@ -334,7 +332,6 @@ def register() -> None:
     global _in_flight, _pending
     _in_flight, _pending = None, None
     _latencies.clear()
-    _touched.clear()
     bpy.app.handlers.frame_change_post.append(on_frame_change)
 
 

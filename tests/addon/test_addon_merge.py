@@ -80,6 +80,7 @@ def _results(folder: Path, frames: int = 40, size=(64, 48)) -> dict:
 
 def test_merge_panel_keys_result_and_preview_with_a_recording_link(run_scenario, tiny_clips, tmp_path):
     result = _results(tmp_path / "job")
+    (tmp_path / "job" / "merge.json").write_text("{}")  # the job's resume record
     previews = tmp_path / "previews"
     previews.mkdir()
     for f in range(3):
@@ -136,6 +137,7 @@ def test_merge_panel_keys_result_and_preview_with_a_recording_link(run_scenario,
         image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
         assert image.shape == (48, 64, 4) and image[24, 32, 0] == value
     assert out["latencies"] == 2 and out["median_ms"] > 0
+    assert not (tmp_path / "job" / "merge.json").exists(), "a preview frame makes the job's resume record stale"
     assert out["after_change"] == ["merge.preview", 14, 0.3], "changing an option previews again"
     assert out["failure_message"].startswith("Preview failed: no model")
     assert out["last_error"] == "", "a failed preview is shown in the panel, not as an error"
