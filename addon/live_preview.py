@@ -208,9 +208,9 @@ def _poll() -> float | None:
 
 
 def _next() -> list:
-    """Send the frame asked for while the last one was in flight."""
+    """Send the frame asked for while the last one was in flight (unless another one is)."""
     global _pending
-    if _pending is not None:
+    if _pending is not None and _in_flight is None:
         args, tag = _pending
         _pending = None
         _send(args, tag)
