@@ -82,6 +82,9 @@ def compose_face(frame: np.ndarray, crop: np.ndarray, face: np.ndarray, mask: np
         raise EngineError("bad_request", f"the face must be a square uint8 BGR crop, got {face.shape} {face.dtype}")
     if mask.shape != (size, size):
         raise EngineError("bad_request", f"the mask must be {(size, size)}, got {mask.shape}")
+    if mask.dtype == np.uint8:
+        mask = mask.astype(np.float32) * np.float32(1 / 255)
+    mask = mask.astype(np.float32, copy=False)
     mode = s.mode
     if mode == "raw-predict":
         if raw is None or raw.shape != face.shape or raw.dtype != np.uint8:

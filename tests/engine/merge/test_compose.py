@@ -284,3 +284,9 @@ def test_mask_touching_the_crop_edge_takes_the_separate_warp_and_agrees():
     full = _compose(mask=np.ones((CROP, CROP), np.float32))
     square = _compose("raw-patch")
     assert full.box == square.box and np.array_equal(full.alpha, square.alpha)
+
+
+def test_a_uint8_mask_means_the_same_as_its_float():
+    as_bytes = _compose(mask=np.round(MASK * 255).astype(np.uint8))
+    as_float = _compose(mask=np.round(MASK * 255).astype(np.float32) / 255)
+    assert as_bytes.box == as_float.box and np.abs(as_bytes.alpha - as_float.alpha).max() < 1e-6
