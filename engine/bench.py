@@ -240,10 +240,19 @@ def bench_merge(seconds: float) -> dict:
     return bench.bench_merge(_merge_shot(seconds), RUNS)
 
 
-def bench_flicker(seconds: float) -> dict:
-    """Flicker of a merged talking head inside the face against the untouched destination's."""
+def bench_flicker(seconds: float, workspace: str | None = None, model: str | None = None,
+                  faceset: str | None = None, video: str | None = None) -> dict:
+    """Flicker of a merged talking head inside the face against the untouched destination's: on the
+    bench's own shot (a quick model trained for `seconds`), or on a real trained model's shot when
+    workspace, model, faceset and video are all given."""
     from .merge import bench
 
+    given = (workspace, model, faceset, video)
+    if any(given):
+        if not all(given):
+            raise ValueError("bench flicker on a real shot needs workspace, model, faceset and video")
+        return bench.bench_flicker(bench.Shot(Path(workspace), model, faceset, Path(video).resolve(),
+                                              notes={"clip": Path(video).name, "model": model}))
     return bench.bench_flicker(_merge_shot(seconds))
 
 

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from engine import bench
 
 
@@ -55,6 +57,11 @@ def test_merge_flicker_and_preview_benches_on_a_tiny_shot(monkeypatch, portrait_
     assert flicker["frames"] == 12
     assert flicker["figure"] > 0 and flicker["reference"]["value"] > 0  # the camera drifts: faces change
     assert flicker["ratio"] == flicker["figure"] / flicker["reference"]["value"]
+    shot = bench._merge_shots[4.0]  # the same shot named as a user's real one: the same figures
+    given = bench.bench_flicker(0, workspace=str(shot.workspace), model="m", faceset="f", video=str(shot.video))
+    assert given["figure"] == pytest.approx(flicker["figure"]) and given["frames"] == 12
+    with pytest.raises(ValueError):
+        bench.bench_flicker(0, workspace=str(shot.workspace), model="m")
 
     preview = bench.bench_preview(4.0)
     for name in ("sequential", "random"):
@@ -64,3 +71,4 @@ def test_merge_flicker_and_preview_benches_on_a_tiny_shot(monkeypatch, portrait_
         assert row["engine_ms"]["median"] < row["ms"]["median"]  # the round trip includes the engine's work
         assert row["bytes"] > 0
     assert preview["size"] == "320x240" and preview["open_s"] > 0
+
