@@ -21,24 +21,38 @@ CHANNELS = {"lab": 3, "l": 1}
 CENTRE = 128.0  # the centre of the merge's 256 px aligned crop (compose.CROP)
 
 
-def _lab(face: np.ndarray) -> np.ndarray:
-    """float32 Lab of a BGR uint8 image (L 0..100, a and b about -128..127): no rounding to 8 bits,
-    so a shift of a fraction of a level survives the round trip."""
-    return cv2.cvtColor(face.astype(np.float32) * np.float32(1 / 255), cv2.COLOR_BGR2LAB)
+def _to_lab(bgr: np.ndarray) -> np.ndarray:
+    """Lab (L 0..100, a and b about -128..127) of one BGR colour in 0..255."""
+    pixel = np.asarray(bgr, np.float32).reshape(1, 1, 3) * np.float32(1 / 255)
+    return cv2.cvtColor(pixel, cv2.COLOR_BGR2LAB).reshape(3).astype(np.float64)
+
+
+def _to_bgr(lab: np.ndarray) -> np.ndarray:
+    pixel = np.asarray(lab, np.float32).reshape(1, 1, 3)
+    return cv2.cvtColor(pixel, cv2.COLOR_LAB2BGR).reshape(3).astype(np.float64) * 255
+
+
+def _box(mask: np.ndarray) -> tuple[slice, slice] | None:
+    """The bounding box of mask > 0, or None for an empty mask."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if not len(rows):
+        return None
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
 def masked_mean(face: np.ndarray, mask: np.ndarray, channels: str = "lab") -> np.ndarray | None:
-    """The mask-weighted mean Lab (or L only, channels="l") of a BGR uint8 face; None under an
-    empty mask (nothing of the face is shown, so nothing to measure)."""
+    """The Lab colour (or its L only, channels="l") of the mask-weighted mean BGR of a uint8 face;
+    None under an empty mask (nothing of the face is shown, so nothing to measure). The mean is
+    taken in BGR and converted once: a per-pixel Lab conversion cost more than the rest of the
+    temporal step, and the smoothing only needs a steady measure that shift_mean moves exactly."""
     w = np.asarray(mask, np.float32)
     total = float(w.sum())
-    if total < 1.0:
+    box = _box(w) if total >= 1.0 else None
+    if box is None:
         return None
-    rows, cols = np.flatnonzero(w.any(1)), np.flatnonzero(w.any(0))  # convert only the mask's box
-    box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-    w = w[box]
-    lab = _lab(face[box])[..., : CHANNELS[channels]]
-    return (lab.reshape(-1, lab.shape[-1]).T @ w.reshape(-1)).astype(np.float64) / total
+    pixels = face[box].reshape(-1, 3).astype(np.float32)
+    mean = (w[box].reshape(-1) @ pixels).astype(np.float64) / total
+    return _to_lab(mean)[: CHANNELS[channels]]
 
 
 def steady_means(means: dict[int, np.ndarray], sigma: float) -> dict[int, np.ndarray]:
@@ -49,21 +63,23 @@ def steady_means(means: dict[int, np.ndarray], sigma: float) -> dict[int, np.nda
 
 
 def shift_mean(face: np.ndarray, mask: np.ndarray, current: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """`face` (BGR uint8) with its Lab mean moved from `current` to `target` (3 values: L, a, b;
-    1 value: L only, the brightness). Only the box where `mask` > 0 is converted: the rest of the
-    crop is never shown, so it is returned as it was."""
-    delta = np.asarray(target, np.float32) - np.asarray(current, np.float32)
-    if not np.any(np.abs(delta) > 1e-3):
+    """`face` (BGR uint8) with its masked mean colour (masked_mean's measure) moved from `current`
+    to `target`: 3 values L, a, b; 1 value: L only, the brightness, the colour kept. The move is
+    one BGR offset per channel (the difference of the two colours), applied by lookup tables over
+    the box where `mask` > 0; the rest of the crop is never shown and is returned as it was."""
+    current, target = np.asarray(current, np.float64), np.asarray(target, np.float64)
+    if not np.any(np.abs(target - current) > 1e-3):
         return face
-    ys, xs = np.nonzero(np.asarray(mask) > 0)
-    if len(ys) == 0:
+    box = _box(np.asarray(mask))
+    if box is None:
         return face
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    lab = _lab(face[y0:y1, x0:x1])
-    lab[..., : len(delta)] += delta
-    bgr = cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
+    if len(current) < 3:  # brightness only: the face's own colour fills in a and b
+        full = masked_mean(face, mask)
+        current, target = np.r_[current, full[len(current):]], np.r_[target, full[len(target):]]
+    delta = _to_bgr(target) - _to_bgr(current)
+    lut = np.clip(np.arange(256, dtype=np.float64)[:, None] + delta[None] + 0.5, 0, 255).astype(np.uint8)
     out = face.copy()
-    out[y0:y1, x0:x1] = np.clip(bgr * 255 + 0.5, 0, 255).astype(np.uint8)
+    out[box] = cv2.LUT(face[box], lut.reshape(256, 1, 3))
     return out
 
 
