@@ -15,11 +15,13 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ..bridge import BridgeClient, BridgeError
+from ..bridge import BridgeClient, BridgeError, Message
 from . import engine_process
 
 DISCONNECTED, CONNECTING, CONNECTED, FAILED = "DISCONNECTED", "CONNECTING", "CONNECTED", "FAILED"
-POLL_SECONDS = 0.05
+# The worker blocks on one queue that gets both requests from Blender and messages from the engine,
+# so neither waits on a poll; the timeout only bounds how late a dead local engine is noticed.
+POLL_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,8 @@ class EngineLink:
                 host, port = self._local.host, self._local.port
             if stop.is_set():
                 raise engine_process.LaunchError("cancelled", "Disconnected")
-            client = BridgeClient(host, port, token, client_name="swapline-blender", timeout=config.connect_timeout)
+            client = BridgeClient(host, port, token, client_name="swapline-blender", timeout=config.connect_timeout,
+                                  inbox=outbox)
             engine = client.connect()
             client.start()
         except (BridgeError, OSError) as exc:
@@ -178,24 +181,20 @@ class EngineLink:
                in_flight: dict[int, int]) -> str:
         while not stop.is_set():
             try:
-                seq = outbox.get(timeout=POLL_SECONDS)
+                item = outbox.get(timeout=POLL_SECONDS)
             except queue.Empty:
-                seq = -1
-            if seq is None:
+                item = -1
+            if item is None:
                 return "Disconnected"
-            if seq >= 0:
+            if isinstance(item, Message):  # from the engine, through the shared queue
+                if item.kind == "closed":
+                    return f"Engine connection closed: {item.payload}"
+                self._receive(item, in_flight)
+            elif item >= 0:
                 with self._lock:
-                    pending = self._pending.get(seq)
+                    pending = self._pending.get(item)
                 if pending is not None:
-                    self._send(client, seq, pending.op, pending.args, in_flight)
-            while True:
-                try:
-                    message = client.inbox.get_nowait()
-                except queue.Empty:
-                    break
-                if message.kind == "closed":
-                    return f"Engine connection closed: {message.payload}"
-                self._receive(message, in_flight)
+                    self._send(client, item, pending.op, pending.args, in_flight)
             if self._local is not None and not self._local.running():
                 return f"The local engine exited (code {self._local.process.returncode}); see {self._local.log_path}"
         return "Disconnected"

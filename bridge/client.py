@@ -50,12 +50,14 @@ class BridgeClient:
     """
 
     def __init__(self, host: str, port: int, token: str, *, client_name: str = "swapline",
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, inbox: queue.Queue | None = None) -> None:
         self.host = host
         self.port = port
         self.client_name = client_name
         self.timeout = timeout
-        self.inbox: queue.Queue[Message] = queue.Queue()
+        # A caller that also waits for other work can pass its own queue: one blocking get() then
+        # wakes for either, with no polling delay between an answer arriving and its handling.
+        self.inbox: queue.Queue = inbox if inbox is not None else queue.Queue()
         self.engine: dict | None = None
         self._token = token
         self._state = "new"
