@@ -47,7 +47,12 @@ def _padded(crops: np.ndarray) -> np.ndarray:
     preview's varying neighbour counts reuse a few shapes instead (the swapper runs BATCH at a time,
     so longer batches are padded to a multiple of it). The padding's results are never read."""
     n = len(crops)
-    size = 1 << (n - 1).bit_length() if n <= BATCH else -(-n // BATCH) * BATCH
+    if n <= 4:
+        size = 1 << (n - 1).bit_length()  # 1, 2, 4
+    elif n <= BATCH:
+        size = -(-n // 4) * 4  # a multiple of 4: at most 3 padded faces, at most 8 shapes
+    else:
+        size = -(-n // BATCH) * BATCH
     if size == n:
         return crops
     return np.concatenate([crops, np.repeat(crops[-1:], size - n, axis=0)])
@@ -119,6 +124,10 @@ class ShotMerger:
         self._prepared = _LRU(64)  # (settings digest, face id) -> _Prepared
         self._means: dict[str, dict[int, dict[int, np.ndarray]]] = {}  # digest -> track -> frame -> mean
         self.model_faces = 0  # faces the model has been run on (tests and benches count it)
+        # frames on each side the preview fetches through `frame_at` for temporal smoothing: the whole
+        # window (3 sigma, 9 frames at the default) would put ~19 faces through the pipeline for
+        # the first frame after a settings change; the closest neighbours weigh the most anyway
+        self.fetch_radius = 4
 
     # What there is ------------------------------------------------------------------------------
 
@@ -145,7 +154,7 @@ class ShotMerger:
     def merge_frames(self, frames: list[tuple[int, np.ndarray]], s: MergeSettings) -> list[list[FacePatch]]:
         """One list of FacePatch per (frame index, BGR frame) given; empty where a frame has no face."""
         self.prepare(frames, s)
-        radius = self.window(s)
+        radius = min(self.window(s), self.fetch_radius)
         if radius and self.frame_at is not None:  # the preview: neighbours it has not merged yet
             digest = s.digest()
             wanted = set()

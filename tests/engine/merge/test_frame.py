@@ -134,6 +134,11 @@ def test_temporal_colour_steadies_the_face_and_the_preview_fetches_neighbours(sh
     assert sorted(asked) == [2, 3, 4, 6, 7, 8] and merger.model_faces == 7
     merger.merge_frames([(6, frames[6])], MergeSettings(smooth_colour=1.0))
     assert asked[6:] == [9], "known neighbours are not fetched again"
+    near = _merger(shot, frame_at=lambda n: asked.append(n) or frames.get(n))
+    near.fetch_radius = 1  # the preview may read fewer neighbours than the whole window
+    asked.clear()
+    near.merge_frames([(5, frames[5])], MergeSettings(smooth_colour=3.0))
+    assert sorted(asked) == [4, 6] and near.model_faces == 3
 
 
 def test_flicker_of_a_merge_stays_near_the_destinations(shot):
