@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from pathlib import Path
 
 from .errors import EngineError
 from .service_args import arg
@@ -19,35 +20,58 @@ SESSIONS = 2
 
 
 class PreviewSessions:
-    """The service's open preview sessions, most recently used last; opening one is serialised so
-    two requests for a new shot do not load its model twice."""
+    """The service's open preview sessions, most recently used last. Two requests for a shot whose
+    session is opening wait for the one load; requests for other shots go on meanwhile."""
 
     def __init__(self, workspace, limit: int = SESSIONS) -> None:
         self.workspace = workspace
         self.limit = limit
         self._sessions: OrderedDict[tuple[str, str, str], object] = OrderedDict()
+        self._opening: dict[tuple[str, str, str], threading.Lock] = {}  # shots whose session is loading
         self._lock = threading.Lock()
 
     def get(self, model: str, video: str, faceset: str):
         from .merge.preview import PreviewSession  # torch loads with the first preview
 
-        key = (model, video, faceset)
+        key = (model, str(Path(video).resolve()), faceset)
         stamp = self._model_stamp(model)
-        evicted = []
         with self._lock:
-            session = self._sessions.get(key)
-            if session is not None and session.stamp == stamp:
-                self._sessions.move_to_end(key)
+            session = self._fresh(key, stamp)
+            if session is not None:
                 return session
-            if session is not None:  # the model was trained further (or replaced): open it afresh
-                evicted.append(self._sessions.pop(key))
-            session = PreviewSession(self.workspace, model, video, faceset)
+            opening = self._opening.setdefault(key, threading.Lock())
+        # a new session loads its model for seconds: only requests for this shot wait on it
+        with opening:
+            with self._lock:
+                session = self._fresh(key, stamp)
+                if session is not None:
+                    return session
+            try:
+                session = PreviewSession(self.workspace, model, key[1], faceset)
+            except BaseException:
+                with self._lock:
+                    self._opening.pop(key, None)
+                raise
             session.stamp = stamp
-            self._sessions[key] = session
-            while len(self._sessions) > self.limit:
-                evicted.append(self._sessions.popitem(last=False)[1])
+            evicted = []
+            with self._lock:
+                stale = self._sessions.pop(key, None)
+                if stale is not None:  # the model was trained further (or replaced) since it opened
+                    evicted.append(stale)
+                self._sessions[key] = session
+                self._opening.pop(key, None)  # in the same hold: a later request finds the session
+                while len(self._sessions) > self.limit:
+                    evicted.append(self._sessions.popitem(last=False)[1])
         for old in evicted:  # a render in flight on it finishes first (it holds the session's lock)
             old.close()
+        return session
+
+    def _fresh(self, key: tuple, stamp: tuple):
+        """The open session of `key` when its model has not been saved since (under the lock)."""
+        session = self._sessions.get(key)
+        if session is None or session.stamp != stamp:
+            return None
+        self._sessions.move_to_end(key)
         return session
 
     def _model_stamp(self, model: str) -> tuple:

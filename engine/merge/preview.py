@@ -27,7 +27,7 @@ from ..workspace import Workspace
 from .settings import MergeSettings
 
 RAW_BUDGET = 768 << 20  # bytes of raw frames a shot may keep (~120 frames at 1080p); beyond, JPEG
-JPEG_BUDGET = 1536 << 20  # bytes of JPEG frames a session may keep (~3800 frames at 1080p)
+JPEG_BUDGET = 1 << 30  # bytes of JPEG frames a session may keep (~2500 frames at 1080p)
 JPEG_QUALITY = 95
 RESULTS = 48  # merged layers kept per session: back-and-forth scrubbing over a second or two
 DECODED = 24  # JPEG frames kept decoded: a frame and its temporal neighbours (colour smoothing reads ~9 a side)

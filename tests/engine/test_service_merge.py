@@ -149,3 +149,35 @@ def test_a_session_that_cannot_open_is_not_kept(workspace, portrait_clips):
     finally:
         sessions.close()
         ws.close()
+
+
+def test_concurrent_requests_for_a_new_shot_open_it_once(workspace, portrait_clips, monkeypatch):
+    import threading
+
+    from engine.merge import preview
+
+    opened = []
+
+    class Counted(preview.PreviewSession):
+        def __init__(self, *args, **kwargs):
+            opened.append(args[1:])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(preview, "PreviewSession", Counted)
+    ws = Workspace(workspace)
+    sessions = PreviewSessions(ws)
+    clip = portrait_clips["astronaut"]
+    try:
+        got = []
+        threads = [threading.Thread(target=lambda: got.append(sessions.get("m", str(clip), "dst"))) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert len(got) == 3 and got[0] is got[1] is got[2] and len(opened) == 1
+        # the same file by another spelling of its path is the same shot
+        assert sessions.get("m", str(clip.parent / ".." / clip.parent.name / clip.name), "dst") is got[0]
+        assert len(opened) == 1
+    finally:
+        sessions.close()
+        ws.close()
