@@ -96,7 +96,8 @@ def bench_merge(shot: Shot, runs: int = 3) -> dict:
            "reference": {"name": "decode + H.264 encode", **summary(reference)}, **shot.notes}
     out["ratio"] = out["figure"]["median"] / out["reference"]["median"]
     print(f"  merge {out['size']}: {out['figure']['median']:.1f} frames/s (min {out['figure']['min']:.1f}, max "
-          f"{out['figure']['max']:.1f}), decode+encode {out['reference']['median']:.1f} frames/s, ratio {out['ratio']:.2f}")
+          f"{out['figure']['max']:.1f}), decode+encode {out['reference']['median']:.1f} frames/s, "
+          f"ratio {out['ratio']:.2f}")
     return out
 
 
@@ -157,7 +158,8 @@ def bench_preview(shot: Shot, call: Callable[[str, dict], dict], changes: int = 
 
     def report(rows):
         return {"ms": summary([ms for ms, _ in rows]), "engine_ms": summary([r["ms"] for _, r in rows]),
-                "cached": sum(bool(r["cached"]) for _, r in rows), "bytes": statistics.median(len(r["layer"]) for _, r in rows)}
+                "cached": sum(bool(r["cached"]) for _, r in rows),
+                "bytes": statistics.median(len(r["layer"]) for _, r in rows)}
 
     out = {"unit": "ms from request to PNG bytes received", "size": f"{info.width}x{info.height}",
            "open_s": opened, "sequential": report(sequential), "random": report(jumped), **shot.notes}

@@ -118,7 +118,8 @@ class FrameCache:
         if frame is not None:
             return frame
         if not 0 <= index < self.info.frames:
-            raise EngineError("bad_request", f"frame {index} is outside {self.info.path.name} ({self.info.frames} frames)")
+            raise EngineError("bad_request",
+                              f"frame {index} is outside {self.info.path.name} ({self.info.frames} frames)")
         frame = self._decode(index)
         if self._room():
             self._put(index, frame)
