@@ -10,7 +10,7 @@ import pytest
 from engine.errors import EngineError
 from engine.jobs import JobRunner
 from engine.media.decode import iter_frames
-from engine.models.swapper import FaceSwapper
+from engine.merge.frame import ShotMerger
 from engine.recipes import STAGES
 from engine.workspace import Workspace
 
@@ -37,12 +37,22 @@ def trained(tmp_path_factory, portrait_clips):
 
 
 @pytest.fixture()
-def swaps(monkeypatch):
-    """How many faces the model was run on (the job runs in-process on a worker thread)."""
-    calls = []
-    real = FaceSwapper.swap
-    monkeypatch.setattr(FaceSwapper, "swap", lambda self, faces: calls.append(len(faces)) or real(self, faces))
-    return calls
+def model_faces(monkeypatch):
+    """model_faces() -> how many faces the jobs since the last call ran the model on (padding not
+    counted); the jobs run in-process, so the mergers they make can be watched."""
+    made = []
+    real = ShotMerger.__init__
+
+    def init(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        made.append(self)
+    monkeypatch.setattr(ShotMerger, "__init__", init)
+
+    def count() -> int:
+        total = sum(m.model_faces for m in made)
+        made.clear()
+        return total
+    return count
 
 
 def _read(path):
@@ -101,32 +111,29 @@ def test_a_frame_without_a_face_gets_an_empty_layer_and_matte(trained, portrait_
     assert _read(out / "matte" / "frame_000003.png").max() == 255
 
 
-def test_resume_skips_the_frames_already_written(trained, portrait_clips, tmp_path, swaps):
+def test_resume_skips_the_frames_already_written(trained, portrait_clips, tmp_path, model_faces):
     ws, runner = trained
     out = tmp_path / "out"
     params = {"model": "m", "video": str(portrait_clips["astronaut"]), "faceset": "dst", "frame_start": 2,
               "frame_end": 8, "output": str(out), "settings": {"smooth_colour": 0.0}}
     _run(runner, "merge", params)
-    assert sum(swaps) == 6
+    assert model_faces() == 6
     kept = {i: (out / "layer" / f"frame_{i:06d}.png").stat().st_mtime_ns for i in range(2, 6)}
     for i in (6, 7):
         (out / "layer" / f"frame_{i:06d}.png").unlink()
-    swaps.clear()
     result = _run(runner, "merge", params)
-    assert result["merged"] == 2 and sum(swaps) == 2, "only the missing frames were merged"
+    assert result["merged"] == 2 and model_faces() == 2, "only the missing frames were merged"
     assert {i: (out / "layer" / f"frame_{i:06d}.png").stat().st_mtime_ns for i in range(2, 6)} == kept
     assert (out / "layer" / "frame_000007.png").is_file()
-    # smoothing over +-3 frames: the frames before the first missing one are merged again, not written
+    # other settings: nothing is reused
     params["settings"] = {"smooth_colour": 1.0}
-    swaps.clear()
-    assert _run(runner, "merge", params)["merged"] == 6, "other settings: nothing is reused"
+    assert _run(runner, "merge", params)["merged"] == 6 and model_faces() == 6
+    # smoothing over +-3 frames: the frames before the first missing one are merged again, not written
     (out / "matte" / "frame_000007.png").unlink()
-    swaps.clear()
     result = _run(runner, "merge", params)
-    assert result["merged"] == 1 and sum(swaps) == 4, "frame 7 and its window 4..6 only"
+    assert result["merged"] == 1 and model_faces() == 4, "frame 7 and its window 4..6 only"
     # nothing missing: nothing merged
-    swaps.clear()
-    assert _run(runner, "merge", params)["merged"] == 0 and sum(swaps) == 0
+    assert _run(runner, "merge", params)["merged"] == 0 and model_faces() == 0
 
 
 def test_merge_errors(trained, portrait_clips):
