@@ -325,7 +325,8 @@ BENCHMARKS: dict[str, Callable[[float], dict]] = {
 }
 
 
-def run_benchmarks(name: str, seconds: float) -> int:
+def run_benchmarks(name: str, seconds: float, shot: dict | None = None) -> int:
+    """`shot` (workspace, model, faceset, video) points bench flicker at a real trained shot."""
     names = list(BENCHMARKS) if name == "all" else [name]
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
@@ -333,7 +334,7 @@ def run_benchmarks(name: str, seconds: float) -> int:
         return 2
     results = {}
     for n in names:
-        results[n] = r = BENCHMARKS[n](seconds)
+        results[n] = r = BENCHMARKS[n](seconds, **shot) if shot and n == "flicker" else BENCHMARKS[n](seconds)
         print(f"{n}: {json.dumps(r, default=float)}")
     Path("bench_results.json").write_text(json.dumps(results, indent=2, default=float))
     return 0

@@ -204,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="run benchmarks and print medians against a reference")
     b.add_argument("name", nargs="?", default="all")
     b.add_argument("--seconds", type=float, default=10.0)
+    for flag in ("--workspace", "--model", "--faceset", "--video"):  # flicker: measure a real shot
+        b.add_argument(flag, help="bench flicker: a trained shot to measure instead of a quick one")
 
     _faceset_parser(sub)
     add_mask_parser(sub)
@@ -227,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             from .bench import run_benchmarks
 
-            return run_benchmarks(args.name, args.seconds)
+            shot = {k: getattr(args, k) for k in ("workspace", "model", "faceset", "video") if getattr(args, k)}
+            return run_benchmarks(args.name, args.seconds, shot)
         if args.command == "faceset":
             return _faceset(args)
         if args.command == "mask":

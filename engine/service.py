@@ -58,6 +58,8 @@ class EngineService:
 
     def stop(self) -> None:
         self.server.stop()
+        if getattr(self, "previews", None) is not None:  # made by the first merge.preview
+            self.previews.close()
         self.jobs.shutdown()
         self.workspace.close()
 
