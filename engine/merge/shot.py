@@ -148,7 +148,7 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
             pending.append((index, futures))
         settle(False)
 
-    frames = _decoded(info.path, first, end)
+    frames = _Decoded(info.path, first, end)
     try:
         ahead: list[tuple[int, np.ndarray]] = []  # decoded, not yet prepared
         waiting: deque[tuple[int, np.ndarray]] = deque()  # prepared, waiting for their window
@@ -181,6 +181,8 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
     finally:
         frames.close()
         writer.shutdown(wait=True)
+        # after a cancel or an error: the frames whose files did get written count as done too
+        done.update(i for i, futures in pending if all(f.exception() is None for f in futures))
         if video is not None:
             video.abort()  # nothing when it was closed: a half video is never left as merged.mp4
         if written:
@@ -223,7 +225,7 @@ def _write_state(out_dir: Path, state: dict) -> None:
     atomic_write(out_dir / STATE, json.dumps(state, indent=1).encode())
 
 
-class _decoded:
+class _Decoded:
     """iter_frames on its own thread, a few frames ahead: decoding overlaps the merge (OpenCV's
     decoder lets go of the GIL)."""
 

@@ -178,3 +178,27 @@ def test_a_drawn_mask_keeps_what_covers_the_face_in_front_of_the_swap(trained, p
     lower = (u > 0.1) & (u < 0.9) & (v > 0.6) & (v < 1.0)
     assert diff[upper].mean() > 5, "the labelled part of the face was not replaced"
     assert diff[lower].max() == 0, "the swap was pasted over what the label leaves out"
+
+
+def test_a_cancelled_merge_keeps_what_it_wrote_and_resumes(trained, portrait_clips, tmp_path, model_faces):
+    from engine.errors import Cancelled
+    from engine.merge.shot import MergeParams, merge_shot
+
+    ws, _ = trained
+    out = tmp_path / "out"
+    params = MergeParams.from_dict({"model": "m", "video": str(portrait_clips["astronaut"]), "faceset": "dst",
+                                    "output": str(out), "batch_size": 2, "settings": {"smooth_colour": 0.0}})
+    asked, reports = [], []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) > 6  # after six frames were decoded
+    with pytest.raises(Cancelled):
+        merge_shot(ws, params, out, lambda *a: reports.append(a), stop)
+    state = json.loads((out / "merge.json").read_text())
+    assert 0 < len(state["done"]) <= 6 and not state["complete"] and reports
+    assert all((out / "layer" / f"frame_{i:06d}.png").is_file() for i in state["done"])
+    model_faces()
+    result = merge_shot(ws, params, out, lambda *a: None, lambda: False)
+    assert result["merged"] == 12 - len(state["done"]) and model_faces() == result["merged"]
+    assert json.loads((out / "merge.json").read_text())["complete"]
