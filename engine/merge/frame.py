@@ -80,24 +80,28 @@ def _padded(crops: np.ndarray) -> np.ndarray:
     return np.concatenate([crops, np.repeat(crops[-1:], size - n, axis=0)])
 
 
-class _LRU(OrderedDict):
-    """A dict that forgets its least recently used entries beyond `capacity`."""
+class _LRU:
+    """A map that forgets its least recently used entries beyond `capacity`; thread-safe (the job
+    prepares the next batch on one thread while it finishes the last on another)."""
 
     def __init__(self, capacity: int) -> None:
-        super().__init__()
         self.capacity = capacity
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
 
     def get_(self, key):
-        value = self.get(key)
-        if value is not None:
-            self.move_to_end(key)
-        return value
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
 
     def put(self, key, value) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.capacity:
-            self.popitem(last=False)
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
 
 
 @dataclass
@@ -113,7 +117,8 @@ class _Prepared:
 
 
 class ShotMerger:
-    """Merges the faces of one destination video with one model; see the module's docstring."""
+    """Merges the faces of one destination video with one model; see the module's docstring.
+    `prepare` may run on one thread while `merge_frames` finishes already prepared frames on another."""
 
     def __init__(self, ws: Workspace, model: str, video: str, faceset: str, device: str = "auto",
                  frame_at: Callable[[int], np.ndarray | None] | None = None) -> None:

@@ -108,7 +108,7 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
             (out_dir / name).mkdir(exist_ok=True)
     first = max(start, todo[0] - radius)  # frames before the first missing one feed its smoothing only
     per_frame = max(1, max((len(v) for v in merger.by_frame.values()), default=1))
-    merger.set_capacity((2 * radius + 3 * params.batch_size + 2) * per_frame)
+    merger.set_capacity((2 * radius + 4 * params.batch_size + 2) * per_frame)
 
     writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="swapline-merge-png")
     video = _VideoOut(out_dir / VIDEO, info, start, end) if "video" in outputs else None
@@ -149,37 +149,54 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
         settle(False)
 
     frames = _Decoded(info.path, first, end)
+    # the next batch is prepared (model, masks, colour) on its own thread while this one finishes
+    # and its files are written: the model runs on one core, so the other is free for the rest
+    preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swapline-merge-prepare")
     try:
         ahead: list[tuple[int, np.ndarray]] = []  # decoded, not yet prepared
-        waiting: deque[tuple[int, np.ndarray]] = deque()  # prepared, waiting for their window
-        last = first - 1
+        inflight: deque[tuple[Future, list]] = deque()  # being prepared
+        waiting: deque[tuple[int, np.ndarray]] = deque()  # prepared, waiting for their smoothing window
+        prepared_until = first - 1
+
+        def collect(block: bool) -> None:
+            nonlocal prepared_until
+            while inflight and (block or len(inflight) > 1 or inflight[0][0].done()):
+                future, items = inflight.popleft()
+                future.result()
+                waiting.extend(items)
+                prepared_until = items[-1][0]
+
+        def ready() -> list[tuple[int, np.ndarray]]:
+            out = []
+            while waiting and waiting[0][0] + radius <= prepared_until:
+                out.append(waiting.popleft())
+            return out
+
         for index, frame in frames:
             if should_stop():
                 raise Cancelled()
             ahead.append((index, frame))
-            last = index
             if len(ahead) >= params.batch_size:
-                merger.prepare(ahead, s)
-                waiting.extend(ahead)
+                inflight.append((preparer.submit(merger.prepare, ahead, s), ahead))
                 ahead = []
-                ready = []
-                while waiting and waiting[0][0] + radius <= last:
-                    ready.append(waiting.popleft())
-                emit(ready)
+                collect(False)
+                emit(ready())
                 now = time.monotonic()
                 report(written / total, f"frame {written}/{total}",
                        {"frames": written, "fps": written / max(now - started, 1e-6)})
                 if now - last_state > 2.0:
                     _write_state(out_dir, {**state, "done": sorted(done)})
                     last_state = now
-        merger.prepare(ahead, s)
-        waiting.extend(ahead)
+        if ahead:
+            inflight.append((preparer.submit(merger.prepare, ahead, s), ahead))
+        collect(True)
         emit(list(waiting))
         if video is not None:
             video.close()
         settle(True)
     finally:
         frames.close()
+        preparer.shutdown(wait=True)
         writer.shutdown(wait=True)
         # after a cancel or an error: the frames whose files did get written count as done too
         done.update(i for i, futures in pending if all(f.exception() is None for f in futures))
