@@ -51,7 +51,8 @@ def masked_mean(face: np.ndarray, mask: np.ndarray, channels: str = "lab") -> np
     if box is None:
         return None
     pixels = face[box].reshape(-1, 3).astype(np.float32)
-    mean = (w[box].reshape(-1) @ pixels).astype(np.float64) / total
+    # einsum, not @: a BLAS call here wakes OpenBLAS's second thread, which then spins a whole core
+    mean = np.einsum("i,ij->j", w[box].reshape(-1), pixels).astype(np.float64) / total
     return _to_lab(mean)[: CHANNELS[channels]]
 
 
