@@ -227,7 +227,10 @@ class ShotMerger:
 
     def _prepare_face(self, f: FaceRecord, m: np.ndarray, pred: dict, st: MergeSettings, mode: str | None) -> _Prepared:
         terms = st.mask_terms
-        hull = hull_mask(transform_points(m, f.landmarks68), (CROP, CROP), st.forehead)
+        hull_key = f"hull:{st.forehead}"  # kept with the prediction: a preview's settings change reuses it
+        if hull_key not in pred:
+            pred[hull_key] = hull_mask(transform_points(m, f.landmarks68), (CROP, CROP), st.forehead)
+        hull = pred[hull_key]
         sources = {"hull": hull, "pred": pred["pmask"]}
         if "dst" in terms:
             sources["dst"] = self._dst_mask(f, m, pred, hull)
@@ -263,6 +266,13 @@ class ShotMerger:
         face = enhance(face, st, velocity)
         # compose_face lays the face out larger or smaller by st.face_scale about the crop centre
         return compose_face(frame, p.crop, face, p.mask, p.m, st, raw=p.raw)
+
+    def close(self) -> None:
+        """Let go of the cached crops and predictions (the model goes with the merger itself)."""
+        self._predictions = _LRU(self._predictions.capacity)
+        self._prepared = _LRU(self._prepared.capacity)
+        self._means.clear()
+        self._segmenters.clear()
 
     # Pieces ------------------------------------------------------------------------------------
 

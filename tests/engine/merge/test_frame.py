@@ -1,6 +1,7 @@
 """ShotMerger, the per-frame pipeline: steady placement, prediction cache, animated keys, mask
 sources, temporal colour and the neighbours a preview fetches."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -30,14 +31,16 @@ def shot(tmp_path_factory, portrait_clips):
     _run(runner, "extract", {"video": str(portrait_clips["hopper"]), "faceset": "src", "size": 128})
     _run(runner, "extract", {"video": str(portrait_clips["astronaut"]), "faceset": "dst", "size": 128})
     _run(runner, "train", {"model": "m", "source": "src", "destination": "dst", "iterations": 12, **TINY})
+    _run(runner, "train", {"model": "gray", "source": "src", "destination": "dst", "iterations": 12,
+                           "grayscale": True, **TINY})
     runner.shutdown()
     frames = dict(iter_frames(portrait_clips["astronaut"]))
     yield ws, str(portrait_clips["astronaut"]), frames
 
 
-def _merger(shot, **kw):
+def _merger(shot, model="m", **kw):
     ws, video, frames = shot
-    return ShotMerger(ws, "m", video, "dst", device="cpu", **kw)
+    return ShotMerger(ws, model, video, "dst", device="cpu", **kw)
 
 
 def _jitter(series: dict) -> float:
@@ -157,3 +160,21 @@ def test_flicker_of_a_merge_stays_near_the_destinations(shot):
         regions.append(region)
     original = flicker([f for _, f in items], regions)
     assert flicker(merged, regions) < 3 * original + 2
+
+
+def test_a_grayscale_models_brightness_is_stabilised_over_the_shot(shot):
+    ws, video, frames = shot
+    items = sorted(frames.items())
+    lightness = {}
+    for stabilise in (False, True):
+        merger = _merger(shot, "gray")
+        assert merger.swapper.gray
+        s = MergeSettings(stabilise_brightness=stabilise, smooth_colour=3.0, smooth_placement=0.0, colour="rct")
+        assert merger.window(s) == (9 if stabilise else 0)
+        patches = merger.merge_frames(items, s)
+        lightness[stabilise] = [cv2.cvtColor(p.rgb, cv2.COLOR_BGR2LAB)[..., 0][p.alpha > 0.9].mean()
+                                for (p,) in patches]
+    jumps = {k: np.abs(np.diff(v)).mean() for k, v in lightness.items()}
+    assert jumps[True] < jumps[False], jumps
+    merger.close()
+    assert merger.merge_frames(items[:1], MergeSettings())[0], "a closed merger's caches fill again"
