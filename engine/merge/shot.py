@@ -30,6 +30,7 @@ from ..files import atomic_write, sync_folder_of
 from ..media.decode import frame_range, iter_frames
 from ..media.encode import write_image
 from ..media.sparse_png import encode_sparse_png
+from ..models.checkpoint import checkpoint_path
 from ..workspace import Workspace
 from .compose import apply_patches, layer_canvas
 from .frame import ShotMerger
@@ -39,6 +40,7 @@ OUTPUTS = ("layer", "matte", "frames", "video")
 SEQUENCES = ("layer", "matte", "frames")  # one PNG per frame each
 PATTERN = "frame_%06d.png"
 VIDEO = "merged.mp4"
+MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}  # audio codecs copied as they are
 STATE = "merge.json"
 
 
@@ -86,7 +88,7 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = params.outputs
     digest = s.digest()
-    done = _done_frames(out_dir, params, digest, start, end)
+    done = _done_frames(out_dir, params, digest, _stamp(ws, params.model), start, end)
     todo = [i for i in range(start, end) if i not in done]
     radius = merger.window(s)
     swapped = sum(1 for i in range(start, end) if i in merger.by_frame)
@@ -96,7 +98,8 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
            for name in SEQUENCES},
         "video": str(out_dir / VIDEO) if "video" in outputs else None, "settings": digest,
     }
-    state = {"settings": digest, "values": s.to_dict(), "model": params.model, "video": str(info.path),
+    state = {"settings": digest, "values": s.to_dict(), "model": params.model, "model_stamp": _stamp(ws, params.model),
+             "video": str(info.path),
              "faceset": params.faceset, "outputs": list(outputs), "first_frame": start, "end": end,
              "done": sorted(done), "complete": not todo}
     if not todo:
@@ -220,16 +223,23 @@ def _write_png(path: Path, info, box, roi: np.ndarray) -> None:
     atomic_write(path, encode_sparse_png(info.height, info.width, box, roi), sync_folder=False)
 
 
-def _done_frames(out_dir: Path, params: MergeParams, digest: str, start: int, end: int) -> set[int]:
-    """Frames of a previous run into this folder with the same settings whose files are all there
-    (files are written atomically: one that exists is whole). The video is made in one go, so a
-    run that asks for it redoes every frame unless the earlier run finished it."""
+def _stamp(ws: Workspace, model: str) -> list:
+    """The model's checkpoint file as it is now (size, mtime): a model trained on since the last run
+    makes other faces, so nothing that run wrote is reused."""
+    st = checkpoint_path(ws.model_dir(model)).stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _done_frames(out_dir: Path, params: MergeParams, digest: str, stamp: list, start: int, end: int) -> set[int]:
+    """Frames of a previous run into this folder with the same settings and model whose files are
+    all there (files are written atomically: one that exists is whole). The video is made in one
+    go, so a run that asks for it redoes every frame unless the earlier run finished it."""
     try:
         state = json.loads((out_dir / STATE).read_text())
     except (OSError, ValueError):
         return set()
     if state.get("settings") != digest or state.get("model") != params.model or \
-            state.get("faceset") != params.faceset:
+            state.get("model_stamp") != stamp or state.get("faceset") != params.faceset:
         return set()
     if "video" in params.outputs and not (state.get("complete") and (out_dir / VIDEO).is_file()
                                           and "video" in state.get("outputs", [])):
@@ -292,7 +302,8 @@ class _Decoded:
 
 class _VideoOut:
     """Merged frames as H.264 (yuv420p) in an MP4, with the source's audio of the same frames copied
-    packet for packet (no re-encode), interleaved by time. Written to a temp file, renamed on close."""
+    packet for packet (AAC and the other codecs MP4 holds; anything else is encoded to AAC),
+    interleaved by time. Written to a temp file, renamed on close."""
 
     def __init__(self, path: Path, info, start: int, end: int) -> None:
         import av  # only the video output needs it
@@ -311,17 +322,36 @@ class _VideoOut:
         with av.open(str(info.path)) as source:
             if source.streams.audio:
                 src = source.streams.audio[0]
-                self.audio_stream = self.container.add_stream_from_template(src)
-                base = src.time_base
-                offset = int(round(t0 / base))
-                for packet in source.demux(src):
-                    if packet.pts is None or packet.dts is None:
-                        continue
-                    t = float(packet.pts * base)
-                    if t0 <= t < t1:
-                        packet.pts -= offset
-                        packet.dts -= offset
-                        self.audio.append((t - t0, packet))
+                if src.codec_context.name in MP4_AUDIO:
+                    self._copy_audio(source, src, t0, t1)
+                else:  # PCM from a MOV and the like: MP4 cannot hold it as it is
+                    self._encode_audio(source, src, t0, t1)
+
+    def _copy_audio(self, source, src, t0: float, t1: float) -> None:
+        self.audio_stream = self.container.add_stream_from_template(src)
+        base = src.time_base
+        offset = int(round(t0 / base))
+        for packet in source.demux(src):
+            if packet.pts is None or packet.dts is None:
+                continue
+            t = float(packet.pts * base)
+            if t0 <= t < t1:
+                packet.pts -= offset
+                packet.dts -= offset
+                self.audio.append((t - t0, packet))
+
+    def _encode_audio(self, source, src, t0: float, t1: float) -> None:
+        rate = src.codec_context.sample_rate or 48000
+        self.audio_stream = self.container.add_stream("aac", rate=rate, layout=src.codec_context.layout.name)
+        for frame in source.decode(src):
+            if frame.time is None or not t0 <= frame.time < t1:
+                continue
+            frame.pts = int(round((frame.time - t0) * rate))
+            frame.time_base = Fraction(1, rate)
+            for packet in self.audio_stream.encode(frame):
+                self.audio.append((float(packet.pts * packet.time_base), packet))
+        for packet in self.audio_stream.encode(None):
+            self.audio.append((float(packet.pts * packet.time_base), packet))
 
     def add(self, frame: np.ndarray) -> None:
         import av
@@ -352,5 +382,8 @@ class _VideoOut:
 
     def abort(self) -> None:
         if not self.closed:
-            self.container.close()
+            try:
+                self.container.close()
+            except Exception:  # noqa: BLE001 - a half-written file is removed either way
+                pass
             self.tmp.unlink(missing_ok=True)

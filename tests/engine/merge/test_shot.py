@@ -1,6 +1,7 @@
 """The merge job on a tiny trained model: face layer, matte, merged frames and video; resume."""
 
 import json
+import os
 
 import av
 import cv2
@@ -134,6 +135,10 @@ def test_resume_skips_the_frames_already_written(trained, portrait_clips, tmp_pa
     assert result["merged"] == 1 and model_faces() == 4, "frame 7 and its window 4..6 only"
     # nothing missing: nothing merged
     assert _run(runner, "merge", params)["merged"] == 0 and model_faces() == 0
+    # the model trained on since: its faces differ, everything is merged again
+    checkpoint = next((ws.model_dir("m")).glob("*.safetensors"))
+    os.utime(checkpoint, ns=(checkpoint.stat().st_atime_ns, checkpoint.stat().st_mtime_ns + 10**9))
+    assert _run(runner, "merge", params)["merged"] == 6
 
 
 def test_merge_errors(trained, portrait_clips):
