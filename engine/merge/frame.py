@@ -201,26 +201,29 @@ class ShotMerger:
                 if self._prepared.get_((digest, f.id)) is None]
         if not todo:
             return
-        keys, need = [], []
+        keys, need, preds = [], [], {}  # preds: this call's, whatever the cache keeps of them
         for f, frame in todo:
             m = self.placements(s, f.track)[f.frame]
             key = (f.id, m.tobytes())
             keys.append((key, m))
-            if self._predictions.get_(key) is None and key not in {k for k, _, _ in need}:
-                need.append((key, m, frame))
+            if key not in preds:
+                preds[key] = self._predictions.get_(key)
+                if preds[key] is None:
+                    need.append((key, m, frame))
         if need:
             crops = np.stack([cv2.warpAffine(frame, m, (CROP, CROP), flags=cv2.INTER_LINEAR,
                                              borderMode=cv2.BORDER_REPLICATE) for _, m, frame in need])
             raw, pmask = _swap_on_one_thread(self.swapper, _padded(crops))
             self.model_faces += len(need)
             for k, (key, _, _) in enumerate(need):
-                self._predictions.put(key, {"crop": crops[k], "raw": raw[k], "pmask": pmask[k]})
+                preds[key] = {"crop": crops[k], "raw": raw[k], "pmask": pmask[k]}
+                self._predictions.put(key, preds[key])
         means = self._means.setdefault(digest, defaultdict(dict))
         while len(self._means) > 4:  # older settings' means: the preview's previous few states
             self._means.pop(next(iter(self._means)))
         mode = self._smoothing(s)
         for (f, _), (key, m) in zip(todo, keys):
-            prepared = self._prepare_face(f, m, self._predictions.get_(key), s.at(f.frame), mode)
+            prepared = self._prepare_face(f, m, preds[key], s.at(f.frame), mode)
             self._prepared.put((digest, f.id), prepared)
             if prepared.mean is not None:
                 means[f.track][f.frame] = prepared.mean

@@ -178,3 +178,13 @@ def test_a_grayscale_models_brightness_is_stabilised_over_the_shot(shot):
     assert jumps[True] < jumps[False], jumps
     merger.close()
     assert merger.merge_frames(items[:1], MergeSettings())[0], "a closed merger's caches fill again"
+
+
+def test_more_frames_than_the_cache_holds_merge_the_same(shot):
+    ws, video, frames = shot
+    items = sorted(frames.items())
+    roomy, tight = _merger(shot), _merger(shot)
+    tight.set_capacity(8)  # 12 frames: the first ones are pushed out before they are finished
+    a, b = roomy.merge_frames(items, MergeSettings()), tight.merge_frames(items, MergeSettings())
+    assert all(np.array_equal(p.rgb, q.rgb) and np.array_equal(p.alpha, q.alpha) for (p,), (q,) in zip(a, b))
+    assert roomy.model_faces == 12 < tight.model_faces
