@@ -90,6 +90,8 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
     digest = s.digest()
     done = _done_frames(out_dir, params, digest, _stamp(ws, params.model), start, end)
     todo = [i for i in range(start, end) if i not in done]
+    if "video" in outputs and todo:  # the video is encoded in one go: every frame goes into it again
+        done, todo = set(), list(range(start, end))
     radius = merger.window(s)
     swapped = sum(1 for i in range(start, end) if i in merger.by_frame)
     result = {

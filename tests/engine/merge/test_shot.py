@@ -94,6 +94,13 @@ def test_merge_writes_layer_matte_frames_and_video(trained, portrait_clips, tmp_
     with av.open(str(out / "merged.mp4")) as container:
         assert container.streams.video[0].width == 320 and container.streams.audio, "the shot's audio came along"
         assert sum(1 for _ in container.decode(video=0)) == 6
+    # the video is made in one go: a re-run with a frame missing merges them all again for it
+    params = {"model": "m", "video": str(portrait_clips["astronaut"]), "faceset": "dst", "frame_start": 2,
+              "frame_end": 8, "output": str(out), "outputs": ["layer", "matte", "frames", "video"],
+              "settings": {"smooth_colour": 1.0, "blur": 0.08}}
+    assert _run(runner, "merge", params)["merged"] == 0
+    (out / "frames" / "frame_000005.png").unlink()
+    assert _run(runner, "merge", params)["merged"] == 6 and (out / "merged.mp4").is_file()
 
 
 def test_a_frame_without_a_face_gets_an_empty_layer_and_matte(trained, portrait_clips, tmp_path):
