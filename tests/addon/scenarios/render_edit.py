@@ -10,7 +10,7 @@ import _blender
 
 clip, folder = sys.argv[1:3]
 sync = _blender.enable()
-render_operators = _blender.submodule("render_operators")
+render_job = _blender.submodule("render_job")
 scene = _blender.new_scene(fps=30)
 editor = scene.sequence_editor
 scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 64, 48, 100
@@ -45,7 +45,7 @@ for name, fmt, label, output in (("h264", "H264", False, f"{folder}/edit.mp4"),
     settings.format, settings.label, settings.output = fmt, label, output
     result, error = _blender.call(bpy.ops.swapline.render)
     out[name] = {"result": sorted(result or []), "error": error,
-                 "output": render_operators.output_path(scene, settings),
+                 "output": render_job.output_path(scene, settings),
                  "seconds": _blender.call.last_seconds}
     out[name]["after"] = {"filepath": r.filepath, "format": r.image_settings.file_format,
                           "stamp": [r.use_stamp, r.use_stamp_note, r.stamp_note_text, r.use_stamp_date,
@@ -58,19 +58,19 @@ r.image_settings.file_format = "FFMPEG"
 r.ffmpeg.format, r.ffmpeg.codec = "QUICKTIME", "PNG"
 r.image_settings.color_mode = "RGBA"
 r.use_overwrite, r.use_placeholder, r.metadata_input = False, True, "STRIPS"
-snapshot = render_operators._snapshot(scene)
+snapshot = render_job._snapshot(scene)
 out["rgba"] = {"user": [r.image_settings.color_mode, r.ffmpeg.codec], "renders": {}}
 for fmt, output in (("H264", f"{folder}/rgba.mp4"), ("EXR", f"{folder}/rgba_exr")):
     settings.format, settings.label, settings.output = fmt, True, output
     result, error = _blender.call(bpy.ops.swapline.render)
-    changed = [[name, attr, str(value), str(render_operators._value(getattr(
+    changed = [[name, attr, str(value), str(render_job._value(getattr(
         {"render": r, "image_settings": r.image_settings, "ffmpeg": r.ffmpeg}[name], attr)))]
         for name, attr, value in snapshot
-        if render_operators._value(getattr({"render": r, "image_settings": r.image_settings,
+        if render_job._value(getattr({"render": r, "image_settings": r.image_settings,
                                             "ffmpeg": r.ffmpeg}[name], attr)) != value]
     out["rgba"]["renders"][fmt] = {"result": sorted(result or []), "error": error, "changed": changed}
 out["rgba"]["snapshot_size"] = len(snapshot)
-out["stamp_fields"] = list(render_operators._stamp_fields())
+out["stamp_fields"] = list(render_job._stamp_fields())
 
 # Saved: the default output sits next to the .blend, named after it
 bpy.ops.wm.save_as_mainfile(filepath=f"{folder}/project.blend")
@@ -78,9 +78,9 @@ settings.output = ""
 out["default"] = {}
 for fmt in ("H264", "PRORES", "PNG"):
     settings.format = fmt
-    out["default"][fmt] = render_operators.output_path(scene, settings)
+    out["default"][fmt] = render_job.output_path(scene, settings)
 settings.format, settings.output = "H264", "//sub/cut.mov"
-out["relative"] = render_operators.output_path(scene, settings)
+out["relative"] = render_job.output_path(scene, settings)
 
 editor.strips.remove(shot)
 editor.strips.remove(sound)

@@ -63,7 +63,7 @@ ro._on_cancel(scene)
 ro.drain()
 out["partial"] = [os.path.basename(job.rendered), os.path.exists(f"{job.rendered}.swapline.json"),
                   os.path.exists(f"{folder}/partial.mp4"), scene.render.filepath]
-out["partial_sidecar"] = ro.provenance.sidecar_path(job.rendered)
+out["partial_sidecar"] = _blender.submodule("provenance").sidecar_path(job.rendered)
 
 # An error while finishing is reported and the timer goes on (the job is gone, the queue empty)
 real_finish = ro.finish
