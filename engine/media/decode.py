@@ -75,3 +75,28 @@ def iter_frames(path: Path, start: int = 0, end: int | None = None) -> Iterator[
             index += 1
     finally:
         cap.release()
+
+
+def iter_frames_at(path: Path, frames) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (source frame index, BGR uint8 frame) for the given frame numbers only, in increasing
+    order. The frames between them are grabbed (decoded by the codec, which needs them as
+    references, but never converted to BGR pixels), not sought past: a seek lands on a keyframe and
+    would shift frame indices, as in iter_frames. Numbers past the video's end yield nothing."""
+    wanted = sorted({int(f) for f in frames})
+    if not wanted:
+        return
+    cap = _open(path)
+    try:
+        index = 0
+        for target in wanted:
+            while index < target:
+                if not cap.grab():
+                    return
+                index += 1
+            ok, frame = cap.read()
+            if not ok:
+                return
+            yield index, frame
+            index += 1
+    finally:
+        cap.release()

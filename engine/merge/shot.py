@@ -5,8 +5,12 @@ Outputs (any of them, in `<out>/`): layer/frame_%06d.png (RGBA, full frame size,
 with its alpha and transparent elsewhere: laid over the untouched original in Blender),
 matte/frame_%06d.png (grey, that alpha), frames/frame_%06d.png (full merged frames) and merged.mp4
 (H.264, the source's audio copied). Frame numbers are the source's. merge.json records the settings'
-digest and the frames done: a re-run into the same folder with the same settings skips the frames
-already written and recomputes only the temporal window before the first missing one.
+digest, the model and video it came from and the frames done: a re-run into the same folder with the
+same settings skips the frames already written and prepares only the frames whose colour the missing
+ones are smoothed with (their temporal window); the rest are skipped in the decoder.
+
+The live preview writes into the same layer/ and matte/ folders; the add-on lists the frames it
+overwrote in previewed.json, and the next run takes them out of merge.json's done set first.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import numpy as np
 from ..config import check_types, from_dict
 from ..errors import Cancelled, EngineError
 from ..files import atomic_write, sync_folder_of
-from ..media.decode import frame_range, iter_frames
+from ..media.decode import frame_range, iter_frames_at
 from ..media.encode import write_image
 from ..media.sparse_png import encode_sparse_png
 from ..models.checkpoint import checkpoint_path
@@ -42,6 +46,7 @@ PATTERN = "frame_%06d.png"
 VIDEO = "merged.mp4"
 MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}  # audio codecs copied as they are
 STATE = "merge.json"
+PREVIEWED = "previewed.json"  # {"frames": [source frame numbers]}: written by the add-on's live preview
 
 
 @dataclass(frozen=True)
@@ -88,11 +93,13 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = params.outputs
     digest = s.digest()
-    done = _done_frames(out_dir, params, digest, _stamp(ws, params.model), start, end)
+    radius = merger.window(s)
+    model_stamp, video_stamp = _stamp(ws, params.model), _video_stamp(info.path)
+    _forget_previewed(out_dir)
+    done = _done_frames(out_dir, params, digest, model_stamp, str(info.path), video_stamp, start, end, radius)
     todo = [i for i in range(start, end) if i not in done]
     if "video" in outputs and todo:  # the video is encoded in one go: every frame goes into it again
         done, todo = set(), list(range(start, end))
-    radius = merger.window(s)
     swapped = sum(1 for i in range(start, end) if i in merger.by_frame)
     result = {
         "directory": str(out_dir), "first_frame": start, "count": end - start, "swapped": swapped,
@@ -100,8 +107,8 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
            for name in SEQUENCES},
         "video": str(out_dir / VIDEO) if "video" in outputs else None, "settings": digest,
     }
-    state = {"settings": digest, "values": s.to_dict(), "model": params.model, "model_stamp": _stamp(ws, params.model),
-             "video": str(info.path),
+    state = {"settings": digest, "values": s.to_dict(), "model": params.model, "model_stamp": model_stamp,
+             "video": str(info.path), "video_stamp": video_stamp,
              "faceset": params.faceset, "outputs": list(outputs), "first_frame": start, "end": end,
              "done": sorted(done), "complete": not todo}
     if not todo:
@@ -111,7 +118,8 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
     for name in SEQUENCES:
         if name in outputs:
             (out_dir / name).mkdir(exist_ok=True)
-    first = max(start, todo[0] - radius)  # frames before the first missing one feed its smoothing only
+    # the missing frames and the frames their colour is smoothed with; the others are never prepared
+    needed = _windows(todo, radius, start, end)
     per_frame = max(1, max((len(v) for v in merger.by_frame.values()), default=1))
     merger.set_capacity((2 * radius + 4 * params.batch_size + 2) * per_frame)
 
@@ -132,7 +140,7 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
             written += 1
 
     def emit(items: list[tuple[int, np.ndarray]]) -> None:
-        items = [(i, fr) for i, fr in items if i not in done and i >= todo[0]]
+        items = [(i, fr) for i, fr in items if i not in done]  # window-only frames feed the smoothing
         if not items:
             return
         for (index, frame), patches in zip(items, merger.merge_frames(items, s)):
@@ -153,7 +161,7 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
             pending.append((index, futures))
         settle(False)
 
-    frames = _Decoded(info.path, first, end)
+    frames = _Decoded(info.path, needed)
     # the next batch is prepared (model, masks, colour) on its own thread while this one finishes
     # and its files are written: the model runs on one core, so the other is free for the rest
     preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swapline-merge-prepare")
@@ -161,7 +169,7 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
         ahead: list[tuple[int, np.ndarray]] = []  # decoded, not yet prepared
         inflight: deque[tuple[Future, list]] = deque()  # being prepared
         waiting: deque[tuple[int, np.ndarray]] = deque()  # prepared, waiting for their smoothing window
-        prepared_until = first - 1
+        prepared_until = needed[0] - 1
 
         def collect(block: bool) -> None:
             nonlocal prepared_until
@@ -172,6 +180,8 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
                 prepared_until = items[-1][0]
 
         def ready() -> list[tuple[int, np.ndarray]]:
+            # a frame's window lies in `needed` (or past the range's end), which comes in order:
+            # once a later frame is prepared, every neighbour it is smoothed with is
             out = []
             while waiting and waiting[0][0] + radius <= prepared_until:
                 out.append(waiting.popleft())
@@ -232,22 +242,76 @@ def _stamp(ws: Workspace, model: str) -> list:
     return [st.st_size, st.st_mtime_ns]
 
 
-def _done_frames(out_dir: Path, params: MergeParams, digest: str, stamp: list, start: int, end: int) -> set[int]:
-    """Frames of a previous run into this folder with the same settings and model whose files are
-    all there (files are written atomically: one that exists is whole). The video is made in one
-    go, so a run that asks for it redoes every frame unless the earlier run finished it."""
+def _video_stamp(path: Path) -> list:
+    """The destination file as it is now (size, mtime): a re-encoded or replaced clip of the same
+    name has other pixels, so nothing merged from the old one is reused."""
+    st = Path(path).stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _windows(todo: list[int], radius: int, start: int, end: int) -> list[int]:
+    """The frames of [start, end) within `radius` of a frame of `todo` (sorted, each once)."""
+    frames: list[int] = []
+    for t in todo:
+        lo = max(start, t - radius, frames[-1] + 1 if frames else start)
+        frames.extend(range(lo, min(end, t + radius + 1)))
+    return frames
+
+
+def _forget_previewed(out_dir: Path) -> None:
+    """The frames the live preview overwrote (previewed.json, kept by the add-on) hold the preview's
+    settings, not merge.json's: they leave its done set, so this run merges them again. merge.json is
+    rewritten before previewed.json goes: a run stopped in between takes the same frames out again."""
+    path = out_dir / PREVIEWED
+    try:
+        frames = {int(f) for f in json.loads(path.read_text())["frames"]}
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, TypeError, KeyError):  # unreadable: any frame may have been overwritten
+        frames = None
+    try:
+        state = json.loads((out_dir / STATE).read_text())
+    except (OSError, ValueError):
+        state = None
+    if isinstance(state, dict) and isinstance(state.get("done"), list):
+        state["done"] = [] if frames is None else [i for i in state["done"] if i not in frames]
+        state["complete"] = False
+        _write_state(out_dir, state)
+    path.unlink(missing_ok=True)
+
+
+def _done_frames(out_dir: Path, params: MergeParams, digest: str, model_stamp: list, video: str,
+                 video_stamp: list, start: int, end: int, radius: int) -> set[int]:
+    """Frames a previous run into this folder recorded as done, with the same settings, model,
+    faceset and video file, whose files are all there (files are written atomically: one that
+    exists is whole; one merge.json does not list, such as the add-on's blank filler, is not
+    trusted). A frame done in another range counts when its smoothing window met the same range
+    edges (colour is smoothed over the range's frames only). The video is made in one go, so a run
+    that asks for it redoes every frame unless the earlier run finished it."""
     try:
         state = json.loads((out_dir / STATE).read_text())
     except (OSError, ValueError):
         return set()
+    if not isinstance(state, dict):
+        return set()
     if state.get("settings") != digest or state.get("model") != params.model or \
-            state.get("model_stamp") != stamp or state.get("faceset") != params.faceset:
+            state.get("model_stamp") != model_stamp or state.get("faceset") != params.faceset or \
+            state.get("video") != video or state.get("video_stamp") != video_stamp:
         return set()
     if "video" in params.outputs and not (state.get("complete") and (out_dir / VIDEO).is_file()
                                           and "video" in state.get("outputs", [])):
         return set()
+    old_start, old_end, listed = state.get("first_frame"), state.get("end"), state.get("done")
+    if not isinstance(old_start, int) or not isinstance(old_end, int) or not isinstance(listed, list):
+        return set()
+
+    def same_window(i: int) -> bool:
+        return max(old_start, i - radius) == max(start, i - radius) and \
+            min(old_end, i + radius + 1) == min(end, i + radius + 1)
+
     names = [n for n in SEQUENCES if n in params.outputs]
-    return {i for i in range(start, end) if all((out_dir / n / (PATTERN % i)).is_file() for n in names)}
+    return {i for i in listed if isinstance(i, int) and start <= i < end and old_start <= i < old_end
+            and same_window(i) and all((out_dir / n / (PATTERN % i)).is_file() for n in names)}
 
 
 def _write_state(out_dir: Path, state: dict) -> None:
@@ -255,19 +319,19 @@ def _write_state(out_dir: Path, state: dict) -> None:
 
 
 class _Decoded:
-    """iter_frames on its own thread, a few frames ahead: decoding overlaps the merge (OpenCV's
-    decoder lets go of the GIL)."""
+    """The given frames (iter_frames_at: those between are grabbed, not converted) on their own
+    thread, a few frames ahead: decoding overlaps the merge (OpenCV's decoder lets go of the GIL)."""
 
-    def __init__(self, path: Path, start: int, end: int, depth: int = 6) -> None:
+    def __init__(self, path: Path, frames: list[int], depth: int = 6) -> None:
         self._queue: queue.Queue = queue.Queue(depth)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(path, start, end), daemon=True,
+        self._thread = threading.Thread(target=self._run, args=(path, frames), daemon=True,
                                         name="swapline-merge-decode")
         self._thread.start()
 
-    def _run(self, path: Path, start: int, end: int) -> None:
+    def _run(self, path: Path, frames: list[int]) -> None:
         try:
-            for item in iter_frames(path, start, end):
+            for item in iter_frames_at(path, frames):
                 while not self._stop.is_set():
                     try:
                         self._queue.put(item, timeout=0.1)
@@ -312,22 +376,26 @@ class _VideoOut:
 
         self.path, self.tmp = path, path.with_name(f".{path.stem}.tmp{path.suffix}")
         self.rate = Fraction(info.fps or 25.0).limit_denominator(1001)
-        self.container = av.open(str(self.tmp), "w")
-        self.stream = self.container.add_stream("libx264", rate=self.rate)
-        self.stream.height, self.stream.width = info.height // 2 * 2, info.width // 2 * 2
-        self.stream.pix_fmt = "yuv420p"
-        self.stream.options = {"crf": "18", "preset": "veryfast"}
         self.frames, self.closed = 0, False
         self.audio: deque = deque()
         self.audio_stream = None
-        t0, t1 = start / float(self.rate), end / float(self.rate)
-        with av.open(str(info.path)) as source:
-            if source.streams.audio:
-                src = source.streams.audio[0]
-                if src.codec_context.name in MP4_AUDIO:
-                    self._copy_audio(source, src, t0, t1)
-                else:  # PCM from a MOV and the like: MP4 cannot hold it as it is
-                    self._encode_audio(source, src, t0, t1)
+        self.container = av.open(str(self.tmp), "w")
+        try:
+            self.stream = self.container.add_stream("libx264", rate=self.rate)
+            self.stream.height, self.stream.width = info.height // 2 * 2, info.width // 2 * 2
+            self.stream.pix_fmt = "yuv420p"
+            self.stream.options = {"crf": "18", "preset": "veryfast"}
+            t0, t1 = start / float(self.rate), end / float(self.rate)
+            with av.open(str(info.path)) as source:
+                if source.streams.audio:
+                    src = source.streams.audio[0]
+                    if src.codec_context.name in MP4_AUDIO:
+                        self._copy_audio(source, src, t0, t1)
+                    else:  # PCM from a MOV and the like: MP4 cannot hold it as it is
+                        self._encode_audio(source, src, t0, t1)
+        except BaseException:  # the source's audio could not be read or encoded: no open file, no .tmp left
+            self.abort()
+            raise
 
     def _copy_audio(self, source, src, t0: float, t1: float) -> None:
         self.audio_stream = self.container.add_stream_from_template(src)

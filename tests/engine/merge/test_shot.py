@@ -214,3 +214,84 @@ def test_a_cancelled_merge_keeps_what_it_wrote_and_resumes(trained, portrait_cli
     result = merge_shot(ws, params, out, lambda *a: None, lambda: False)
     assert result["merged"] == 12 - len(state["done"]) and model_faces() == result["merged"]
     assert json.loads((out / "merge.json").read_text())["complete"]
+
+
+def test_resume_prepares_and_decodes_only_the_windows_of_the_missing_frames(trained, portrait_clips, tmp_path,
+                                                                             model_faces, monkeypatch):
+    from engine.merge import shot
+
+    ws, runner = trained
+    out = tmp_path / "out"
+    params = {"model": "m", "video": str(portrait_clips["astronaut"]), "faceset": "dst", "output": str(out),
+              "settings": {"smooth_colour": 1.0}}  # +-3 frames of colour smoothing
+    assert _run(runner, "merge", params)["merged"] == 12 and model_faces() == 12
+    before = {i: _read(out / "layer" / f"frame_{i:06d}.png") for i in (0, 11)}
+    decoded = []
+    real = shot.iter_frames_at
+
+    def watched(path, frames):
+        decoded.append(list(frames))
+        return real(path, frames)
+    monkeypatch.setattr(shot, "iter_frames_at", watched)
+    for i in (0, 11):
+        (out / "layer" / f"frame_{i:06d}.png").unlink()
+    result = _run(runner, "merge", params)
+    # frames 4..7 are in neither window: not decoded to pixels, not put through the model
+    assert result["merged"] == 2 and model_faces() == 8
+    assert decoded == [[0, 1, 2, 3, 8, 9, 10, 11]]
+    for i in (0, 11):  # the same smoothing window as in the full run: the same face
+        again = _read(out / "layer" / f"frame_{i:06d}.png")
+        assert np.abs(again.astype(int) - before[i].astype(int)).max() <= 1
+
+
+def test_frames_the_preview_overwrote_or_merge_json_does_not_list_are_merged_again(trained, portrait_clips,
+                                                                                    tmp_path, model_faces):
+    ws, runner = trained
+    out = tmp_path / "out"
+    params = {"model": "m", "video": str(portrait_clips["astronaut"]), "faceset": "dst", "frame_start": 2,
+              "frame_end": 8, "output": str(out), "settings": {"smooth_colour": 0.0}}
+    _run(runner, "merge", params)
+    model_faces()
+    (out / "previewed.json").write_text(json.dumps({"frames": [3, 5, 40]}))
+    result = _run(runner, "merge", params)
+    assert result["merged"] == 2 and model_faces() == 2 and not (out / "previewed.json").exists()
+    state = json.loads((out / "merge.json").read_text())
+    assert state["done"] == list(range(2, 8)) and state["complete"]
+    # a file merge.json does not list (the add-on's blank filler for a gap) is not trusted
+    state["done"].remove(6)
+    (out / "merge.json").write_text(json.dumps(state))
+    assert _run(runner, "merge", params)["merged"] == 1 and model_faces() == 1
+    # a previewed.json that cannot be read: which frames were overwritten is unknown, all are merged
+    (out / "previewed.json").write_text("{broken")
+    assert _run(runner, "merge", params)["merged"] == 6 and not (out / "previewed.json").exists()
+
+
+def test_resume_checks_the_video_file_and_the_range(trained, portrait_clips, tmp_path, model_faces):
+    ws, runner = trained
+    clip = portrait_clips["astronaut"]
+    out = tmp_path / "out"
+    params = {"model": "m", "video": str(clip), "faceset": "dst", "frame_start": 2, "frame_end": 10,
+              "output": str(out), "settings": {"smooth_colour": 1.0}}
+    assert _run(runner, "merge", params)["merged"] == 8
+    # a range ending earlier: frames 2..4 met the same range edges (+-3), 5..7 were smoothed with 8..9
+    result = _run(runner, "merge", {**params, "frame_end": 8})
+    assert result["merged"] == 3 and json.loads((out / "merge.json").read_text())["done"] == list(range(2, 8))
+    st = clip.stat()
+    os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the clip was replaced since
+    try:
+        assert _run(runner, "merge", {**params, "frame_end": 8})["merged"] == 6
+    finally:
+        os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_a_video_output_whose_audio_cannot_be_read_leaves_no_file_behind(tmp_path):
+    from engine.merge.shot import _VideoOut
+
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all" * 100)
+
+    class Info:
+        path, fps, width, height = junk, 25.0, 64, 48
+    with pytest.raises(Exception):
+        _VideoOut(tmp_path / "merged.mp4", Info(), 0, 10)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.mp4"]
