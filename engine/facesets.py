@@ -160,6 +160,25 @@ class FacesetStore:
         )
         return [dict(r) for r in rows]
 
+    def change_stamp(self, name: str) -> tuple:
+        """A cheap stamp of everything merging reads from the faceset: its faces (count, newest id;
+        a re-extraction replaces rows, so ids grow), the chosen people and identity grouping, and
+        the faces' drawn labels and learned masks (count, latest update). Equal stamps: nothing a
+        merge uses changed. One query; raises not_found for an unknown faceset."""
+        fs = self.get(name)
+        row = self._q(
+            "SELECT (SELECT COUNT(*) FROM faces WHERE faceset_id=:f) AS faces,"
+            " (SELECT MAX(id) FROM faces WHERE faceset_id=:f) AS last_face,"
+            " (SELECT COUNT(*) || ':' || TOTAL(track * 7919 + person) FROM track_identities WHERE faceset_id=:f)"
+            " AS identities,"
+            " (SELECT COUNT(*) || ':' || IFNULL(MAX(l.updated), 0) FROM mask_labels l JOIN faces c ON c.id=l.face_id"
+            " WHERE c.faceset_id=:f) AS labels,"
+            " (SELECT COUNT(*) || ':' || IFNULL(MAX(m.updated), 0) FROM learned_masks m JOIN faces c ON c.id=m.face_id"
+            " WHERE c.faceset_id=:f) AS learned",
+            {"f": fs["id"]},
+        )[0]
+        return (row["faces"], row["last_face"] or 0, fs["people"], row["identities"], row["labels"], row["learned"])
+
     # People: tracks and the choice of who the faceset stands for --------------------------------
 
     def tracks(self, name: str) -> list[dict]:

@@ -25,7 +25,7 @@ from engine.errors import Cancelled, EngineError
 from engine.models import check_compute, resolve_device, use_bf16
 from engine.models.checkpoint import has_checkpoint, load_optimizer_state, save_checkpoint
 from engine.masks.augment import MaskAugmentation, PairAugmenter, Prefetcher
-from engine.models.segmenter import KIND, _load_model, _read_checkpoint, _resize_stack, _to_input
+from engine.models.segmenter import KIND, load_model, read_seg_checkpoint, resize_stack, to_input
 from engine.models.segnet import SegNet, SegNetConfig
 
 
@@ -93,7 +93,7 @@ def train_segmenter(images: np.ndarray, masks: np.ndarray, model_dir: Path, sett
     bf16 = use_bf16(settings.precision, device)
     config = settings.config()
     if has_checkpoint(model_dir):
-        model, saved, state = _load_model(model_dir, device)
+        model, saved, state = load_model(model_dir, device)
         if saved != config:
             raise EngineError("model_mismatch", f"the mask model in {model_dir} was built with resolution "
                               f"{saved.resolution} and width {saved.width}; asked {config.resolution}/{config.width}")
@@ -111,7 +111,7 @@ def train_segmenter(images: np.ndarray, masks: np.ndarray, model_dir: Path, sett
     iteration = int(state["iteration"])
     history = [float(x) for x in state["loss_history"]]
     r = settings.resolution
-    augmenter = PairAugmenter(_resize_stack(images, r), _resize_stack(masks.astype(np.float32), r),
+    augmenter = PairAugmenter(resize_stack(images, r), resize_stack(masks.astype(np.float32), r),
                               augmentation, seed=settings.seed)
 
     def save() -> Path:
@@ -141,7 +141,7 @@ def train_segmenter(images: np.ndarray, masks: np.ndarray, model_dir: Path, sett
             for group in optimizer.param_groups:
                 group["lr"] = settings.learning_rate * (0.1 + 0.45 * (1 + math.cos(math.pi * progress())))
             batch_images, batch_masks = prefetch.next()
-            x = _to_input(batch_images, device)
+            x = to_input(batch_images, device)
             y = torch.from_numpy(batch_masks)[:, None].to(device, non_blocking=True)
             try:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -182,4 +182,4 @@ def train_segmenter(images: np.ndarray, masks: np.ndarray, model_dir: Path, sett
 
 def trained_iterations(model_dir: Path) -> int:
     """How many steps the mask model in `model_dir` has had (0 when there is none yet)."""
-    return int(_read_checkpoint(Path(model_dir))[1]["iteration"]) if has_checkpoint(model_dir) else 0
+    return int(read_seg_checkpoint(Path(model_dir))[1]["iteration"]) if has_checkpoint(model_dir) else 0

@@ -44,8 +44,21 @@ class FacePatch:
 def colour_face(face: np.ndarray, crop: np.ndarray, mask: np.ndarray, s: MergeSettings) -> np.ndarray:
     """The predicted face recoloured toward the destination crop by `s.colour` ("none": as it is),
     with statistics from inside `mask` when `s.colour_masked`, mixed with the prediction by
-    `s.colour_strength` (0: the prediction, 1: the full transfer)."""
-    if s.colour == "none" or s.colour_strength <= 0 or s.mode == "raw-predict":  # raw-predict shows no colour work
+    `s.colour_strength` (0: the prediction, 1: the full transfer); then, in the hist-match modes,
+    histogram-matched to the crop (inside `mask` when `s.hist_masked`, `s.hist_threshold`).
+    All colour work happens here, before the merge measures the face's colour for temporal
+    smoothing: matching after it would bring back each frame's own statistics."""
+    if s.mode == "raw-predict":  # raw-predict shows no colour work
+        return face
+    face = _transfer(face, crop, mask, s)
+    if s.mode in ("hist-match", "seamless-hist"):
+        weights = mask if s.hist_masked else None
+        face = hist_match(face, crop, weights, weights, s.hist_threshold)
+    return face
+
+
+def _transfer(face: np.ndarray, crop: np.ndarray, mask: np.ndarray, s: MergeSettings) -> np.ndarray:
+    if s.colour == "none" or s.colour_strength <= 0:
         return face
     if s.colour_masked and s.mode not in _SQUARE_MODES and crop.shape == face.shape:
         # only the mask's box is ever seen, and its statistics are the whole crop's: recolour that
@@ -72,7 +85,8 @@ def compose_face(frame: np.ndarray, crop: np.ndarray, face: np.ndarray, mask: np
                  s: MergeSettings, raw: np.ndarray | None = None) -> FacePatch:
     """The face of one frame as a FacePatch, by `s.mode`.
 
-    `face` is the colour-corrected, enhanced prediction and `mask` its shaped mask, both in the crop
+    `face` is the colour-corrected (colour_face: transfer and, for the hist-match modes, histogram
+    matching), enhanced prediction and `mask` its shaped mask, both in the crop
     `m` cuts from `frame` (`crop` is that cut, the destination face); `raw` is the untouched
     prediction, used by raw-predict. The patch's box is the frame region where the face has any
     coverage; `frame` itself is only read (seamless modes read the region around the face).
@@ -90,9 +104,6 @@ def compose_face(frame: np.ndarray, crop: np.ndarray, face: np.ndarray, mask: np
         if raw is None or raw.shape != face.shape or raw.dtype != np.uint8:
             raise EngineError("bad_request", "mode raw-predict needs the raw prediction, a crop like the face")
         face = raw
-    elif mode in ("hist-match", "seamless-hist"):
-        weights = mask if s.hist_masked else None
-        face = hist_match(face, crop, weights, weights, s.hist_threshold)
     square = mode in _SQUARE_MODES
     seamless = mode in ("seamless", "seamless-hist")
 

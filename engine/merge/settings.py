@@ -31,7 +31,7 @@ class MergeSettings:
     """One shot's merge: blend mode, mask, colour, detail and temporal steadiness."""
 
     mode: str = "overlay"
-    hist_threshold: int = 238  # hist-match modes: histogram bins above this are clipped (keeps highlights)
+    hist_threshold: int = 238  # hist-match modes: the face's quantiles map to the destination's scaled by this/255 (below 255 the destination's brightest highlights are left unused)
     hist_masked: bool = True  # hist-match modes: statistics from inside the mask only
     # Which mask blends the face: "hull" (destination landmarks), "pred" (the model's predicted
     # mask), "dst" (the destination face's drawn, learned or imported mask; the hull where it has

@@ -32,20 +32,20 @@ def mask_model_dir(ws: "Workspace", model: str) -> Path:
     return ws.root / "mask_models" / model
 
 
-def _resize_stack(arrays: np.ndarray, r: int) -> np.ndarray:
+def resize_stack(arrays: np.ndarray, r: int) -> np.ndarray:
     if arrays.shape[1] == r:
         return np.ascontiguousarray(arrays)
     interp = cv2.INTER_AREA if arrays.shape[1] > r else cv2.INTER_LINEAR
     return np.stack([cv2.resize(a, (r, r), interpolation=interp) for a in arrays])
 
 
-def _to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
+def to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
     # NHWC viewed as NCHW is channels_last already: no copy before the first conv
     x = torch.from_numpy(images.astype(np.float32) * np.float32(1 / 255)).permute(0, 3, 1, 2)
     return x.to(device, non_blocking=True)
 
 
-def _read_checkpoint(model_dir: Path) -> tuple[SegNetConfig, dict[str, Any], dict[str, torch.Tensor]]:
+def read_seg_checkpoint(model_dir: Path) -> tuple[SegNetConfig, dict[str, Any], dict[str, torch.Tensor]]:
     """Config, training state and weights of a mask model folder; anything else -> EngineError."""
     if not has_checkpoint(model_dir):
         raise EngineError("not_found", f"no trained mask model in {model_dir}")
@@ -59,8 +59,8 @@ def _read_checkpoint(model_dir: Path) -> tuple[SegNetConfig, dict[str, Any], dic
     return config, state, weights
 
 
-def _load_model(model_dir: Path, device: torch.device) -> tuple[SegNet, SegNetConfig, dict[str, Any]]:
-    config, state, weights = _read_checkpoint(model_dir)
+def load_model(model_dir: Path, device: torch.device) -> tuple[SegNet, SegNetConfig, dict[str, Any]]:
+    config, state, weights = read_seg_checkpoint(model_dir)
     model = SegNet(config)
     try:
         model.load_state_dict(weights, strict=True)
@@ -80,7 +80,7 @@ class Segmenter:
     @classmethod
     def load(cls, model_dir: Path, device: str = "auto") -> "Segmenter":
         dev = resolve_device(device)
-        model, config, state = _load_model(Path(model_dir), dev)
+        model, config, state = load_model(Path(model_dir), dev)
         return cls(model, config, state, dev)
 
     @property
@@ -95,8 +95,8 @@ class Segmenter:
         s, r = crops.shape[1], self.config.resolution
         out = np.empty(crops.shape[:3], np.float32)
         for start in range(0, len(crops), batch_size):
-            chunk = _resize_stack(crops[start:start + batch_size], r)
-            x = _to_input(chunk, self.device)
+            chunk = resize_stack(crops[start:start + batch_size], r)
+            x = to_input(chunk, self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 logits = self.model(x).float()
                 if self.flip:  # the mirrored crop's opinion too: steadier edges for twice the compute
