@@ -26,7 +26,8 @@ def _destination(op, context):
     scene = strips.sequencer_scene(context)
     shot = live_preview.target(scene)
     if shot is None:
-        op.report({"ERROR"}, "No Destination strip: select the shot and press 'Destination' in the Swapline panel")
+        op.report({"ERROR"}, "No Destination strip marked: select the shot and press 'Destination' in the "
+                             "Swapline panel")
         return None
     if shot.type != "MOVIE":
         op.report({"ERROR"}, f"'{shot.name}' is not a movie strip")
@@ -74,12 +75,18 @@ class SWAPLINE_OT_merge_shot(bpy.types.Operator):
             if not value.strip():
                 self.report({"ERROR"}, f"Set the {what} name first")
                 return {"CANCELLED"}
+        problem = merge_settings.mask_problem(destination)
+        if problem:
+            self.report({"ERROR"}, problem)
+            return {"CANCELLED"}
         if not ensure_link(self, context):  # the output folder depends on where the engine runs
             return {"CANCELLED"}
         params = job_params(context, scene, destination)
         tag = {"purpose": "merge", "kind": "merge", "label": f"Merge {params['model']}",
                "scene": scene.name, "destination": destination.name}
+        live_preview.merge_starting(scene, destination)  # no preview writes into the job's files meanwhile
         if not request(self, context, "job.start", {"kind": "merge", "params": params}, tag):
+            live_preview.merge_starting(scene, destination, done=True)
             return {"CANCELLED"}
         animated = sorted(params["settings"]["keys"])
         keys = f", animated: {', '.join(animated)}" if animated else ""

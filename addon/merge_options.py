@@ -48,7 +48,11 @@ MASK_ITEMS = [
      "mask (needs a mask model)"),
     ("pred*seg-dst", "Predicted × Segmenter", "The model's mask where the mask model finds the destination face "
      "(needs a mask model)"),
+    ("custom", "Custom", "Any product of hull, pred, dst, seg-pred and seg-dst, typed in the Custom Mask field "
+     "(e.g. hull*pred*seg-dst)"),
 ]
+CUSTOM_MASK = "custom"  # the Mask choice that takes its product from the Custom Mask text (not an engine value)
+MASK_TERMS = ("hull", "pred", "dst", "seg-pred", "seg-dst")  # the engine's MergeSettings.MASK_TERMS (a test checks)
 COLOUR_ITEMS = [
     ("none", "None", "Keep the prediction's colours: right when the model already matches the shot"),
     ("rct", "RCT", "Reinhard: matches mean and spread of colour; quick and safe, the usual pick"),
@@ -166,6 +170,21 @@ def plain(option: Option, value: Any) -> Any:
     if isinstance(option.default, float):
         return tidy(value)
     return str(value)
+
+
+def custom_mask(text: str, seg_model: str) -> str:
+    """The engine mask a Custom Mask text names ("pred * dst" -> "pred*dst"), checked as the engine checks
+    it; ValueError with what is wrong and what is allowed."""
+    terms = [t.strip() for t in text.split("*")]
+    if not text.strip() or not all(terms):
+        raise ValueError(f"Custom mask {text!r}: give one or more of {', '.join(MASK_TERMS)} joined by '*'")
+    bad = [t for t in terms if t not in MASK_TERMS]
+    if bad:
+        raise ValueError(f"Custom mask {text!r}: unknown {', '.join(map(repr, bad))}; "
+                         f"use {', '.join(MASK_TERMS)} joined by '*'")
+    if any(t.startswith("seg-") for t in terms) and not seg_model.strip():
+        raise ValueError(f"Custom mask {text!r} uses the mask model: set Mask Model")
+    return "*".join(terms)
 
 
 def tidy(value: float) -> float:

@@ -55,7 +55,11 @@ def _draw_live(layout, context) -> None:
     if live.median_ms >= 0:
         box.label(text=f"Median {live.median_ms:.0f} ms over {min(live.count, live_preview.KEEP)} frames "
                        f"(last {live.last_ms:.0f} ms)", icon="TIME")
-    if live.message:
+    scene = strips.sequencer_scene(context)
+    shot = live_preview.target(scene)
+    if shot is not None and live_preview.merge_running(scene, shot, context):
+        box.label(text=live_preview.busy_message(shot), icon="INFO")
+    elif live.message:
         box.label(text=live.message)
 
 
@@ -88,6 +92,11 @@ def draw_options(layout, context, name: str) -> None:
     for option in group(name):
         row = col.row(align=True)
         row.prop(shot.swapline_merge, option.name)
+        if option.name == "mask" and shot.swapline_merge.mask == "custom":
+            col.prop(shot.swapline_merge, "mask_custom")
+            problem = merge_settings.mask_problem(shot)
+            if problem:
+                col.label(text=problem, icon="ERROR")
         if option.animatable:
             op = row.operator("swapline.merge_keyframe", text="", icon=key_icon(scene, curves, option.name),
                               emboss=False)

@@ -19,7 +19,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from . import live_preview
-from .merge_options import BY_NAME, OPTIONS, clamp, plain, simplify
+from .merge_options import BY_NAME, CUSTOM_MASK, OPTIONS, clamp, custom_mask, plain, simplify
 
 PREFIX = "swapline_merge"
 
@@ -50,7 +50,12 @@ def _option_property(option):
 
 SwaplineMergeSettings = type("SwaplineMergeSettings", (bpy.types.PropertyGroup,), {
     "__doc__": "How this destination shot is merged (every engine merge option; numbers can be keyframed)",
-    "__annotations__": {o.name: _option_property(o) for o in OPTIONS},
+    "__annotations__": {**{o.name: _option_property(o) for o in OPTIONS},
+                        # the product the Mask choice "Custom" sends (not an engine field itself)
+                        "mask_custom": StringProperty(
+                            name="Custom Mask", default="pred*dst", update=_changed,
+                            description="With Mask set to Custom: the masks multiplied, any of hull, pred, dst, "
+                            "seg-pred, seg-dst joined by '*' (e.g. hull*pred*seg-dst)")},
 })
 
 
@@ -136,9 +141,25 @@ def clear_keys(scene, strip, names=None) -> int:
 
 
 def values_of(strip) -> dict:
-    """Every option's current value (at the frame the scene is on), as the engine wants it."""
+    """Every option's current value (at the frame the scene is on), as the engine wants it; ValueError
+    when the Mask is Custom and its text is not a product the engine takes."""
     group = getattr(strip, PREFIX)
-    return {o.name: plain(o, getattr(group, o.name)) for o in OPTIONS}
+    values = {o.name: plain(o, getattr(group, o.name)) for o in OPTIONS}
+    if values["mask"] == CUSTOM_MASK:
+        values["mask"] = custom_mask(group.mask_custom, values["seg_model"])
+    return values
+
+
+def mask_problem(strip) -> str:
+    """Why the shot's Custom Mask cannot be sent ('' when it can, or the Mask is not Custom)."""
+    group = getattr(strip, PREFIX)
+    if group.mask != CUSTOM_MASK:
+        return ""
+    try:
+        custom_mask(group.mask_custom, group.seg_model)
+    except ValueError as exc:
+        return str(exc)
+    return ""
 
 
 def settings_for(scene, strip, frame_range: tuple[int, int]) -> dict:
@@ -164,6 +185,8 @@ def reset(strip, names=None) -> None:
     for option in OPTIONS:
         if names is None or option.name in names:
             setattr(group, option.name, option.default)
+    if names is None or "mask" in names:
+        group.mask_custom = "pred*dst"
 
 
 classes = (SwaplineMergeSettings, SwaplineMergeOutputs, SwaplineLivePreview)

@@ -21,6 +21,10 @@ _TRANSFORM_ATTRS = ("offset_x", "offset_y", "scale_x", "scale_y", "rotation", "o
 _CROP_ATTRS = ("min_x", "max_x", "min_y", "max_y")
 
 
+class NotOnThisMachine(ValueError):
+    """A merge result in a folder this machine does not have (a remote engine wrote it)."""
+
+
 def sequencer_scene(context):
     """The scene the Video Sequencer shows (5.0: the workspace's sequencer scene)."""
     return getattr(context, "sequencer_scene", None) or context.scene
@@ -98,6 +102,9 @@ def place_result(scene, destination, result: dict, job_id: str = ""):
         frames = {"directory": result["directory"], "pattern": result.get("pattern") or "frame_%06d.png"}
     if frames is None:
         raise ValueError("The merge wrote neither a face layer nor full frames")
+    if not os.path.isdir(frames["directory"]):
+        # bpy 5.0.1 crashes rendering image elements whose files it never read (see fill_missing)
+        raise NotOnThisMachine(f"{frames['directory']} is not on this machine")
     strip = place_frames(scene, destination, frames["directory"], frames["pattern"], first, count, job_id,
                          blend="ALPHA_OVER" if layer else None)
     if result.get("matte"):
@@ -111,7 +118,10 @@ def place_frames(scene, destination, directory: str, pattern: str, first: int, c
                  blend: str | None = None):
     """An image strip of the files `pattern % source frame` in `directory` over `destination`, for the
     source frames it shows within [first, first + count); replaces an earlier result strip. Files
-    need not exist yet (the live preview fills them in): a missing one renders as nothing."""
+    need not exist yet (the live preview fills them in): a missing one is given a transparent blank.
+    The folder must be on this machine (NotOnThisMachine otherwise)."""
+    if not os.path.isdir(directory):
+        raise NotOnThisMachine(f"{directory} is not on this machine")
     src_start, src_end = source_range(destination)
     frames = range(max(first, src_start), min(first + count, src_end))
     if len(frames) == 0:
@@ -132,8 +142,7 @@ def place_frames(scene, destination, directory: str, pattern: str, first: int, c
     if blend:
         strip.blend_type = blend
     _copy_placement(destination, strip)
-    if os.path.isdir(directory):  # a remote engine's folder is not on this machine: nothing to fill
-        fill_missing(strip, *frame_size(scene, destination))
+    fill_missing(strip, *frame_size(scene, destination))
     return strip
 
 

@@ -190,6 +190,8 @@ def _adopt(job_id: str, tag: dict) -> None:
         _ours.append(job_id)
         mirror.mark_ours(status(), job_id)
     matte.adopt(job_id, tag)
+    if tag.get("purpose") == "merge":
+        live_preview.merge_started(tag)  # the job's own state holds the shot's live preview off from now on
     if tag.get("purpose") == "merge" and tag.get("scene") in bpy.data.scenes:
         request = bpy.data.scenes[tag["scene"]].swapline.merges.add()
         request.job_id = job_id
@@ -222,6 +224,8 @@ def _place(scene, destination_name: str, job: dict) -> None:
         return
     try:
         strips.place_result(scene, destination, job.get("result") or {}, job_id=str(job["id"]))
+    except strips.NotOnThisMachine as exc:  # a remote engine's files: a strip of them would crash a render
+        _report("WARNING", f"Merge done on the engine's machine; no strip placed: {exc}")
     except (KeyError, ValueError, RuntimeError, TypeError) as exc:
         _set_error(f"Could not add the merge result: {exc}")
 

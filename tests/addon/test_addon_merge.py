@@ -40,10 +40,27 @@ def test_the_option_table_is_the_engines_merge_settings():
     for name, allowed in choices.items():
         assert sorted(key for key, *_ in options.BY_NAME[name].extra["items"]) == sorted(allowed), name
     for key, *_ in options.BY_NAME["mask"].extra["items"]:
-        ms.MergeSettings(mask=key, seg_model="xseg")  # raises on a mask the engine does not know
+        if key != options.CUSTOM_MASK:
+            ms.MergeSettings(mask=key, seg_model="xseg")  # raises on a mask the engine does not know
+    assert options.MASK_TERMS == ms.MASK_TERMS
     assert {o.group for o in options.OPTIONS} == set(options.GROUPS)
     assert all(len(o.tip) > 30 for o in options.OPTIONS), "every option says what it does and when"
     assert all(len(item[2]) > 20 for o in options.OPTIONS for item in o.extra.get("items", ()))
+
+
+def test_a_custom_mask_is_any_product_the_engine_takes():
+    from engine.merge import settings as ms
+
+    options = _load(REPO / "addon" / "merge_options.py", "merge_options_under_test")
+    for text, seg in (("hull*pred", ""), (" pred * dst * hull ", ""), ("seg-pred*seg-dst*dst", "xseg"), ("hull", "")):
+        mask = options.custom_mask(text, seg)
+        assert ms.MergeSettings(mask=mask, seg_model=seg).mask == mask
+    assert options.custom_mask(" pred * dst ", "") == "pred*dst"
+    for text, seg, words in (("", "", "joined by '*'"), ("pred**dst", "", "joined by '*'"),
+                             ("pred*nose", "", "unknown 'nose'"), ("seg-dst", "", "set Mask Model"),
+                             ("custom", "", "unknown 'custom'")):
+        with pytest.raises(ValueError, match=words):
+            options.custom_mask(text, seg)
 
 
 def test_samples_become_few_keys():
@@ -85,6 +102,9 @@ def test_merge_panel_keys_result_and_preview_with_a_recording_link(run_scenario,
     previews.mkdir()
     for f in range(3):
         (previews / f"{f}.png").write_bytes(_layer_png(48, 64, 200 + f))
+    preview_matte = np.zeros((48, 64), np.uint8)
+    preview_matte[12:36, 16:48] = 77
+    (previews / "matte.png").write_bytes(cv2.imencode(".png", preview_matte)[1].tobytes())
     out = run_scenario("merge_addon", tiny_clips["a"], json.dumps(result), previews, tmp_path, timeout=180)
     assert out["problems"] == [], out["problems"]
 
@@ -137,17 +157,46 @@ def test_merge_panel_keys_result_and_preview_with_a_recording_link(run_scenario,
         image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
         assert image.shape == (48, 64, 4) and image[24, 32, 0] == value
     assert out["latencies"] == 2 and out["median_ms"] > 0
-    assert not (tmp_path / "job" / "merge.json").exists(), "a preview frame makes the job's resume record stale"
+    assert out["preview_range"] == [5, 33], "the source frames the shot shows"
+    assert out["digests"][0] == out["digests"][1], "erode's curve is in the digest, not its value at the frame"
+    # the matte is written with the layer, by source frame, into the job's matte folder
+    written_matte = cv2.imread(out["matte_written"], cv2.IMREAD_UNCHANGED)
+    assert out["matte_written"].startswith(str(tmp_path / "job" / "matte"))
+    assert written_matte.shape == (48, 64) and written_matte[24, 32] == 77
+    # the job's resume record stays; the frames the preview overwrote are listed for the job to redo
+    assert (tmp_path / "job" / "merge.json").read_text() == "{}"
+    previewed = json.loads((tmp_path / "job" / "previewed.json").read_text())["frames"]
+    assert {10, 14, 11, 17} <= set(previewed) and previewed == sorted(set(previewed))
     assert out["after_change"] == ["merge.preview", 14, 0.3], "changing an option previews again"
     assert out["failure_message"].startswith("Preview failed: no model")
     assert out["last_error"] == "", "a failed preview is shown in the panel, not as an error"
+
+    # a reply merged with options changed since is dropped; the newer one is sent and written
+    assert out["stale"] == {"written": False, "sent_after": 1, "newer_strength": 0.6, "newer_written": True}
+    # an F-curve edit re-asks through the depsgraph check; an update that changes nothing does not
+    assert out["curve_edit"][0] == 1 and out["curve_edit"][2] == 0, out["curve_edit"]
+    # while a merge job of the shot runs: nothing sent, the panel says why; asked again once it is done
+    busy = out["busy"]
+    assert busy["sent"] == 0 and "being merged" in busy["message"] and busy["panel"] and busy["after"] == 1
+    # the shot moved 3 frames: both strips placed again over it, the files still named by source frame
+    moved = out["moved"]
+    assert moved["shot"] == [18, 46] and moved["layer"][:3] == [18, 46, "frame_000017.png"]
+    assert moved["layer"][3].rstrip("/").endswith("job/layer") and moved["matte"] == [18, 46, "frame_000017.png"]
+    # a Custom Mask: sent as the product; a bad one refused with why (preview, panel and Merge Shot)
+    custom = out["custom"]
+    assert "set Mask Model" in custom["refused_no_model"] and custom["sent"] == "hull*pred*seg-dst"
+    assert "unknown 'nose'" in custom["bad_message"] and custom["panel"] and "unknown 'nose'" in custom["bad_merge"]
+    # a remote engine's result folder is not here: no strip; the preview writes a local folder of its own
+    assert "not on this machine" in out["remote_place"] and out["remote_strips_added"] == 0
+    remote = out["remote_preview"]
+    assert remote["directory"].rstrip("/") == str(Path(remote["folder"]) / "layer") and remote["file"]
 
     # a fresh shot without a result: the preview makes its face layer strip first
     fresh = out["fresh"]
     assert fresh["blend"] == "ALPHA_OVER" and fresh["result_for"] == "Fresh" and Path(fresh["file"]).is_file()
     assert fresh["missing_render_ok"]
     assert out["live_op"] == [["FINISHED"], True, 1] and out["live_off"] == [["FINISHED"], False]
-    assert out["preview_op"] == ["FINISHED"] and out["preview_op_sent"] == [1, "merge.preview", 15]
+    assert out["preview_op"] == ["FINISHED"] and out["preview_op_sent"] == [1, "merge.preview", 12]  # timeline 25 of the moved shot
     assert out["reset_result"] == ["FINISHED"] and out["reset"] == [0.04, "overlay", 0]
 
 

@@ -41,7 +41,7 @@ def pid_alive(path):
 
 # Nothing marked: clear reports, and no engine is launched for it
 out["extract_unmarked"] = timed("extract_unmarked", bpy.ops.swapline.extract)[1]
-out["merge_unmarked"] = timed("merge_unmarked", bpy.ops.swapline.merge)[1]
+out["merge_unmarked"] = timed("merge_unmarked", bpy.ops.swapline.merge_shot)[1]
 out["stop_idle"] = timed("stop_idle", bpy.ops.swapline.train_stop)[1]
 src = scene.sequence_editor.strips.new_movie(name="Src", filepath=clip, channel=1, frame_start=1)
 src.swapline_role = "SOURCE"

@@ -30,8 +30,6 @@ settings.model, settings.destination_faceset = "m", "dst"
 scene.render.resolution_x, scene.render.resolution_y = shot.elements[0].orig_width, shot.elements[0].orig_height
 wm = bpy.context.window_manager
 live = wm.swapline_live
-if len(sys.argv) > 4:  # an experiment: the link worker's poll interval (engine_link.POLL_SECONDS)
-    _blender.submodule("engine_link").POLL_SECONDS = float(sys.argv[4])
 out = {"size": [scene.render.resolution_x, scene.render.resolution_y]}
 
 bpy.ops.swapline.connect()
