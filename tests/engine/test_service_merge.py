@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import cv2
@@ -50,6 +51,8 @@ def engine(workspace):
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     match = re.search(r"listening on ([\d.]+):(\d+)", proc.stdout.readline())
     assert match, "engine did not start"
+    # what the engine prints later is read away: a full pipe would stall it
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
     client = BridgeClient("127.0.0.1", int(match.group(2)), "tok", timeout=120)
     client.connect()
     client.start()
@@ -88,6 +91,10 @@ def test_preview_over_the_bridge(engine, portrait_clips):
     ({"frame": 10_000}, "bad_request"),
     ({"settings": {"mode": "paint"}}, "bad_request"),
     ({"settings": [1, 2]}, "bad_request"),
+    ({"range": [8, 2]}, "bad_request"),
+    ({"range": [3]}, "bad_request"),
+    ({"range": "0-8"}, "bad_request"),
+    ({"range": [-1, 4]}, "bad_request"),
 ])
 def test_preview_errors_cross_as_codes(engine, portrait_clips, change, code):
     args = {"model": "m", "video": str(portrait_clips["astronaut"]), "faceset": "dst", "frame": 5, **change}
@@ -180,4 +187,87 @@ def test_concurrent_requests_for_a_new_shot_open_it_once(workspace, portrait_cli
         assert len(opened) == 1
     finally:
         sessions.close()
+        ws.close()
+
+
+def test_a_session_is_reopened_when_the_faceset_or_its_masks_change(workspace, portrait_clips):
+    ws = Workspace(workspace)
+    sessions = PreviewSessions(ws)
+    clip = str(portrait_clips["astronaut"])
+    face = next(f for f in ws.facesets.faces("dst") if f.frame == 2)
+    try:
+        first = sessions.get("m", clip, "dst")
+        assert sessions.get("m", clip, "dst") is first
+        # a label drawn on one of the shot's faces: the open session merged with the old mask
+        ws.masks.set_label(face.id, [{"include": True, "points": [[0.1, 0.1], [0.9, 0.1], [0.9, 0.6]]}])
+        labelled = sessions.get("m", clip, "dst")
+        assert labelled is not first and first.merger is None and sessions.keys() == [("m", clip, "dst")]
+        assert sessions.get("m", clip, "dst") is labelled
+        ws.masks.set_label(face.id, [])  # removed again: another change
+        assert sessions.get("m", clip, "dst") is not labelled
+    finally:
+        ws.masks.set_label(face.id, [])
+        sessions.close()
+        ws.close()
+
+
+def test_a_failed_open_answers_its_waiters_and_the_next_requests_at_once(workspace, portrait_clips, monkeypatch):
+    from engine import service_merge
+    from engine.merge import preview
+
+    opened = []
+
+    class Counted(preview.PreviewSession):
+        def __init__(self, *args, **kwargs):
+            opened.append(args[1:])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(preview, "PreviewSession", Counted)
+    ws = Workspace(workspace)
+    sessions = PreviewSessions(ws)
+    clip = str(portrait_clips["astronaut"])
+    try:
+        errors = []
+
+        def ask():
+            try:
+                sessions.get("m", clip, "nobody")
+            except EngineError as exc:
+                errors.append(exc.code)
+        threads = [threading.Thread(target=ask) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert errors == ["not_found"] * 3 and len(opened) == 1  # opened once, its error handed on
+        with pytest.raises(EngineError) as err:
+            sessions.get("m", clip, "nobody")
+        assert err.value.code == "not_found" and len(opened) == 1
+        monkeypatch.setattr(service_merge, "FAILED_FOR", 0.0)  # the failure is old now: tried again
+        with pytest.raises(EngineError):
+            sessions.get("m", clip, "nobody")
+        assert len(opened) == 2 and sessions.keys() == []
+    finally:
+        sessions.close()
+        ws.close()
+
+
+def test_the_preview_takes_the_shots_range_and_answers_the_matte(workspace, portrait_clips):
+    ws = Workspace(workspace)
+    service = _Service(ws)
+    clip = str(portrait_clips["astronaut"])
+    try:
+        args = {"model": "m", "video": clip, "faceset": "dst", "frame": 4, "range": [2, 8]}
+        r = merge_preview(service, args)
+        assert r["frame"] == 4
+        layer = cv2.imdecode(np.frombuffer(r["layer"], np.uint8), cv2.IMREAD_UNCHANGED)
+        matte = cv2.imdecode(np.frombuffer(r["matte"], np.uint8), cv2.IMREAD_UNCHANGED)
+        assert matte.shape == layer.shape[:2] and matte.max() == 255
+        assert np.array_equal(matte, layer[..., 3]), "the matte is the layer's alpha, passed on unchanged"
+        for bad in ([4, 4], [2, 3.5], [True, 8], [1, 2, 3]):
+            with pytest.raises(EngineError) as err:
+                merge_preview(service, {**args, "range": bad})
+            assert err.value.code == "bad_request" and "'range'" in err.value.message
+    finally:
+        service.previews.close()
         ws.close()
