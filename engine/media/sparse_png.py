@@ -34,7 +34,9 @@ _FILTER_UP = 2
 _MAX_FRAGMENT_BITS = 26  # zero runs up to 64 MiB per fragment: an 8K RGBA frame is 128 MiB, two or three
 _STRIP_BYTES = 1 << 19  # a strip is worth a thread from ~0.5 MB of rows on (a 1080p face box is ~3.5 MB)
 _STRIPS = max(1, min(4, os.cpu_count() or 1))
-_pool: ThreadPoolExecutor | None = None
+# made here, not on first use: two encodes racing to make it (the merge job writes PNGs on two
+# threads) would each make one; an executor starts its threads only when work comes
+_pool = ThreadPoolExecutor(max_workers=max(1, _STRIPS - 1), thread_name_prefix="swapline-png-strip")
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -91,14 +93,11 @@ def _deflate_strip(data: memoryview) -> tuple[bytes, int]:
 
 def _deflate_rows(rows: np.ndarray, adler: int) -> tuple[list[bytes], int]:
     """The box's filtered rows as fragments, strips on threads when they are big enough to pay."""
-    global _pool
     n = min(_STRIPS, max(1, rows.nbytes // _STRIP_BYTES), len(rows))
     strips = [rows[i * len(rows) // n:(i + 1) * len(rows) // n] for i in range(n)]
     if n == 1:
         results = [_deflate_strip(rows.data)]
     else:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=_STRIPS - 1, thread_name_prefix="swapline-png-strip")
         futures = [_pool.submit(_deflate_strip, strip.data) for strip in strips[1:]]
         results = [_deflate_strip(strips[0].data)] + [f.result() for f in futures]
     for strip, (_, strip_adler) in zip(strips, results):

@@ -104,3 +104,20 @@ def test_bad_input_is_a_bad_request(height, width, box, roi, words):
     with pytest.raises(EngineError) as err:
         encode_sparse_png(height, width, box, roi)
     assert err.value.code == "bad_request" and words in err.value.message
+
+
+def test_encodes_on_many_threads_at_once_share_one_strip_pool(monkeypatch):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(sparse_png, "_STRIP_BYTES", 1 << 12)  # every encode goes through the strip threads
+    before = {t.ident for t in threading.enumerate() if t.name.startswith("swapline-png-strip")}
+    box = (300, 200, 620, 520)
+    rois = [_face(320, 320, 4, seed=s) for s in range(8)]
+    with ThreadPoolExecutor(8) as callers:
+        pngs = list(callers.map(lambda roi: encode_sparse_png(720, 1280, box, roi), rois))
+    for png, roi in zip(pngs, rois):
+        assert np.array_equal(_decode(png), _full(720, 1280, box, roi))
+    strips = {t.ident for t in threading.enumerate() if t.name.startswith("swapline-png-strip")}
+    # one pool for the process: racing first encodes used to make one each, and their threads stayed
+    assert len(strips | before) <= max(1, sparse_png._STRIPS - 1)
