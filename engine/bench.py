@@ -1,26 +1,28 @@
 """Service layer: `python -m engine bench [name]`, figures with a reference measured in the same run.
 
 These machines are noisy, so every figure is the median of several runs, printed with min and max,
-next to a reference (pure decode speed, or fp32 training speed) and the ratio to it.
+next to a reference (pure decode speed, or fp32 training speed) and the ratio to it (engine/benchstats.py).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable
 
-import cv2
+from .benchstats import decode_rate, measure, scaled_clip
 
 RUNS = 3
 
 
 def _measure(fn: Callable[[], float]) -> dict:
-    values = [fn() for _ in range(RUNS)]
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": RUNS}
+    return measure(fn, RUNS)
 
 
 def _clip(tmp: Path) -> Path:
@@ -29,17 +31,8 @@ def _clip(tmp: Path) -> Path:
     return make_clip("hopper", tmp / "bench.mp4", seconds=2.0, fps=25, size=(640, 480))
 
 
-def _decode_rate(clip: Path, frames: int | None = None) -> float:
-    """The reference: frames/s of decoding alone, the floor under any per-frame stage."""
-    from .media.decode import iter_frames
-
-    t = time.perf_counter()
-    n = sum(1 for _ in iter_frames(clip, 0, frames))
-    return n / (time.perf_counter() - t)
-
-
 def _against_decode(clip: Path, figure: dict, frames: int | None = None) -> dict:
-    ref = _measure(lambda: _decode_rate(clip, frames))
+    ref = _measure(lambda: decode_rate(clip, frames))
     return {"unit": "frames/s", "figure": figure, "reference": {"name": "decode only", **ref},
             "ratio": figure["median"] / ref["median"]}
 
@@ -50,17 +43,13 @@ EXTRACT_FRAMES = 150
 
 def _extract_clips(tmp: Path) -> dict[str, Path]:
     """A 720p and a 1080p clip: a real one from ../shared when it is there, scaled up for 1080p."""
-    from .media.decode import iter_frames
-    from .media.encode import write_video
     from .media.synthetic import make_clip
 
     real = SHARED_FACES / "extra" / "LivePortrait__assets_examples_source_s18.mp4"
     if not real.is_file():
         return {"720p": make_clip("hopper", tmp / "720.mp4", seconds=6.0, fps=25, size=(1280, 720)),
                 "1080p": make_clip("hopper", tmp / "1080.mp4", seconds=6.0, fps=25, size=(1920, 1080))}
-    frames = (cv2.resize(f, (1920, 1080), interpolation=cv2.INTER_CUBIC)
-              for _, f in iter_frames(real, 0, EXTRACT_FRAMES))
-    return {"720p": real, "1080p": write_video(tmp / "1080.mp4", frames, 30.0)}
+    return {"720p": real, "1080p": scaled_clip(real, tmp / "1080.mp4", EXTRACT_FRAMES)}
 
 
 def bench_extract(seconds: float) -> dict:
@@ -163,7 +152,9 @@ def _people_of(clip: Path) -> dict:
 
 # The merge benches share one shot per run: a 1080p talking head, its faces, a quick model -----------
 
-MERGE_FRAMES = 60  # frames of the merge benches' clip (2 s): 55 of them are the preview's warm-up and changes
+# frames of the merge benches' clip (5 s at 30 frames/s): bench merge times ~120 of them from its first
+# written frame on; the preview's warm-up and changes use 55
+MERGE_FRAMES = 150
 MERGE_CLIP = SHARED_FACES / "train" / "styletalk__samples_source_video_video_Obama_clip1.mp4"
 MERGE_TRAIN = {"preset": "quick"}  # trained for the bench's --seconds: merge speed does not depend on quality
 MERGE_MIN_ITERATIONS = 10
@@ -174,25 +165,16 @@ _merge_shots: dict = {}
 def _merge_clip(tmp: Path) -> Path:
     """A 1080p clip of one talking head (a ~450 px face, the real 256 px clip enlarged onto a blurred
     copy of itself), or a synthetic portrait when ../shared is not here."""
-    from .media.decode import iter_frames, probe
-    from .media.encode import write_video
     from .media.synthetic import make_clip
 
     if not MERGE_CLIP.is_file():
         return make_clip("hopper", tmp / "merge1080.mp4", seconds=MERGE_FRAMES / 25, fps=25, size=(1920, 1080))
-
-    def framed(frame):
-        canvas = cv2.resize(cv2.resize(frame, (32, 18), interpolation=cv2.INTER_AREA), (1920, 1080))
-        canvas[220:860, 640:1280] = cv2.resize(frame, (640, 640), interpolation=cv2.INTER_CUBIC)
-        return canvas
-    frames = (framed(f) for _, f in iter_frames(MERGE_CLIP, 0, MERGE_FRAMES))
-    return write_video(tmp / "merge1080.mp4", frames, probe(MERGE_CLIP).fps or 30.0)
+    return scaled_clip(MERGE_CLIP, tmp / "merge1080.mp4", MERGE_FRAMES, inset=640)
 
 
 def _merge_shot(seconds: float):
     """The merge benches' Shot, made once per run (kept in a temp folder until the process ends)."""
     import atexit
-    import shutil
 
     from .faces.extract import ExtractParams, extract_faces
     from .jobs import JobRunner
@@ -277,6 +259,8 @@ def bench_preview(seconds: float) -> dict:
         match = re.search(r"listening on [\d.]+:(\d+)", proc.stdout.readline())
         if not match:
             raise RuntimeError("bench preview: the engine did not start")
+        # the port is all it needs from there: the rest is read away, as a full pipe would stall the engine
+        threading.Thread(target=shutil.copyfileobj, args=(proc.stdout, open(os.devnull, "w")), daemon=True).start()
         client = BridgeClient("127.0.0.1", int(match.group(1)), token, client_name="bench", timeout=300)
         client.connect()
         client.start()

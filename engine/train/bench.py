@@ -20,7 +20,6 @@ batch 16 ~20% at ~38 samples/s. Data wait through one worker: ~1% (quick), <0.5%
 
 from __future__ import annotations
 
-import statistics
 import time
 from typing import Any, Callable
 
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.benchstats import summary
 from engine.geometry.align import face_type, template_points
 from engine.models import native_bf16
 from engine.train.samples import Batch, FaceSamples
@@ -38,10 +38,6 @@ PRESET_NAMES = ("quick", "128")
 # (batch, channels, map side) of the peak convolutions: 3x3, channels in = out, channels_last, bf16;
 # the best of them is the peak (small maps starve the cores, huge ones spill the caches)
 PEAK_SHAPES = ((32, 256, 32), (16, 512, 16), (32, 128, 64))
-
-
-def _summary(values: list[float]) -> dict[str, Any]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
 
 
 def _timed(fn: Callable[[], Any], seconds: float, least: int = 2) -> float:
@@ -163,12 +159,12 @@ def bench_preset(name: str, seconds: float, runs: int, device: torch.device, pea
     return {
         "preset": name, "resolution": settings.resolution, "batch_size": settings.batch_size, "arch": settings.arch,
         "dims": {k: getattr(settings, k) for k in ("ae_dims", "e_dims", "d_dims", "d_mask_dims")},
-        "samples_per_s": _summary(samples), "flops_per_step": flops, "flops_per_s": _summary(achieved),
-        "peak_flops_per_s": _summary(peaks), "ratio_to_peak": _summary([a / p for a, p in zip(achieved, peaks)]),
+        "samples_per_s": summary(samples), "flops_per_step": flops, "flops_per_s": summary(achieved),
+        "peak_flops_per_s": summary(peaks), "ratio_to_peak": summary([a / p for a, p in zip(achieved, peaks)]),
         # each at its best: on a quiet machine the two meet, and other work depresses the short
         # peak bursts and the long training runs differently, which skews the paired ratios
         "best_ratio": max(achieved) / max(peaks),
-        "with_workers": {"workers": n_workers, "samples_per_s": _summary(fed), "data_wait_share": _summary(shares)},
+        "with_workers": {"workers": n_workers, "samples_per_s": summary(fed), "data_wait_share": summary(shares)},
     }
 
 

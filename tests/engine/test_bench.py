@@ -2,9 +2,12 @@
 
 import json
 
+import cv2
+import numpy as np
 import pytest
 
 from engine import bench
+from engine.media.decode import iter_frames, probe
 
 
 def test_extract_bench_reports_median_reference_and_ratio(monkeypatch, portrait_clips, tmp_path):
@@ -52,6 +55,8 @@ def test_merge_flicker_and_preview_benches_on_a_tiny_shot(monkeypatch, portrait_
     assert fig["runs"] == ref["runs"] == 2 and fig["min"] <= fig["median"] <= fig["max"] and fig["median"] > 0
     assert ref["name"] == "decode + H.264 encode" and merge["ratio"] == fig["median"] / ref["median"]
     assert merge["model"]["iterations"] > 0
+    # 12 frames are too few to time from the first written one: the output says the whole run was timed
+    assert merge["timed"].startswith("the whole run") and merge["frames_timed"] == 12
 
     flicker = bench.bench_flicker(4.0)  # the same shot, trained once
     assert flicker["frames"] == 12
@@ -72,3 +77,36 @@ def test_merge_flicker_and_preview_benches_on_a_tiny_shot(monkeypatch, portrait_
         assert row["bytes"] > 0
     assert preview["size"] == "320x240" and preview["open_s"] > 0
 
+
+
+def test_bench_stats_and_the_merge_timing_from_the_first_written_frame(monkeypatch, tmp_path, portrait_clips):
+    from engine import benchstats
+    from engine.merge import bench as merge_bench
+
+    s = benchstats.summary([3.0, 1.0, 2.0])
+    assert s == {"median": 2.0, "min": 1.0, "max": 3.0, "p90": 3.0, "runs": 3, "values": [3.0, 1.0, 2.0]}
+    with pytest.raises(ValueError):
+        benchstats.summary([])
+    clip = portrait_clips["hopper"]  # 12 frames, 320x240
+    assert benchstats.decode_rate(clip) > 0 and benchstats.decode_rate(clip, 6, tmp_path / "re.mp4") > 0
+    assert probe(tmp_path / "re.mp4").frames == 6  # the reference encoded what it decoded
+    big = benchstats.scaled_clip(clip, tmp_path / "big.mp4", 4, size=(640, 360), inset=200)
+    info = probe(big)
+    assert (info.width, info.height, info.frames) == (640, 360, 4)
+    first = next(f for _, f in iter_frames(big))
+    # the inset is the frame enlarged, centred; around it a blurred copy (no hard detail)
+    assert np.abs(cv2.Laplacian(first[:, :150], cv2.CV_32F)).mean() < np.abs(cv2.Laplacian(first[80:280, 220:420],
+                                                                                             cv2.CV_32F)).mean()
+
+    # a run that reports 10 written frames at t=1 and 50 at t=3 merged 40 frames in 2 s, whatever came before
+    clock = iter([0.0, 1.0, 3.0, 3.5])
+    monkeypatch.setattr(merge_bench.time, "perf_counter", lambda: next(clock))
+
+    def fake_merge(shot, out, outputs, settings=None, report=None):
+        report(0.1, "frame 0/50", {"frames": 0})  # nothing written yet: not a mark
+        report(0.2, "frame 10/50", {"frames": 10})
+        report(1.0, "merged 50 frames", {"frames": 50})
+        return {"count": 50, "merged": 50}
+    monkeypatch.setattr(merge_bench, "_merge", fake_merge)
+    rate, frames, from_first, _ = merge_bench._timed_merge(None, tmp_path / "out")
+    assert (rate, frames, from_first) == (20.0, 40, True)

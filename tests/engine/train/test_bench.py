@@ -17,7 +17,7 @@ def test_bench_reports_medians_flops_ratio_and_data_wait():
     q = r["presets"]["quick"]
     for part in (q["samples_per_s"], q["flops_per_s"], q["peak_flops_per_s"], q["ratio_to_peak"],
                  q["with_workers"]["data_wait_share"]):
-        assert part["min"] <= part["median"] <= part["max"] and len(part["runs"]) == 1
+        assert part["min"] <= part["median"] <= part["max"] and part["runs"] == len(part["values"]) == 1
     assert q["resolution"] == 32 and q["batch_size"] == 2 and q["flops_per_step"] > 0
-    assert q["ratio_to_peak"]["runs"] == [q["flops_per_s"]["runs"][0] / q["peak_flops_per_s"]["runs"][0]]
+    assert q["ratio_to_peak"]["values"] == [q["flops_per_s"]["values"][0] / q["peak_flops_per_s"]["values"][0]]
     assert 0 < q["with_workers"]["data_wait_share"]["median"] <= 1  # in-process sampling is all waiting
