@@ -249,6 +249,10 @@ def test_live_preview_and_merge_shot_against_the_engine_at_1080p(run_scenario, t
     layer = cv2.imread(out["layer_file"], cv2.IMREAD_UNCHANGED)
     assert layer.shape == (1080, 1920, 4), "a full-frame RGBA face layer"
     assert layer[..., 3].max() == 255 and layer[0, 0, 3] == 0, "opaque face, transparent elsewhere"
+    preview_matte = cv2.imread(out["preview_matte_file"], cv2.IMREAD_UNCHANGED)
+    assert preview_matte.shape == (1080, 1920) and np.array_equal(preview_matte, layer[..., 3]), \
+        "the preview writes the matte with the layer"
+    assert out["layer_frame"] in out["previewed"] and len(out["previewed"]) >= PREVIEW_CHANGES
 
     merged = out["merged"]
     assert out["merge"] == ["FINISHED"] and merged["state"] == "done", merged["error"]
@@ -262,4 +266,5 @@ def test_live_preview_and_merge_shot_against_the_engine_at_1080p(run_scenario, t
     assert layer.shape == (1080, 1920, 4) and matte.shape == (1080, 1920)
     assert np.array_equal(layer[..., 3], matte), "the matte is the face layer's alpha"
     assert out["last_error"] == ""
+    assert not out["previewed_after"], "the merge job redid the previewed frames and dropped the list"
     print(f"merge shot: {out['merge_s']:.1f} s for 60 frames at 1080p through the add-on")

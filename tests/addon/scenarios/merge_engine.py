@@ -7,6 +7,7 @@ the polling itself adds little to what is measured.
 """
 
 import json
+import os
 import random
 import sys
 import time
@@ -85,6 +86,9 @@ preview_strip = live_preview.layer_strip(scene, shot)
 out["layer_file"] = bpy.path.abspath(preview_strip.directory + preview_strip.strip_elem_from_frame(frames[-1]).filename)
 out["layer_frame"] = frames[-1] - round(shot.frame_start)
 live.enabled = False
+folder = live_preview.merge_folder(scene, shot)
+out["previewed"] = json.load(open(f"{folder}/previewed.json"))["frames"]
+out["preview_matte_file"] = f"{folder}/matte/" + live_preview.LAYER_PATTERN % out["layer_frame"]
 
 # the whole shot as a job, with a keyframed erode: the face layer and matte land over the shot
 shot.swapline_merge.erode = 0.02
@@ -101,6 +105,7 @@ out["layer"] = {"blend": layer.blend_type, "start": layer.frame_final_start, "en
 out["matte"] = {"mute": m.mute, "colorspace": m.colorspace_settings.name,
                 "file": bpy.path.abspath(m.directory + m.strip_elem_from_frame(start + 5).filename)}
 out["last_error"] = wm.swapline.last_error
+out["previewed_after"] = os.path.exists(f"{folder}/previewed.json")  # the job took the frames back
 bpy.ops.swapline.disconnect()
 sync.drain(budget=None)
 _blender.emit(**out)
