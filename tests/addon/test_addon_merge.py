@@ -196,7 +196,8 @@ def test_merge_panel_keys_result_and_preview_with_a_recording_link(run_scenario,
     assert fresh["blend"] == "ALPHA_OVER" and fresh["result_for"] == "Fresh" and Path(fresh["file"]).is_file()
     assert fresh["missing_render_ok"]
     assert out["live_op"] == [["FINISHED"], True, 1] and out["live_off"] == [["FINISHED"], False]
-    assert out["preview_op"] == ["FINISHED"] and out["preview_op_sent"] == [1, "merge.preview", 12]  # timeline 25 of the moved shot
+    # timeline 25 of the shot moved 3 frames later: source frame 12
+    assert out["preview_op"] == ["FINISHED"] and out["preview_op_sent"] == [1, "merge.preview", 12]
     assert out["reset_result"] == ["FINISHED"] and out["reset"] == [0.04, "overlay", 0]
 
 

@@ -7,6 +7,7 @@ its strips placed again; a Custom Mask is sent or refused; a fresh shot gets its
 from the preview itself; a remote engine's result is not placed and its preview writes here."""
 
 import json
+import os
 import sys
 
 import bpy
@@ -156,10 +157,9 @@ options.colour_strength = 0.6  # pending while frame 11 is in flight, with anoth
 before = len(sent)
 answer(0, older)
 layer_dir = bpy.path.abspath(live_preview.layer_strip(scene, shot).directory)
-import os  # noqa: E402
-
 out["stale"] = {"written": open(f"{layer_dir}frame_000011.png", "rb").read() == previews_bytes[0],
-                "sent_after": len(sent) - before, "newer_strength": round(sent[-1][1]["settings"]["colour_strength"], 4)}
+                "sent_after": len(sent) - before,
+                "newer_strength": round(sent[-1][1]["settings"]["colour_strength"], 4)}
 answer(1, sent[-1][2])
 out["stale"]["newer_written"] = open(f"{layer_dir}frame_000011.png", "rb").read() == previews_bytes[1]
 
@@ -266,7 +266,8 @@ scene.frame_set(107)
 wm.swapline_live.enabled = True
 answer(0, sent[-1][2])
 strip = live_preview.layer_strip(scene, fresh)
-out["remote_preview"] = {"directory": bpy.path.abspath(strip.directory), "folder": live_preview.merge_folder(scene, fresh),
+out["remote_preview"] = {"directory": bpy.path.abspath(strip.directory),
+                         "folder": live_preview.merge_folder(scene, fresh),
                          "file": os.path.isfile(bpy.path.abspath(strip.directory) + "frame_000007.png")}
 wm.swapline_live.enabled = False
 link.state = EL.DISCONNECTED
