@@ -188,32 +188,6 @@ class SWAPLINE_OT_extract(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class SWAPLINE_OT_merge(bpy.types.Operator):
-    """Merge the Destination strip's visible frames with the trained model; the result lands above it"""
-
-    bl_idname = "swapline.merge"
-    bl_label = "Merge"
-
-    def execute(self, context):
-        scene = _scene(context)
-        settings = scene.swapline
-        destination = _movie_strip(self, scene, "DESTINATION")
-        if destination is None:
-            return {"CANCELLED"}
-        if not settings.model.strip():
-            self.report({"ERROR"}, "Set the model name first")
-            return {"CANCELLED"}
-        start, end = strips.source_range(destination)
-        params = {"model": settings.model.strip(), "video": strips.video_path(destination),
-                  "faceset": settings.destination_faceset.strip(), "frame_start": start, "frame_end": end}
-        tag = {"purpose": "merge", "kind": "merge", "label": f"Merge {settings.model.strip()}",
-               "scene": scene.name, "destination": destination.name}
-        if not request(self, context, "job.start", {"kind": "merge", "params": params}, tag):
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"Merging '{destination.name}' (frames {start}-{end - 1})")
-        return {"FINISHED"}
-
-
 class SWAPLINE_OT_cancel_job(bpy.types.Operator):
     """Cancel this engine job"""
 
@@ -246,4 +220,4 @@ class SWAPLINE_OT_report(bpy.types.Operator):
 
 
 classes = (SWAPLINE_OT_connect, SWAPLINE_OT_disconnect, SWAPLINE_OT_mark_role, SWAPLINE_OT_extract,
-           SWAPLINE_OT_merge, SWAPLINE_OT_cancel_job, SWAPLINE_OT_report)
+           SWAPLINE_OT_cancel_job, SWAPLINE_OT_report)

@@ -66,31 +66,24 @@ def build_scene(src: Path, dst: Path):
     # the footage's own colours back out.
     scene.view_settings.view_transform = "Standard"
     src_strip.swapline_role = "SOURCE"
+    src_strip.swapline_likeness_confirmed = True  # public-domain portraits, or your own --source
     dst_strip.swapline_role = "DESTINATION"
     return scene, src_strip, dst_strip
 
 
 def render(scene, out: Path) -> Path:
+    """The edit through the add-on's Render Edit: H.264 with the audio, tagged, with its sidecar."""
     import bpy
 
-    r = scene.render
-    r.image_settings.media_type = "VIDEO"  # before file_format, or FFMPEG is refused (DESIGN.md)
-    r.image_settings.file_format = "FFMPEG"
-    r.ffmpeg.format = "MPEG4"
-    r.ffmpeg.codec = "H264"
-    r.ffmpeg.constant_rate_factor = "HIGH"
-    r.ffmpeg.audio_codec = "AAC"
-    r.ffmpeg.audio_channels = "MONO"
-    r.use_sequencer = True
+    scene.render.ffmpeg.audio_channels = "MONO"
     target = out / "swapline_demo.mp4"
-    target.unlink(missing_ok=True)
-    r.filepath = str(out / "swapline_demo_")
+    scene.swapline_render.format = "H264"
+    scene.swapline_render.output = str(target)
     with bpy.context.temp_override(scene=scene):
-        bpy.ops.render.render(animation=True)
-    rendered = sorted(out.glob("swapline_demo_*.mp4"), key=lambda p: p.stat().st_mtime)
-    if not rendered:
+        if "FINISHED" not in bpy.ops.swapline.render():
+            raise SystemExit("demo: Render Edit failed")
+    if not target.is_file():
         raise SystemExit("demo: Blender rendered no MP4")
-    rendered[-1].replace(target)
     return target
 
 
@@ -162,7 +155,7 @@ def main(argv=None) -> int:
             picture = out / "workspace" / "models" / settings.model / name
             if picture.is_file():
                 shutil.copyfile(picture, out / f"training_{name}")
-        bpy.ops.swapline.merge()
+        bpy.ops.swapline.merge_shot()
         merged = sync.wait_for_jobs("merge", timeout=600)[0]
         sync.drain(budget=None)
         result = [s for s in scene.sequence_editor.strips if s.swapline_result_for == dst_strip.name]
