@@ -11,7 +11,7 @@ def test_enable_disable_enable(run_scenario, tmp_path):
     reg = result["registered"]
     assert reg["panel"] and (reg["panel_space"], reg["panel_region"], reg["panel_category"]) == (
         "SEQUENCE_EDITOR", "UI", "Swapline")
-    assert {"connect", "disconnect", "mark_role", "extract", "train", "train_stop", "merge"} <= set(reg["operators"])
+    assert {"connect", "disconnect", "mark_role", "extract", "train", "train_stop", "merge_shot", "render"} <= set(reg["operators"])
     assert reg["strip_role"] and reg["timer"]
     assert reg["connection"] == "DISCONNECTED"
     assert reg["defaults"] == {"source_faceset": "source", "destination_faceset": "destination", "model": "model",
