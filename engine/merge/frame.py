@@ -7,14 +7,19 @@ Per face, in two steps:
 2. finish (needs the neighbours' means): the face moved to its smoothed mean colour, enhanced,
    composed into its frame as a FacePatch.
 The job prepares frames ahead of the ones it finishes (a look-ahead window of ~3 sigma), so the
-smoothing is centred; the preview fetches the neighbours it lacks through `frame_at`.
+smoothing is centred; the preview fetches the neighbours it lacks through `frame_at`. A frame's
+smoothing reads exactly the window's frames inside `bounds` (the shot), whatever else was merged
+before, so the preview's pixels are the job's.
 
 Predictions are cached by (face, placement): a settings change that keeps the placement re-merges
-without the model; prepared faces are cached by (settings, face).
+without the model; prepared faces and their means are cached by the digest of the settings step 1
+reads (`prepare_digest`): a change of sharpening, degrading, motion blur or face scale reuses them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import threading
 from collections import OrderedDict, defaultdict
@@ -116,6 +121,12 @@ class _Prepared:
     mean: np.ndarray | None  # masked mean (Lab, or L for grayscale models) for temporal smoothing
 
 
+# Settings only step 2 (finish) reads: a change of these reuses prepared faces and their means.
+FINISH_ONLY = frozenset({"face_scale", "motion_blur", "sharpen_mode", "sharpen", "denoise", "bicubic", "colour_bits"})
+BRIGHTNESS_SIGMA = 3.0  # frames: a grayscale model's brightness smoothing when smooth_colour is 0
+_MEAN_SETS = 8  # settings states whose per-frame means are kept (the preview's recent edits)
+
+
 class ShotMerger:
     """Merges the faces of one destination video with one model; see the module's docstring.
     `prepare` may run on one thread while `merge_frames` finishes already prepared frames on another."""
@@ -147,14 +158,15 @@ class ShotMerger:
             self._raw[f.track][f.frame] = m
         self._placements: dict[float, dict[int, dict[int, np.ndarray]]] = {}
         self._segmenters: dict[str, Segmenter] = {}
+        # drawn exclusion zones (stored crop space) of the faces with a label, read when first needed
+        self._labelled = set(ws.masks.labelled(faceset))
+        self._exclusions: dict[int, np.ndarray | None] = {}
         self._predictions = _LRU(64)  # (face id, placement) -> {"crop", "raw", "pmask", "dst", "seg-*"}
-        self._prepared = _LRU(64)  # (settings digest, face id) -> _Prepared
-        self._means: dict[str, dict[int, dict[int, np.ndarray]]] = {}  # digest -> track -> frame -> mean
+        self._prepared = _LRU(64)  # (prepare digest, face id) -> _Prepared
+        # prepare digest -> track -> frame -> mean (None: the face shows nothing, so it has no mean)
+        self._means: OrderedDict[str, dict[int, dict[int, np.ndarray | None]]] = OrderedDict()
+        self._means_lock = threading.Lock()
         self.model_faces = 0  # faces the model has been run on (tests and benches count it)
-        # frames on each side the preview fetches through `frame_at` for temporal smoothing: the whole
-        # window (3 sigma, 9 frames at the default) would put ~19 faces through the pipeline for
-        # the first frame after a settings change; the closest neighbours weigh the most anyway
-        self.fetch_radius = 4
 
     # What there is ------------------------------------------------------------------------------
 
@@ -163,7 +175,16 @@ class ShotMerger:
 
     def window(self, s: MergeSettings) -> int:
         """Frames on each side a frame's temporal smoothing reads (0: each frame stands alone)."""
-        return int(math.ceil(3 * s.smooth_colour)) if self._smoothing(s) else 0
+        return int(math.ceil(3 * self._sigma(s))) if self._smoothing(s) else 0
+
+    def prepare_digest(self, s: MergeSettings) -> str:
+        """A digest of the settings step 1 reads: everything but FINISH_ONLY (and their keys), with
+        the colour smoothing reduced to what it measures (its width only matters to step 2)."""
+        values = {k: v for k, v in s.to_dict().items() if k not in FINISH_ONLY and k != "smooth_colour"}
+        values["keys"] = {k: v for k, v in s.keys.items() if k not in FINISH_ONLY}
+        values["smoothing"] = self._smoothing(s)
+        text = json.dumps(values, sort_keys=True, default=str)
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
 
     def set_capacity(self, faces: int) -> None:
         """How many faces' predictions and prepared results to keep (the job sizes it to its window)."""
@@ -178,25 +199,40 @@ class ShotMerger:
 
     # The pipeline ----------------------------------------------------------------------------
 
-    def merge_frames(self, frames: list[tuple[int, np.ndarray]], s: MergeSettings) -> list[list[FacePatch]]:
-        """One list of FacePatch per (frame index, BGR frame) given; empty where a frame has no face."""
+    def merge_frames(self, frames: list[tuple[int, np.ndarray]], s: MergeSettings,
+                     bounds: tuple[int, int] | None = None) -> list[list[FacePatch]]:
+        """One list of FacePatch per (frame index, BGR frame) given; empty where a frame has no face.
+        `bounds` [start, end) is the shot: temporal smoothing never reads frames outside it (the
+        job's frames are its range; the preview passes the shot's range so it matches the job)."""
         self.prepare(frames, s)
-        radius = min(self.window(s), self.fetch_radius)
-        if radius and self.frame_at is not None:  # the preview: neighbours it has not merged yet
-            digest = s.digest()
+        radius = self.window(s)
+        lo, hi = bounds if bounds is not None else (-math.inf, math.inf)
+        if radius and self.frame_at is not None:  # the preview: neighbours it has not prepared yet
+            means = self._mean_set(self.prepare_digest(s))
+            given = {i for i, _ in frames}
             wanted = set()
             for index, _ in frames:
                 for f in self.by_frame.get(index, []):
-                    for n in range(index - radius, index + radius + 1):
-                        if n in self.placements(s, f.track) and n not in self._means.get(digest, {}).get(f.track, {}):
-                            wanted.add(n)
-            extra = [(n, self.frame_at(n)) for n in sorted(wanted - {i for i, _ in frames})]
+                    steady, known = self.placements(s, f.track), means.get(f.track, {})
+                    wanted.update(n for n in range(max(index - radius, lo), min(index + radius + 1, hi))
+                                  if n in steady and n not in known and n not in given)
+            extra = [(n, self.frame_at(n)) for n in sorted(wanted)]
             self.prepare([(n, fr) for n, fr in extra if fr is not None], s)
-        return [[self._finish(face, index, frame, s) for face in self.by_frame.get(index, [])] for index, frame in frames]
+        return [[self._finish(face, index, frame, s, (lo, hi)) for face in self.by_frame.get(index, [])]
+                for index, frame in frames]
+
+    def _mean_set(self, pdigest: str) -> dict[int, dict[int, np.ndarray | None]]:
+        """The per-frame means of one prepare digest, the most recently used kept."""
+        with self._means_lock:
+            means = self._means.pop(pdigest, None)
+            self._means[pdigest] = means = means if means is not None else defaultdict(dict)
+            while len(self._means) > _MEAN_SETS:
+                self._means.popitem(last=False)
+            return means
 
     def prepare(self, frames: list[tuple[int, np.ndarray]], s: MergeSettings) -> None:
         """Step 1 for every face of these frames, the model run once over all of them that need it."""
-        digest = s.digest()
+        digest = self.prepare_digest(s)
         todo = [(f, frame) for index, frame in frames for f in self.by_frame.get(index, [])
                 if self._prepared.get_((digest, f.id)) is None]
         if not todo:
@@ -218,14 +254,12 @@ class ShotMerger:
             for k, (key, _, _) in enumerate(need):
                 preds[key] = {"crop": crops[k], "raw": raw[k], "pmask": pmask[k]}
                 self._predictions.put(key, preds[key])
-        means = self._means.setdefault(digest, defaultdict(dict))
-        while len(self._means) > 4:  # older settings' means: the preview's previous few states
-            self._means.pop(next(iter(self._means)))
+        means = self._mean_set(digest)
         mode = self._smoothing(s)
         for (f, _), (key, m) in zip(todo, keys):
             prepared = self._prepare_face(f, m, preds[key], s.at(f.frame), mode)
             self._prepared.put((digest, f.id), prepared)
-            if prepared.mean is not None:
+            if mode:
                 means[f.track][f.frame] = prepared.mean
 
     def _prepare_face(self, f: FaceRecord, m: np.ndarray, pred: dict, st: MergeSettings, mode: str | None) -> _Prepared:
@@ -244,16 +278,18 @@ class ShotMerger:
                     pred[key] = self._segmenter(st.seg_model).predict(pred[image][None])[0]
                 sources[term] = pred[key]
         mask = combine(sources, terms)
-        # what the destination's own mask leaves out of the hull (a hand, a microphone) stays out
-        # after dilation and feathering: the occluder is kept in front of the swap
-        exclusion = np.clip(hull - sources["dst"], 0, 1) if "dst" in terms and f.id in self._masked else None
-        mask = shape_mask(mask, st, exclusion)
+        # the destination face's drawn exclusion zones (a hand, a microphone) stay out after
+        # dilation and feathering, whatever the mask source: the occluder is kept in front of the swap
+        mask = shape_mask(mask, st, self._exclusion(f, m, pred))
+        # colour transfer and, in the hist-match modes, histogram matching: both before the mean is
+        # measured, so temporal smoothing steadies what they do
         face = colour_face(pred["raw"], pred["crop"], mask, st)
         mean = masked_mean(face, mask, mode) if mode else None
         return _Prepared(m, pred["crop"], pred["raw"], mask, face, mean)
 
-    def _finish(self, f: FaceRecord, index: int, frame: np.ndarray, s: MergeSettings) -> FacePatch:
-        digest = s.digest()
+    def _finish(self, f: FaceRecord, index: int, frame: np.ndarray, s: MergeSettings,
+                bounds: tuple[float, float]) -> FacePatch:
+        digest = self.prepare_digest(s)
         p = self._prepared.get_((digest, f.id))
         if p is None:  # pushed out of the cache by a long batch: prepare it again
             self.prepare([(index, frame)], s)
@@ -262,9 +298,11 @@ class ShotMerger:
         face = p.face
         if p.mean is not None:
             radius = self.window(s)
-            track = self._means[digest][f.track]
-            near = {n: track[n] for n in range(index - radius, index + radius + 1) if n in track}
-            face = shift_mean(face, p.mask, p.mean, steady_means(near, s.smooth_colour)[index])
+            track = self._mean_set(digest)[f.track]
+            lo, hi = bounds
+            near = {n: track[n] for n in range(index - radius, index + radius + 1)
+                    if lo <= n < hi and track.get(n) is not None}
+            face = shift_mean(face, p.mask, p.mean, steady_means(near, self._sigma(s))[index])
         velocity = face_velocity(self.placements(s, f.track), index) if st.motion_blur > 0 else (0.0, 0.0)
         face = enhance(face, st, velocity)
         # compose_face lays the face out larger or smaller by st.face_scale about the crop centre
@@ -274,7 +312,8 @@ class ShotMerger:
         """Let go of the cached crops and predictions (the model goes with the merger itself)."""
         self._predictions = _LRU(self._predictions.capacity)
         self._prepared = _LRU(self._prepared.capacity)
-        self._means.clear()
+        with self._means_lock:
+            self._means.clear()
         self._segmenters.clear()
 
     # Pieces ------------------------------------------------------------------------------------
@@ -282,11 +321,15 @@ class ShotMerger:
     def _smoothing(self, s: MergeSettings) -> str | None:
         """What temporal colour smoothing measures: the Lab mean; for grayscale models (colour comes
         from the destination) the brightness only, when stabilise_brightness asks for it."""
-        if s.smooth_colour <= 0:
-            return None
-        if self.swapper.gray:
+        if self.swapper.gray:  # stabilising is its own switch: it works with smooth_colour at 0 too
             return "l" if s.stabilise_brightness else None
-        return "lab"
+        return "lab" if s.smooth_colour > 0 else None
+
+    def _sigma(self, s: MergeSettings) -> float:
+        """Frames (Gaussian sigma) the measured colour is smoothed over."""
+        if self.swapper.gray and s.smooth_colour <= 0:
+            return BRIGHTNESS_SIGMA
+        return float(s.smooth_colour)
 
     def _dst_mask(self, f: FaceRecord, m: np.ndarray, pred: dict, hull: np.ndarray) -> np.ndarray:
         """The destination face's drawn, learned or imported mask in the merge crop; its hull without one."""
@@ -296,6 +339,20 @@ class ShotMerger:
             stored = self._ws.masks.mask_of(f)[0]
             pred["dst"] = cv2.warpAffine(stored, compose(m, invert(f.transform)), (CROP, CROP), flags=cv2.INTER_LINEAR)
         return pred["dst"]
+
+    def _exclusion(self, f: FaceRecord, m: np.ndarray, pred: dict) -> np.ndarray | None:
+        """The face's drawn exclusion zones in the merge crop (1 = keep out), or None without any."""
+        if f.id not in self._labelled:
+            return None
+        if f.id not in self._exclusions:
+            self._exclusions[f.id] = self._ws.masks.exclusion_of(f)
+        stored = self._exclusions[f.id]
+        if stored is None:
+            return None
+        if "exclusion" not in pred:  # kept with the prediction: it depends on the placement only
+            pred["exclusion"] = cv2.warpAffine(stored, compose(m, invert(f.transform)), (CROP, CROP),
+                                               flags=cv2.INTER_LINEAR)
+        return pred["exclusion"]
 
     def _segmenter(self, name: str) -> Segmenter:
         if name not in self._segmenters:

@@ -3,15 +3,17 @@
 A PreviewSession holds what scrubbing needs warm: the shot's ShotMerger (model, faces, masks,
 steady placements), a cache of the shot's decoded frames, and the last results. The frame cache is
 filled by one sequential decode on a background thread (a sequential decode costs a few ms a
-frame; a seek costs a keyframe's worth of decoding), so after a moment every frame with a face is
-at hand; a frame the cache has not reached yet is decoded directly. Short shots keep raw frames;
-longer ones keep JPEG q95 (~0.4 MB and ~10 ms to encode at 1080p, decoded again in ~8 ms), which
-changes the frame's pixels by about a level: the colour statistics the merge takes from the frame
-do not notice, and the layer's pixels are the face's own.
+frame; a seek costs a keyframe's worth of decoding), over the shot's range first, starting where
+the preview is; a frame the cache has not reached yet is decoded directly (exactly: seek.py).
+Short shots keep raw frames, and a preview is then the merge job's frame pixel for pixel; longer
+ones keep JPEG q95 (~0.4 MB and ~10 ms to encode at 1080p, decoded again in ~8 ms), which changes
+the frame's pixels by about a level: the colour statistics the merge takes from the frame barely
+notice, and the layer's pixels are the face's own.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections import OrderedDict
@@ -21,9 +23,10 @@ import cv2
 import numpy as np
 
 from ..errors import EngineError
-from ..media.decode import VideoInfo, iter_frames, probe
+from ..media.decode import VideoInfo, probe
 from ..media.sparse_png import encode_sparse_png
 from ..workspace import Workspace
+from .seek import FrameReader, frame_index
 from .settings import MergeSettings
 
 RAW_BUDGET = 768 << 20  # bytes of raw frames a shot may keep (~120 frames at 1080p); beyond, JPEG
@@ -35,9 +38,14 @@ SEEK_AHEAD = 48  # a direct decode this close ahead of the seeker's position rea
 
 
 class FrameCache:
-    """The decoded frames of `wanted` (source frame numbers) of one video, filled in the background."""
+    """The decoded frames of `wanted` (source frame numbers) of one video, filled in the background.
 
-    def __init__(self, info: VideoInfo, wanted: list[int], raw: bool | None = None) -> None:
+    The fill decodes sequentially, first from where `focus` says the preview is (the shot's range,
+    from the frame asked for, then wrapping to the range's start), else over all `wanted`.
+    Frames are read with seek.FrameReader: exact frame numbers, from any position."""
+
+    def __init__(self, info: VideoInfo, wanted: list[int], raw: bool | None = None, start: bool = True) -> None:
+        """`start` False: the fill waits for the first `focus` (a preview knows its shot's range then)."""
         self.info = info
         self.wanted = sorted(set(wanted))
         frame_bytes = info.width * info.height * 3
@@ -46,38 +54,92 @@ class FrameCache:
         self._decoded: OrderedDict[int, np.ndarray] = OrderedDict()  # JPEG mode: the recently used, decoded
         self._bytes = 0
         self._lock = threading.Lock()
-        self._seek_lock = threading.Lock()  # one direct decode at a time, on one kept capture
-        self._seeker: cv2.VideoCapture | None = None
-        self._seeker_next = 0  # the frame the kept capture reads next
+        self._seek_lock = threading.Lock()  # one direct decode at a time, on one kept reader
+        self._seeker: FrameReader | None = None
         self._stop = threading.Event()
-        self.filled = threading.Event()  # set when the background decode has finished (or given up)
+        self._wake = threading.Event()  # a new fill plan
+        self._plan: list[tuple[int, int]] = [(self.wanted[0], self.wanted[-1] + 1)] if self.wanted else []
+        self._plan_range: tuple[int, int] | None = None
+        self._plan_version = 0
+        self._filling = -1  # the frame the fill reads next (-1: idle)
+        self.filled = threading.Event()  # set when the fill has done its plan (or given up)
         self.error: EngineError | None = None
         self._thread = threading.Thread(target=self._fill, name="swapline-preview-frames", daemon=True)
-        if self.wanted:
-            self._thread.start()
-        else:
+        if not self.wanted:
             self.filled.set()
+        elif start:
+            self._thread.start()
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._store)
 
-    def _fill(self) -> None:
-        wanted = set(self.wanted)
-        try:
-            for index, frame in iter_frames(self.info.path, self.wanted[0], self.wanted[-1] + 1):
-                if self._stop.is_set() or not self._room():
+    def focus(self, frame: int, lo: int, hi: int, margin: int = 0) -> None:
+        """Fill [lo, hi) first: from `margin` frames before `frame` to hi, then from lo. A frame the
+        fill is about to reach, or a range already planned, leaves the fill as it is."""
+        start = max(lo, frame - margin)
+        with self._lock:
+            if self._plan_range == (lo, hi):
+                if frame in self._store or (lo <= self._filling <= frame < self._filling + SEEK_AHEAD):
                     return
-                if index in wanted:
-                    self._put(index, frame)
+                if self.filled.is_set() and not self._room_locked():
+                    return  # the budget is spent: direct decodes serve the rest
+            self._plan = [(start, hi), (lo, start)]
+            self._plan_range = (lo, hi)
+            self._plan_version += 1
+            self.filled.clear()
+            if self._thread.ident is None and self.wanted and not self._stop.is_set():
+                self._thread.start()
+        self._wake.set()
+
+    def _fill(self) -> None:
+        reader = FrameReader(self.info, frame_index(self.info))
+        wanted = self.wanted
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    plan, version = list(self._plan), self._plan_version
+                    self._wake.clear()
+                for a, b in plan:
+                    targets = [i for i in wanted[bisect.bisect_left(wanted, a):bisect.bisect_left(wanted, b)]
+                               if i not in self._store]
+                    if targets and not self._read_span(reader, targets, version):
+                        break
+                with self._lock:
+                    done = version == self._plan_version
+                    self._filling = -1
+                if done:
+                    self.filled.set()
+                    self._wake.wait()
         except EngineError as exc:  # the file went away or broke: direct decodes will say so
             self.error = exc
         finally:
+            reader.close()
             self.filled.set()
+
+    def _read_span(self, reader: FrameReader, targets: list[int], version: int) -> bool:
+        """Decode forward from targets[0] to targets[-1], keeping the targets; False when stopped,
+        out of room or given a new plan."""
+        wanted = set(targets)
+        if reader.next != targets[0] or reader._frames is None:
+            reader.open(targets[0])
+        while reader.next <= targets[-1]:
+            if self._stop.is_set() or self._plan_version != version or not self._room():
+                return False
+            with self._lock:
+                self._filling = reader.next
+            keep = reader.next in wanted and reader.next not in self._store
+            index, frame = reader.read(convert=keep)
+            if keep:
+                self._put(index, frame)
+        return True
 
     def _room(self) -> bool:
         with self._lock:
-            return self._bytes < (RAW_BUDGET if self.raw else JPEG_BUDGET)
+            return self._room_locked()
+
+    def _room_locked(self) -> bool:
+        return self._bytes < (RAW_BUDGET if self.raw else JPEG_BUDGET)
 
     def _put(self, index: int, frame: np.ndarray) -> None:
         if self.raw:
@@ -128,31 +190,25 @@ class FrameCache:
     def _decode(self, index: int) -> np.ndarray:
         with self._seek_lock:
             if self._seeker is None:
-                self._seeker = cv2.VideoCapture(str(self.info.path))
-                self._seeker_next = 0
-                if not self._seeker.isOpened():
-                    self._seeker = None
-                    raise EngineError("not_found", f"cannot open {self.info.path} to read frame {index}")
-            cap = self._seeker
-            if not 0 <= index - self._seeker_next <= SEEK_AHEAD:
-                cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-                self._seeker_next = index
-            while self._seeker_next < index:
-                cap.grab()
-                self._seeker_next += 1
-            ok, frame = cap.read()
-            self._seeker_next = index + 1
-        if not ok:
+                self._seeker = FrameReader(self.info, frame_index(self.info))
+            reader = self._seeker
+            if reader._frames is None or not 0 <= index - reader.next <= SEEK_AHEAD:
+                reader.open(index)  # exact: a keyframe before it, then decoded forward
+            while reader.next < index:
+                reader.read(convert=False)
+            got, frame = reader.read()
+        if got != index or frame is None:
             raise EngineError("bad_media", f"could not decode frame {index} of {self.info.path.name}")
         return frame
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
         with self._seek_lock:
             if self._seeker is not None:
-                self._seeker.release()
+                self._seeker.close()
                 self._seeker = None
         with self._lock:
             self._store.clear()
@@ -172,36 +228,49 @@ def parse_settings(settings: dict | None) -> MergeSettings:
 
 
 class PreviewSession:
-    """One shot (model, video, faceset) kept warm for previews; `render` is thread-safe."""
+    """One shot (model, video, faceset) kept warm for previews; `render` is thread-safe.
+
+    A preview is the merge job's frame: temporal smoothing reads the job's whole window inside the
+    shot's range (the neighbours it lacks are prepared, decoded when the cache does not hold them),
+    so the pixels do not depend on what was scrubbed before. Sequential scrubbing stays cheap:
+    predictions are cached by placement and each frame's colour mean by the settings it depends on
+    (ShotMerger.prepare_digest), so the next frame costs about one new neighbour."""
 
     def __init__(self, ws: Workspace, model: str, video: str, faceset: str, device: str = "auto") -> None:
         from .frame import ShotMerger  # the model (and torch) load with the first session
 
         self.key = (model, str(video), faceset)
-        self.stamp: tuple = ()  # the opener's note of the model files' state (the service reopens stale ones)
+        self.stamp: tuple = ()  # the opener's note of the model's and faceset's state (the service reopens stale ones)
         self.info = probe(Path(video))  # not_found / bad_media before anything loads
         if ws.facesets.find(faceset) is None:
             raise EngineError("not_found", f"no faceset named {faceset!r}")
         self._cache: FrameCache | None = None
-        self.merger = ShotMerger(ws, model, str(self.info.path), faceset, device=device, frame_at=self._cached_frame)
+        self.merger = ShotMerger(ws, model, str(self.info.path), faceset, device=device, frame_at=self._frame)
         self.faces = set(self.merger.frames_with_faces())
-        self.frames = FrameCache(self.info, sorted(self.faces))
+        self.frames = FrameCache(self.info, sorted(self.faces), start=False)  # the first render says where
         self._cache = self.frames
-        self._results: OrderedDict[tuple[int, str], dict] = OrderedDict()
+        self._results: OrderedDict[tuple, dict] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _cached_frame(self, index: int) -> np.ndarray | None:
-        return self._cache.cached(index) if self._cache is not None else None
+    def _frame(self, index: int) -> np.ndarray | None:
+        """A neighbour for temporal smoothing: from the cache, decoded when it is not there."""
+        cache = self._cache
+        return cache.frame(index) if cache is not None else None
 
-    def render(self, frame: int, settings: dict | MergeSettings | None = None) -> dict:
+    def render(self, frame: int, settings: dict | MergeSettings | None = None,
+               frame_range: tuple[int, int] | list[int] | None = None) -> dict:
         """{"frame", "layer": PNG bytes of the face layer at the frame's size (RGBA, transparent
-        outside the face), "box": [x0, y0, x1, y1] of the faces (empty: all zero), "ms", "cached"}."""
+        outside the face), "matte": PNG bytes of its coverage (grey, the layer's alpha), "box":
+        [x0, y0, x1, y1] of the faces (empty: all zero), "ms", "cached"}. `frame_range` [start, end)
+        is the source frames the shot shows (the merge job's range): temporal smoothing stays
+        inside it and the frame cache fills it first; None is the whole video."""
         t0 = time.perf_counter()
         s = settings if isinstance(settings, MergeSettings) else parse_settings(settings)
         if not isinstance(frame, int) or isinstance(frame, bool) or not 0 <= frame < self.info.frames:
             raise EngineError("bad_request", f"frame must be a frame number of {self.info.path.name} "
                                              f"(0..{self.info.frames - 1}), not {frame!r}")
-        key = (frame, s.digest())
+        lo, hi = self._range(frame, frame_range)
+        key = (frame, s.digest(), lo, hi)
         with self._lock:
             if self.merger is None:  # closed for another shot between the service's lookup and now
                 raise EngineError("busy", "this preview session was closed for another shot; ask again")
@@ -209,25 +278,40 @@ class PreviewSession:
             if hit is not None:
                 self._results.move_to_end(key)
                 return {**hit, "ms": (time.perf_counter() - t0) * 1000, "cached": True}
-            box, png = self._layer(frame, s)
-            result = {"frame": frame, "layer": png, "box": list(box)}
+            self.frames.focus(frame, lo, hi, self.merger.window(s))
+            box, layer, matte = self._layer(frame, s, (lo, hi))
+            result = {"frame": frame, "layer": layer, "matte": matte, "box": list(box)}
             self._results[key] = result
             while len(self._results) > RESULTS:
                 self._results.popitem(last=False)
         return {**result, "ms": (time.perf_counter() - t0) * 1000, "cached": False}
 
-    def _layer(self, frame: int, s: MergeSettings) -> tuple[tuple[int, int, int, int], bytes]:
+    def _range(self, frame: int, frame_range) -> tuple[int, int]:
+        if frame_range is None:
+            return 0, self.info.frames
+        ok = (isinstance(frame_range, (list, tuple)) and len(frame_range) == 2
+              and all(isinstance(v, int) and not isinstance(v, bool) for v in frame_range))
+        if not ok:
+            raise EngineError("bad_request", f"range must be [start, end) source frame numbers, not {frame_range!r}")
+        lo, hi = max(0, frame_range[0]), min(self.info.frames, frame_range[1])
+        if not lo <= frame < hi:
+            raise EngineError("bad_request", f"frame {frame} is outside the range [{frame_range[0]}, "
+                                             f"{frame_range[1]}) of {self.info.path.name}")
+        return lo, hi
+
+    def _layer(self, frame: int, s: MergeSettings, bounds: tuple[int, int]) -> tuple[tuple[int, int, int, int], bytes, bytes]:
         from .compose import layer_canvas
 
         h, w = self.info.height, self.info.width
-        if frame not in self.faces:  # nothing to merge: a transparent layer, no decode, no model
-            return (0, 0, 0, 0), encode_sparse_png(h, w, (0, 0, 0, 0), np.zeros((0, 0, 4), np.uint8))
-        (patches,) = self.merger.merge_frames([(frame, self.frames.frame(frame))], s)
+        patches = []
+        if frame in self.faces:  # else nothing to merge: a transparent layer, no decode, no model
+            (patches,) = self.merger.merge_frames([(frame, self.frames.frame(frame))], s, bounds=bounds)
         if not patches:
-            return (0, 0, 0, 0), encode_sparse_png(h, w, (0, 0, 0, 0), np.zeros((0, 0, 4), np.uint8))
-        box, roi = layer_canvas(patches, h, w)
-        box = tuple(int(v) for v in box)
-        return box, encode_sparse_png(h, w, box, roi)
+            box, roi = (0, 0, 0, 0), np.zeros((0, 0, 4), np.uint8)
+        else:
+            box, roi = layer_canvas(patches, h, w)
+            box = tuple(int(v) for v in box)
+        return box, encode_sparse_png(h, w, box, roi), encode_sparse_png(h, w, box, np.ascontiguousarray(roi[..., 3]))
 
     def close(self) -> None:
         with self._lock:  # a render in flight finishes first

@@ -137,11 +137,74 @@ def test_temporal_colour_steadies_the_face_and_the_preview_fetches_neighbours(sh
     assert sorted(asked) == [2, 3, 4, 6, 7, 8] and merger.model_faces == 7
     merger.merge_frames([(6, frames[6])], MergeSettings(smooth_colour=1.0))
     assert asked[6:] == [9], "known neighbours are not fetched again"
+    # the whole window is read, inside the shot's bounds only
     near = _merger(shot, frame_at=lambda n: asked.append(n) or frames.get(n))
-    near.fetch_radius = 1  # the preview may read fewer neighbours than the whole window
     asked.clear()
-    near.merge_frames([(5, frames[5])], MergeSettings(smooth_colour=3.0))
-    assert sorted(asked) == [4, 6] and near.model_faces == 3
+    (alone,) = near.merge_frames([(5, frames[5])], MergeSettings(smooth_colour=1.0), bounds=(3, 7))
+    assert sorted(asked) == [3, 4, 6] and near.model_faces == 4
+    # and it is what a merge of the whole shot gives that frame (the job's way: every frame, in order)
+    shot_patches = _merger(shot).merge_frames([(i, frames[i]) for i in range(3, 7)], MergeSettings(smooth_colour=1.0))
+    assert np.array_equal(alone[0].rgb, shot_patches[2][0].rgb) and np.array_equal(alone[0].alpha, shot_patches[2][0].alpha)
+
+
+def test_the_same_frame_merges_the_same_whatever_was_merged_before(shot):
+    ws, video, frames = shot
+    s = MergeSettings(smooth_colour=2.0)
+    fresh = _merger(shot, frame_at=frames.get).merge_frames([(6, frames[6])], s, bounds=(0, 12))[0][0]
+    merger = _merger(shot, frame_at=frames.get)
+    for index in (0, 11, 5, 7):  # scrubbing elsewhere first fills the means around frame 6 unevenly
+        merger.merge_frames([(index, frames[index])], s, bounds=(0, 12))
+    again = merger.merge_frames([(6, frames[6])], s, bounds=(0, 12))[0][0]
+    assert np.array_equal(again.rgb, fresh.rgb) and np.array_equal(again.alpha, fresh.alpha)
+
+
+def test_finish_only_settings_reuse_the_prepared_faces_and_means(shot):
+    ws, video, frames = shot
+    asked = []
+    merger = _merger(shot, frame_at=lambda n: asked.append(n) or frames.get(n))
+    base = MergeSettings(smooth_colour=1.0)
+    merger.merge_frames([(5, frames[5])], base)
+    assert merger.model_faces == 7 and len(asked) == 6
+    sharper = MergeSettings(smooth_colour=1.0, sharpen=0.5, denoise=0.2, face_scale=0.05)
+    assert merger.prepare_digest(sharper) == merger.prepare_digest(base) != merger.prepare_digest(
+        MergeSettings(smooth_colour=1.0, erode=0.1))
+    # a wider colour smoothing reuses the means it has and prepares only the new neighbours
+    assert merger.prepare_digest(MergeSettings(smooth_colour=2.0)) == merger.prepare_digest(base)
+    merger.merge_frames([(5, frames[5])], sharper)
+    assert len(asked) == 6, "a sharpening change prepared neighbours again"
+    merger.merge_frames([(5, frames[5])], MergeSettings(smooth_colour=2.0))
+    assert sorted(asked[6:]) == [0, 1, 9, 10, 11]  # the window grew from 2..8 to 0..11 (12 frames)
+
+
+def test_drawn_exclusion_zones_stay_out_of_every_mask_source(shot):
+    ws, video, frames = shot
+    face = next(f for f in ws.facesets.faces("dst") if f.frame == 7)
+    s = MergeSettings(mask="hull", smooth_colour=0.0, erode=0.0, blur=0.0)
+    before = _merger(shot).merge_frames([(7, frames[7])], s)[0][0]
+    # a drawn zone over the left half of the stored crop: an occluder the merge must keep in front
+    ws.masks.set_label(face.id, [{"include": True, "points": [[0, 0], [1, 0], [1, 1], [0, 1]]},
+                                 {"include": False, "points": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}])
+    try:
+        for mask in ("hull", "pred", "dst"):
+            patch = _merger(shot).merge_frames([(7, frames[7])], MergeSettings(
+                mask=mask, smooth_colour=0.0, erode=-0.05, blur=0.05))[0][0]
+            # the zone in frame pixels: the stored crop's left half mapped back through the face's transform
+            inv = cv2.invertAffineTransform(face.transform)
+            size = face.size
+            zone = cv2.warpAffine(np.ones((size, size // 2), np.uint8), inv, (320, 240))
+            alpha = np.zeros((240, 320), np.float32)
+            x0, y0, x1, y1 = patch.box
+            alpha[y0:y1, x0:x1] = patch.alpha
+            deep = cv2.erode(zone, np.ones((5, 5), np.uint8)) > 0
+            assert deep.sum() > 100 and alpha[deep].max() < 0.05, mask  # dilation and feathering stay out
+            assert alpha[zone == 0].max() > 0.9, mask  # the rest of the face is still there
+        # without the label the same face covers the zone
+        hull = np.zeros((240, 320), np.float32)
+        x0, y0, x1, y1 = before.box
+        hull[y0:y1, x0:x1] = before.alpha
+        assert (hull[deep] > 0.9).sum() > 100
+    finally:
+        ws.masks.set_label(face.id, [])
 
 
 def test_flicker_of_a_merge_stays_near_the_destinations(shot):

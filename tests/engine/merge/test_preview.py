@@ -159,3 +159,87 @@ def test_session_errors(trained, portrait_clips, tmp_path):
             assert err.value.code == "bad_request" and words in err.value.message
     finally:
         session.close()
+
+
+# Exact frames, the shot's range, the job's pixels ------------------------------------------------
+
+def test_reader_seeks_to_exact_frames(portrait_clips, shared_clip):
+    from engine.merge.seek import FrameReader, frame_index
+
+    clips = [portrait_clips["hopper"]]
+    try:
+        clips.append(shared_clip("LivePortrait__assets_examples_driving_d13.mp4"))  # a real H.264 clip, long GOPs
+    except pytest.skip.Exception:
+        pass
+    for clip in clips:
+        info = probe(clip)
+        truth = dict(iter_frames(clip, 0, 140))
+        index = frame_index(info)
+        assert index.exact and len(index.pts) == info.frames
+        reader = FrameReader(info, index)
+        for target in (min(130, info.frames - 2), 1, 0, min(77, info.frames - 2), 3):
+            reader.open(target)
+            for want in (target, target + 1):
+                got, frame = reader.read()
+                assert got == want and np.array_equal(frame, truth[want]), (clip.name, want)
+        reader.close()
+
+
+def test_the_fill_follows_the_shots_range_from_the_asked_frame(portrait_clips):
+    clip = portrait_clips["hopper"]
+    truth = _all_frames(clip)
+    cache = FrameCache(probe(clip), list(range(12)), start=False)
+    assert not cache.filled.wait(0.3) and len(cache) == 0  # nothing before the first focus
+    cache.focus(6, 4, 9, margin=1)
+    assert cache.filled.wait(30) and cache.error is None
+    assert sorted(cache._store) == [4, 5, 6, 7, 8]  # the range only (the smoothing never reads outside it)
+    for i in range(4, 9):
+        assert np.array_equal(cache.cached(i), truth[i])
+    cache.focus(10, 9, 12)
+    assert cache.filled.wait(30) and sorted(cache._store) == list(range(4, 12))
+    cache.close()
+
+
+def test_a_preview_is_the_jobs_frame_whatever_was_scrubbed_before(trained, portrait_clips, tmp_path):
+    ws = trained
+    clip = str(portrait_clips["astronaut"])
+    settings = {"smooth_colour": 1.5, "sharpen": 0.3}
+    runner = JobRunner(ws, STAGES)
+    try:
+        _run(runner, "merge", {"model": "m", "video": clip, "faceset": "dst", "frame_start": 1, "frame_end": 10,
+                               "output": str(tmp_path / "out"), "settings": settings})
+    finally:
+        runner.shutdown()
+    job = cv2.imread(str(tmp_path / "out" / "layer" / "frame_000005.png"), cv2.IMREAD_UNCHANGED)
+    job_matte = cv2.imread(str(tmp_path / "out" / "matte" / "frame_000005.png"), cv2.IMREAD_UNCHANGED)
+    fresh = PreviewSession(ws, "m", clip, "dst")
+    scrubbed = PreviewSession(ws, "m", clip, "dst")
+    try:
+        first = fresh.render(5, settings, frame_range=[1, 10])
+        for frame in (1, 9, 3, 6, 2):  # scrub around: the means near frame 5 fill unevenly
+            scrubbed.render(frame, settings, frame_range=[1, 10])
+        scrubbed.render(5, {"erode": 0.1, **settings}, frame_range=[1, 10])  # another state in between
+        second = scrubbed.render(5, settings, frame_range=[1, 10])
+        assert second["cached"] is False
+        a, b = _alpha(first["layer"]), _alpha(second["layer"])
+        assert np.array_equal(a, b), "the same frame and settings gave other pixels after scrubbing"
+        assert job.shape == a.shape and np.abs(job.astype(int) - a).max() <= 1
+        # the matte is the layer's alpha, as the job writes it
+        matte = cv2.imdecode(np.frombuffer(first["matte"], np.uint8), cv2.IMREAD_UNCHANGED)
+        assert matte.shape == a.shape[:2] and np.array_equal(matte, a[..., 3])
+        assert np.abs(job_matte.astype(int) - matte).max() <= 1
+        # the range bounds the smoothing and the frames a session decodes
+        narrow = PreviewSession(ws, "m", clip, "dst")
+        try:
+            layer = _alpha(narrow.render(5, settings, frame_range=[4, 7])["layer"])
+            assert np.array_equal(layer[..., 3], a[..., 3])
+            assert narrow.frames.filled.wait(30) and sorted(narrow.frames._store) == [4, 5, 6]
+        finally:
+            narrow.close()
+        for bad in ([5], [1, "9"], [6, 9], [7, 3]):
+            with pytest.raises(EngineError) as err:
+                fresh.render(5, settings, frame_range=bad)
+            assert err.value.code == "bad_request" and "range" in err.value.message
+    finally:
+        fresh.close()
+        scrubbed.close()
