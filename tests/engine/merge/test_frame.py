@@ -1,6 +1,8 @@
 """ShotMerger, the per-frame pipeline: steady placement, prediction cache, animated keys, mask
 sources, temporal colour and the neighbours a preview fetches."""
 
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -144,7 +146,9 @@ def test_temporal_colour_steadies_the_face_and_the_preview_fetches_neighbours(sh
     assert sorted(asked) == [3, 4, 6] and near.model_faces == 4
     # and it is what a merge of the whole shot gives that frame (the job's way: every frame, in order)
     shot_patches = _merger(shot).merge_frames([(i, frames[i]) for i in range(3, 7)], MergeSettings(smooth_colour=1.0))
-    assert np.array_equal(alone[0].rgb, shot_patches[2][0].rgb) and np.array_equal(alone[0].alpha, shot_patches[2][0].alpha)
+    assert alone[0].box == shot_patches[2][0].box
+    assert np.abs(alone[0].rgb.astype(int) - shot_patches[2][0].rgb).max() <= 1
+    assert np.abs(alone[0].alpha - shot_patches[2][0].alpha).max() <= 1 / 255
 
 
 def test_the_same_frame_merges_the_same_whatever_was_merged_before(shot):
@@ -155,7 +159,9 @@ def test_the_same_frame_merges_the_same_whatever_was_merged_before(shot):
     for index in (0, 11, 5, 7):  # scrubbing elsewhere first fills the means around frame 6 unevenly
         merger.merge_frames([(index, frames[index])], s, bounds=(0, 12))
     again = merger.merge_frames([(6, frames[6])], s, bounds=(0, 12))[0][0]
-    assert np.array_equal(again.rgb, fresh.rgb) and np.array_equal(again.alpha, fresh.alpha)
+    # up to a rounding: the model's float results vary by the last bit with the batch a face ran in
+    assert again.box == fresh.box and np.abs(again.rgb.astype(int) - fresh.rgb).max() <= 1
+    assert np.abs(again.alpha - fresh.alpha).max() <= 1 / 255
 
 
 def test_finish_only_settings_reuse_the_prepared_faces_and_means(shot):
@@ -229,16 +235,17 @@ def test_a_grayscale_models_brightness_is_stabilised_over_the_shot(shot):
     ws, video, frames = shot
     items = sorted(frames.items())
     lightness = {}
-    for stabilise in (False, True):
+    # stabilising is its own switch: with smooth_colour at 0 it smooths over its own default width
+    for stabilise, sigma in ((False, 3.0), (True, 3.0), (True, 0.0)):
         merger = _merger(shot, "gray")
         assert merger.swapper.gray
-        s = MergeSettings(stabilise_brightness=stabilise, smooth_colour=3.0, smooth_placement=0.0, colour="rct")
+        s = MergeSettings(stabilise_brightness=stabilise, smooth_colour=sigma, smooth_placement=0.0, colour="rct")
         assert merger.window(s) == (9 if stabilise else 0)
         patches = merger.merge_frames(items, s)
-        lightness[stabilise] = [cv2.cvtColor(p.rgb, cv2.COLOR_BGR2LAB)[..., 0][p.alpha > 0.9].mean()
-                                for (p,) in patches]
+        lightness[stabilise, sigma] = [cv2.cvtColor(p.rgb, cv2.COLOR_BGR2LAB)[..., 0][p.alpha > 0.9].mean()
+                                       for (p,) in patches]
     jumps = {k: np.abs(np.diff(v)).mean() for k, v in lightness.items()}
-    assert jumps[True] < jumps[False], jumps
+    assert jumps[True, 3.0] < jumps[False, 3.0] and jumps[True, 0.0] < jumps[False, 3.0], jumps
     merger.close()
     assert merger.merge_frames(items[:1], MergeSettings())[0], "a closed merger's caches fill again"
 
@@ -249,5 +256,44 @@ def test_more_frames_than_the_cache_holds_merge_the_same(shot):
     roomy, tight = _merger(shot), _merger(shot)
     tight.set_capacity(8)  # 12 frames: the first ones are pushed out before they are finished
     a, b = roomy.merge_frames(items, MergeSettings()), tight.merge_frames(items, MergeSettings())
-    assert all(np.array_equal(p.rgb, q.rgb) and np.array_equal(p.alpha, q.alpha) for (p,), (q,) in zip(a, b))
+    # the same pixels up to a rounding: a face prepared again runs through the model in another batch,
+    # and the CPU backend's float sums vary with the batch by the last bit
+    assert all(p.box == q.box and np.abs(p.rgb.astype(int) - q.rgb).max() <= 1 and np.abs(p.alpha - q.alpha).max() <= 1 / 255
+               for (p,), (q,) in zip(a, b))
     assert roomy.model_faces == 12 < tight.model_faces
+
+
+def test_hist_match_is_steadied_over_time_too(shot):
+    ws, video, frames = shot
+    items = sorted(frames.items())
+    flick = {}
+    for sigma in (0.0, 3.0):
+        patches = _merger(shot).merge_frames(items, MergeSettings(mode="hist-match", smooth_colour=sigma,
+                                                                  smooth_placement=0.0))
+        means = [p.rgb[p.alpha > 0.9].astype(np.float64).mean(0) for (p,) in patches]
+        flick[sigma] = np.mean(np.abs(np.diff(np.array(means), axis=0)))
+    # histogram matching runs before the mean is measured: smoothing is not undone by a later match
+    assert flick[3.0] < 0.8 * flick[0.0], flick
+
+
+def test_the_faceset_change_stamp_follows_faces_people_and_masks(shot):
+    ws, video, frames = shot
+    first = ws.facesets.change_stamp("dst")
+    assert ws.facesets.change_stamp("dst") == first and first[0] == len(ws.facesets.faces("dst", everyone=True))
+    face = ws.facesets.faces("dst")[0]
+    ws.masks.set_label(face.id, [{"include": True, "points": [[0.2, 0.2], [0.8, 0.2], [0.5, 0.9]]}])
+    labelled = ws.facesets.change_stamp("dst")
+    assert labelled != first
+    time.sleep(0.01)
+    ws.masks.set_label(face.id, [{"include": True, "points": [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]}])
+    assert ws.facesets.change_stamp("dst") not in (first, labelled)  # a redrawn label
+    ws.masks.set_label(face.id, [])
+    assert ws.facesets.change_stamp("dst") == first  # back to no label: what a merge reads is as it was
+    tracks = [t["track"] for t in ws.facesets.tracks("dst")]
+    ws.facesets.choose_people("dst", tracks)
+    chosen = ws.facesets.change_stamp("dst")
+    ws.facesets.choose_people("dst", None)
+    assert chosen != ws.facesets.change_stamp("dst")
+    with pytest.raises(EngineError) as err:
+        ws.facesets.change_stamp("nobody")
+    assert err.value.code == "not_found"

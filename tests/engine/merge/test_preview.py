@@ -222,7 +222,9 @@ def test_a_preview_is_the_jobs_frame_whatever_was_scrubbed_before(trained, portr
         second = scrubbed.render(5, settings, frame_range=[1, 10])
         assert second["cached"] is False
         a, b = _alpha(first["layer"]), _alpha(second["layer"])
-        assert np.array_equal(a, b), "the same frame and settings gave other pixels after scrubbing"
+        # the same pixels up to a rounding (the model's float results vary by the last bit with the
+        # batch a face ran in)
+        assert np.abs(a.astype(int) - b).max() <= 1, "the same frame and settings gave other pixels after scrubbing"
         assert job.shape == a.shape and np.abs(job.astype(int) - a).max() <= 1
         # the matte is the layer's alpha, as the job writes it
         matte = cv2.imdecode(np.frombuffer(first["matte"], np.uint8), cv2.IMREAD_UNCHANGED)
