@@ -31,7 +31,9 @@ class MergeSettings:
     """One shot's merge: blend mode, mask, colour, detail and temporal steadiness."""
 
     mode: str = "overlay"
-    hist_threshold: int = 238  # hist-match modes: the face's quantiles map to the destination's scaled by this/255 (below 255 the destination's brightest highlights are left unused)
+    # hist-match modes: the face's quantiles map to the destination's scaled by this / 255 (below
+    # 255 the destination's brightest highlights are left unused)
+    hist_threshold: int = 238
     hist_masked: bool = True  # hist-match modes: statistics from inside the mask only
     # Which mask blends the face: "hull" (destination landmarks), "pred" (the model's predicted
     # mask), "dst" (the destination face's drawn, learned or imported mask; the hull where it has
@@ -62,7 +64,8 @@ class MergeSettings:
     denoise: float = 0.0  # 0..1: degrade to match a soft destination: edge-preserving denoise
     bicubic: float = 0.0  # 0..1: degrade: shrink by up to 4x and enlarge again
     colour_bits: int = 8  # 1..8: degrade: bits per channel
-    stabilise_brightness: bool = True  # grayscale models: flatten the face's brightness over the shot
+    # grayscale models: flatten the face's brightness over smooth_colour frames (3 when that is 0)
+    stabilise_brightness: bool = True
     smooth_placement: float = 1.5  # frames (Gaussian sigma) the face placement is smoothed over; 0 = off
     smooth_colour: float = 3.0  # frames (Gaussian sigma) the colour statistics are smoothed over; 0 = off
     keys: dict = field(default_factory=dict)  # field -> [[frame, value], ...], see `at`
