@@ -143,7 +143,8 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
         items = [(i, fr) for i, fr in items if i not in done]  # window-only frames feed the smoothing
         if not items:
             return
-        for (index, frame), patches in zip(items, merger.merge_frames(items, s)):
+        # smoothing reads the range's frames only: what _done_frames' range-edge rule relies on
+        for (index, frame), patches in zip(items, merger.merge_frames(items, s, (start, end))):
             futures = []
             if "layer" in outputs or "matte" in outputs:
                 box, roi = layer_canvas(patches, info.height, info.width) if patches else _EMPTY
