@@ -187,13 +187,16 @@ def test_drawn_exclusion_zones_stay_out_of_every_mask_source(shot):
     face = next(f for f in ws.facesets.faces("dst") if f.frame == 7)
     s = MergeSettings(mask="hull", smooth_colour=0.0, erode=0.0, blur=0.0)
     before = _merger(shot).merge_frames([(7, frames[7])], s)[0][0]
+    shaped = {mask: MergeSettings(mask=mask, smooth_colour=0.0, erode=-0.05, blur=0.05)
+              for mask in ("hull", "pred", "dst")}
+    # how strong each source is unlabelled: the fixture's tiny model predicts a faint mask of its own
+    strongest = {mask: _merger(shot).merge_frames([(7, frames[7])], shaped[mask])[0][0].alpha.max() for mask in shaped}
     # a drawn zone over the left half of the stored crop: an occluder the merge must keep in front
     ws.masks.set_label(face.id, [{"include": True, "points": [[0, 0], [1, 0], [1, 1], [0, 1]]},
                                  {"include": False, "points": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}])
     try:
         for mask in ("hull", "pred", "dst"):
-            patch = _merger(shot).merge_frames([(7, frames[7])], MergeSettings(
-                mask=mask, smooth_colour=0.0, erode=-0.05, blur=0.05))[0][0]
+            patch = _merger(shot).merge_frames([(7, frames[7])], shaped[mask])[0][0]
             # the zone in frame pixels: the stored crop's left half mapped back through the face's transform
             inv = cv2.invertAffineTransform(face.transform)
             size = face.size
@@ -203,7 +206,7 @@ def test_drawn_exclusion_zones_stay_out_of_every_mask_source(shot):
             alpha[y0:y1, x0:x1] = patch.alpha
             deep = cv2.erode(zone, np.ones((5, 5), np.uint8)) > 0
             assert deep.sum() > 100 and alpha[deep].max() < 0.05, mask  # dilation and feathering stay out
-            assert alpha[zone == 0].max() > 0.9, mask  # the rest of the face is still there
+            assert strongest[mask] > 0.2 and alpha[zone == 0].max() > 0.9 * strongest[mask], mask  # the rest stays
         # without the label the same face covers the zone
         hull = np.zeros((240, 320), np.float32)
         x0, y0, x1, y1 = before.box
