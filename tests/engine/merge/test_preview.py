@@ -10,17 +10,6 @@ from engine.media.decode import iter_frames, probe
 from engine.merge import preview
 from engine.merge.preview import FrameCache, PreviewSession
 from engine.recipes import STAGES
-from engine.workspace import Workspace
-
-TINY = {"resolution": 32, "ae_dims": 32, "e_dims": 8, "d_dims": 8, "d_mask_dims": 4, "batch_size": 4}
-
-
-def _close(a, b) -> bool:
-    """Equal up to the model's rounding: its float results vary by the last bit with the batch a face
-    ran in, and colour transfer's scaling can carry that to a level or two here and there."""
-    diff = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
-    return diff.max() <= 3 and diff.mean() < 0.05
-
 
 def _run(runner, kind, params):
     job = runner.wait(runner.submit(kind, params)["id"], timeout=300)
@@ -30,14 +19,8 @@ def _run(runner, kind, params):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, portrait_clips):
-    ws = Workspace(tmp_path_factory.mktemp("ws"))
-    runner = JobRunner(ws, STAGES)
-    _run(runner, "extract", {"video": str(portrait_clips["hopper"]), "faceset": "src", "size": 128})
-    _run(runner, "extract", {"video": str(portrait_clips["astronaut"]), "faceset": "dst", "size": 128})
-    _run(runner, "train", {"model": "m", "source": "src", "destination": "dst", "iterations": 8, **TINY})
-    yield ws
-    runner.shutdown()
+def trained(tiny_pair):
+    return tiny_pair
 
 
 def _all_frames(clip):
@@ -207,7 +190,7 @@ def test_the_fill_follows_the_shots_range_from_the_asked_frame(portrait_clips):
     cache.close()
 
 
-def test_a_preview_is_the_jobs_frame_whatever_was_scrubbed_before(trained, portrait_clips, tmp_path):
+def test_a_preview_is_the_jobs_frame_whatever_was_scrubbed_before(trained, portrait_clips, tmp_path, about_equal):
     ws = trained
     clip = str(portrait_clips["astronaut"])
     settings = {"smooth_colour": 1.5, "sharpen": 0.3}
@@ -231,12 +214,12 @@ def test_a_preview_is_the_jobs_frame_whatever_was_scrubbed_before(trained, portr
         a, b = _alpha(first["layer"]), _alpha(second["layer"])
         # the same pixels up to a rounding (the model's float results vary by the last bit with the
         # batch a face ran in)
-        assert _close(a, b), "the same frame and settings gave other pixels after scrubbing"
-        assert job.shape == a.shape and _close(job, a)
+        assert about_equal(a, b), "the same frame and settings gave other pixels after scrubbing"
+        assert job.shape == a.shape and about_equal(job, a)
         # the matte is the layer's alpha, as the job writes it
         matte = cv2.imdecode(np.frombuffer(first["matte"], np.uint8), cv2.IMREAD_UNCHANGED)
         assert matte.shape == a.shape[:2] and np.array_equal(matte, a[..., 3])
-        assert _close(job_matte, matte)
+        assert about_equal(job_matte, matte)
         # the range bounds the smoothing and the frames a session decodes
         narrow = PreviewSession(ws, "m", clip, "dst")
         try:

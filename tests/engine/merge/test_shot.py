@@ -13,17 +13,6 @@ from engine.jobs import JobRunner
 from engine.media.decode import iter_frames
 from engine.merge.frame import ShotMerger
 from engine.recipes import STAGES
-from engine.workspace import Workspace
-
-TINY = {"resolution": 32, "ae_dims": 32, "e_dims": 8, "d_dims": 8, "d_mask_dims": 4, "batch_size": 4}
-
-
-def _close(a, b) -> bool:
-    """Equal up to the model's rounding: its float results vary by the last bit with the batch a face
-    ran in, and colour transfer's scaling can carry that to a level or two here and there."""
-    diff = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
-    return diff.max() <= 3 and diff.mean() < 0.05
-
 
 def _run(runner, kind, params):
     job = runner.wait(runner.submit(kind, params)["id"], timeout=300)
@@ -33,14 +22,9 @@ def _run(runner, kind, params):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, portrait_clips):
-    ws = Workspace(tmp_path_factory.mktemp("ws"))
-    runner = JobRunner(ws, STAGES)
-    _run(runner, "extract", {"video": str(portrait_clips["hopper"]), "faceset": "src", "size": 128})
-    _run(runner, "extract", {"video": str(portrait_clips["astronaut"]), "faceset": "dst", "size": 128})
-    result = _run(runner, "train", {"model": "m", "source": "src", "destination": "dst", "iterations": 12, **TINY})
-    assert result["iterations"] == 12
-    yield ws, runner
+def trained(tiny_pair):
+    runner = JobRunner(tiny_pair, STAGES)
+    yield tiny_pair, runner
     runner.shutdown()
 
 
@@ -224,7 +208,7 @@ def test_a_cancelled_merge_keeps_what_it_wrote_and_resumes(trained, portrait_cli
 
 
 def test_resume_prepares_and_decodes_only_the_windows_of_the_missing_frames(trained, portrait_clips, tmp_path,
-                                                                             model_faces, monkeypatch):
+                                                                             model_faces, monkeypatch, about_equal):
     from engine.merge import shot
 
     ws, runner = trained
@@ -248,7 +232,7 @@ def test_resume_prepares_and_decodes_only_the_windows_of_the_missing_frames(trai
     assert decoded == [[0, 1, 2, 3, 8, 9, 10, 11]]
     for i in (0, 11):  # the same smoothing window as in the full run: the same face
         again = _read(out / "layer" / f"frame_{i:06d}.png")
-        assert _close(again, before[i])
+        assert about_equal(again, before[i])
 
 
 def test_frames_the_preview_overwrote_or_merge_json_does_not_list_are_merged_again(trained, portrait_clips,
