@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -55,36 +56,20 @@ def frame_range(info: VideoInfo, start: int = 0, end: int | None = None) -> tupl
 
 
 def iter_frames(path: Path, start: int = 0, end: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (source frame index, BGR uint8 frame) for frames [start, end).
-
-    Frames before `start` are grabbed without decoding to pixels: container seeks land on keyframes
-    and would shift frame indices, which must match Blender's strip frames exactly.
-    """
-    cap = _open(path)
-    try:
-        index = 0
-        while index < start:
-            if not cap.grab():
-                return
-            index += 1
-        while end is None or index < end:
-            ok, frame = cap.read()
-            if not ok:
-                return
-            yield index, frame
-            index += 1
-    finally:
-        cap.release()
+    """Yield (source frame index, BGR uint8 frame) for frames [start, end) (to the end when None)."""
+    return _frames(path, itertools.count(start) if end is None else range(start, end))
 
 
-def iter_frames_at(path: Path, frames) -> Iterator[tuple[int, np.ndarray]]:
+def iter_frames_at(path: Path, frames: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (source frame index, BGR uint8 frame) for the given frame numbers only, in increasing
-    order. The frames between them are grabbed (decoded by the codec, which needs them as
-    references, but never converted to BGR pixels), not sought past: a seek lands on a keyframe and
-    would shift frame indices, as in iter_frames. Numbers past the video's end yield nothing."""
-    wanted = sorted({int(f) for f in frames})
-    if not wanted:
-        return
+    order. Numbers past the video's end yield nothing."""
+    return _frames(path, sorted({int(f) for f in frames}))
+
+
+def _frames(path: Path, wanted: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """The frames numbered `wanted` (increasing). The ones between are grabbed (decoded by the codec,
+    which needs them as references, but never converted to BGR pixels), not sought past: container
+    seeks land on keyframes and would shift frame indices, which must match Blender's strip frames."""
     cap = _open(path)
     try:
         index = 0
