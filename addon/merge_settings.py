@@ -16,9 +16,10 @@ Also here: the scene's merge outputs (`scene.swapline_merge_outputs`) and the li
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import BoolProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from . import live_preview
+from .properties import option_property
 from .merge_options import BY_NAME, CUSTOM_MASK, OPTIONS, clamp, custom_mask, plain, simplify
 
 PREFIX = "swapline_merge"
@@ -34,18 +35,7 @@ def _toggled(self, context) -> None:
 
 def _option_property(option):
     """The Blender property of one merge option; only the ones the engine animates can be keyed."""
-    common = {"name": option.label, "description": option.tip, "default": option.default, "update": _changed,
-              "options": {"ANIMATABLE"} if option.animatable else set()}
-    limits = {k: v for k, v in option.extra.items() if k in ("min", "max", "soft_min", "soft_max", "step")}
-    if "items" in option.extra:
-        return EnumProperty(items=option.extra["items"], **common)
-    if isinstance(option.default, bool):
-        return BoolProperty(**common)
-    if isinstance(option.default, int):
-        return IntProperty(**common, **limits)
-    if isinstance(option.default, str):
-        return StringProperty(**common)
-    return FloatProperty(**common, **limits, precision=option.extra.get("precision", 3))
+    return option_property(option, update=_changed, options={"ANIMATABLE"} if option.animatable else set())
 
 
 SwaplineMergeSettings = type("SwaplineMergeSettings", (bpy.types.PropertyGroup,), {

@@ -107,17 +107,19 @@ class SwaplineMaskSettings(bpy.types.PropertyGroup):
         ("hull", "Landmark Hull", "The face outline from landmarks only")], default="auto")
 
 
-def _option_property(option):
-    """The Blender property of one training option (train_options.OPTIONS): its tooltip says what
-    it does and when to use it."""
-    common = {"name": option.label, "description": option.tip, "default": option.default}
-    limits = {k: v for k, v in option.extra.items() if k in ("min", "max", "soft_min", "soft_max")}
+def option_property(option, **common):
+    """The Blender property of one option of an options table (train_options, merge_options): its
+    tooltip says what it does and when to use it. `common` adds keyword arguments (update, options)."""
+    common = {"name": option.label, "description": option.tip, "default": option.default, **common}
+    limits = {k: v for k, v in option.extra.items() if k in ("min", "max", "soft_min", "soft_max", "step")}
     if "items" in option.extra:
         return EnumProperty(items=option.extra["items"], **common)
     if isinstance(option.default, bool):
         return BoolProperty(**common)
     if isinstance(option.default, int):
         return IntProperty(**common, **limits)
+    if isinstance(option.default, str):
+        return StringProperty(**common)
     return FloatProperty(**common, **limits, precision=option.extra.get("precision", 3))
 
 
@@ -125,7 +127,7 @@ def _option_property(option):
 SwaplineTrainOptions = type("SwaplineTrainOptions", (bpy.types.PropertyGroup,), {
     "__doc__": "Training options for this .blend (the user's intent; sent with Start, soft ones with Apply)",
     "__annotations__": {
-        **{o.name: _option_property(o) for o in OPTIONS if o.name not in ON_SCENE},
+        **{o.name: option_property(o) for o in OPTIONS if o.name not in ON_SCENE},
         "preset": EnumProperty(name="Preset", items=PRESET_ITEMS, default="quick",
                                description="A starting point: sets the model's shape and pace below"),
         "dfm_path": StringProperty(name="DFM File", subtype="FILE_PATH", default="//model.dfm",
