@@ -158,19 +158,25 @@ def test_a_session_that_cannot_open_is_not_kept(workspace, portrait_clips):
         ws.close()
 
 
-def test_concurrent_requests_for_a_new_shot_open_it_once(workspace, portrait_clips, monkeypatch):
-    import threading
-
+@pytest.fixture
+def opened(monkeypatch) -> list:
+    """The (video, faceset, ...) of every PreviewSession opened while the test runs."""
     from engine.merge import preview
 
-    opened = []
+    calls = []
 
     class Counted(preview.PreviewSession):
         def __init__(self, *args, **kwargs):
-            opened.append(args[1:])
+            calls.append(args[1:])
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(preview, "PreviewSession", Counted)
+    return calls
+
+
+def test_concurrent_requests_for_a_new_shot_open_it_once(workspace, portrait_clips, opened):
+    import threading
+
     ws = Workspace(workspace)
     sessions = PreviewSessions(ws)
     clip = portrait_clips["astronaut"]
@@ -211,18 +217,9 @@ def test_a_session_is_reopened_when_the_faceset_or_its_masks_change(workspace, p
         ws.close()
 
 
-def test_a_failed_open_answers_its_waiters_and_the_next_requests_at_once(workspace, portrait_clips, monkeypatch):
+def test_a_failed_open_answers_its_waiters_and_the_next_requests_at_once(workspace, portrait_clips, opened,
+                                                                         monkeypatch):
     from engine import service_merge
-    from engine.merge import preview
-
-    opened = []
-
-    class Counted(preview.PreviewSession):
-        def __init__(self, *args, **kwargs):
-            opened.append(args[1:])
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(preview, "PreviewSession", Counted)
     ws = Workspace(workspace)
     sessions = PreviewSessions(ws)
     clip = str(portrait_clips["astronaut"])

@@ -11,16 +11,12 @@ from engine.merge import preview
 from engine.merge.preview import FrameCache, PreviewSession
 from engine.recipes import STAGES
 
+
 def _run(runner, kind, params):
     job = runner.wait(runner.submit(kind, params)["id"], timeout=300)
     if job["state"] != "done":
         raise EngineError(job["error"]["code"], job["error"]["message"])
     return job["result"]
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_pair):
-    return tiny_pair
 
 
 def _all_frames(clip):
@@ -93,8 +89,8 @@ def _alpha(png: bytes) -> np.ndarray:
     return image
 
 
-def test_a_session_renders_the_face_layer_and_caches_it(trained, portrait_clips):
-    ws = trained
+def test_a_session_renders_the_face_layer_and_caches_it(tiny_pair, portrait_clips):
+    ws = tiny_pair
     clip = portrait_clips["astronaut"]
     info = probe(clip)
     session = PreviewSession(ws, "m", str(clip), "dst")
@@ -129,8 +125,8 @@ def test_a_session_renders_the_face_layer_and_caches_it(trained, portrait_clips)
     assert err.value.code == "busy"
 
 
-def test_session_errors(trained, portrait_clips, tmp_path):
-    ws = trained
+def test_session_errors(tiny_pair, portrait_clips, tmp_path):
+    ws = tiny_pair
     clip = str(portrait_clips["astronaut"])
     for model, video, faceset, code in (("nope", clip, "dst", "not_found"),
                                         ("m", str(tmp_path / "gone.mp4"), "dst", "not_found"),
@@ -190,8 +186,8 @@ def test_the_fill_follows_the_shots_range_from_the_asked_frame(portrait_clips):
     cache.close()
 
 
-def test_a_preview_is_the_jobs_frame_whatever_was_scrubbed_before(trained, portrait_clips, tmp_path, about_equal):
-    ws = trained
+def test_a_preview_is_the_jobs_frame_whatever_was_scrubbed_before(tiny_pair, portrait_clips, tmp_path, about_equal):
+    ws = tiny_pair
     clip = str(portrait_clips["astronaut"])
     settings = {"smooth_colour": 1.5, "sharpen": 0.3}
     runner = JobRunner(ws, STAGES)

@@ -14,6 +14,7 @@ from engine.media.decode import iter_frames
 from engine.merge.frame import ShotMerger
 from engine.recipes import STAGES
 
+
 def _run(runner, kind, params):
     job = runner.wait(runner.submit(kind, params)["id"], timeout=300)
     if job["state"] != "done":
