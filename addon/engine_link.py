@@ -37,6 +37,8 @@ class LinkConfig:
     cwd: str = ""
     launch_timeout: float = 120.0
     connect_timeout: float = 10.0
+    use_tls: bool = False       # remote only: wrap the connection in TLS
+    tls_fingerprint: str = ""   # remote TLS: the SHA-256 of the engine's certificate, pinned
 
 
 # Messages posted to the main thread -------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import socket
+import ssl
 import threading
 import time
 from typing import Any, Callable, Iterator
@@ -42,8 +43,10 @@ class BridgeServer:
     linger = 1.0              # how long we drain a closing peer's input (see _close_socket)
 
     def __init__(self, handler: Handler, *, host: str = "127.0.0.1", port: int = 0,
-                 token: str | None = None, engine_info: dict | None = None) -> None:
+                 token: str | None = None, engine_info: dict | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self._handler = handler
+        self._tls = tls
         self._host = host
         self._port = port
         self._token = token

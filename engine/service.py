@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import platform
 import socket
+import ssl
 from pathlib import Path
 
-from bridge import BridgeError, BridgeServer, Session
+from bridge import PROTOCOL_VERSION, BridgeError, BridgeServer, Session
 
 from . import __version__
 from .errors import EngineError
@@ -16,6 +17,7 @@ from .facesets import FaceRecord
 from .jobs import JobRunner
 from .recipes import STAGES
 from .service_args import arg as _arg, ints as _ints
+from .service_files import FILE_OPS
 from .service_masks import MASK_OPS
 from .service_merge import MERGE_OPS
 from .service_train import TRAIN_OPS
@@ -37,15 +39,24 @@ def describe_device() -> str:
 class EngineService:
     """One workspace, one job queue, one bridge server."""
 
-    def __init__(self, workspace: Path, host: str = "127.0.0.1", port: int = 0, token: str | None = None) -> None:
+    def __init__(self, workspace: Path, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
+                 tls: ssl.SSLContext | None = None, confine: bool | None = None) -> None:
         self.workspace = Workspace(workspace)
+        # A remote engine (one listening beyond loopback) keeps client paths inside its workspace.
+        self.confine = (host not in ("127.0.0.1", "::1", "localhost")) if confine is None else confine
         self.info = {
             "name": f"swapline@{socket.gethostname()}", "version": __version__, "device": describe_device(),
-            "workspace": str(self.workspace.root), "protocol": 1,
+            "workspace": str(self.workspace.root), "protocol": PROTOCOL_VERSION, "confined": self.confine,
+            "tls": tls is not None,
         }
-        self.server = BridgeServer(self.handle, host=host, port=port, token=token, engine_info=self.info)
+        self.server = BridgeServer(self.handle, host=host, port=port, token=token, engine_info=self.info, tls=tls)
         self.jobs = JobRunner(self.workspace, STAGES, on_change=self._job_changed)
         self.histograms = face_sort.HistogramCache()  # paging through a histogram sort reads crops once
+
+    def load(self) -> dict:
+        """How busy this engine is, for the add-on's engine list: jobs running and waiting."""
+        states = [job["state"] for job in self.jobs.list()]
+        return {"running": sum(s in ("running", "paused") for s in states), "queued": states.count("queued")}
 
     def _job_changed(self, job: dict) -> None:
         self.server.broadcast({"event": "job", "job": job})
@@ -67,7 +78,7 @@ class EngineService:
         args = args or {}
         try:
             if op == "engine.info":
-                return self.info
+                return {**self.info, "load": self.load()}
             if op == "job.start":
                 return self.jobs.submit(_arg(args, "kind", str), _arg(args, "params", dict))
             if op == "job.get":
@@ -84,6 +95,8 @@ class EngineService:
                 return TRAIN_OPS[op](self.workspace, args, self.jobs)
             if op in MERGE_OPS:
                 return MERGE_OPS[op](self, args)
+            if op in FILE_OPS:
+                return FILE_OPS[op](self, args)
         except EngineError as exc:
             raise BridgeError(exc.code, exc.message) from None
         raise BridgeError("unknown_op", f"this engine has no operation {op!r}")
