@@ -17,6 +17,7 @@ from .facesets import FaceRecord
 from .jobs import JobRunner
 from .recipes import STAGES
 from .service_args import arg as _arg, ints as _ints
+from .service_bundle import BUNDLE_OPS
 from .service_files import FILE_OPS
 from .service_masks import MASK_OPS
 from .service_merge import MERGE_OPS
@@ -97,6 +98,8 @@ class EngineService:
                 return MERGE_OPS[op](self, args)
             if op in FILE_OPS:
                 return FILE_OPS[op](self, args)
+            if op in BUNDLE_OPS:
+                return BUNDLE_OPS[op](self, args)
         except EngineError as exc:
             raise BridgeError(exc.code, exc.message) from None
         raise BridgeError("unknown_op", f"this engine has no operation {op!r}")
