@@ -7,27 +7,80 @@ Honouring Blender's online-access setting is the add-on's job, before it calls b
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .protocol import PROTOCOL_VERSION, SERVICE_TYPE, BridgeError
 
-__all__ = ["DiscoveredEngine", "EngineAdvertiser", "browse_engines"]
+__all__ = ["DiscoveredEngine", "EngineAdvertiser", "advertise_engine", "browse_engines", "engine_properties",
+           "load_text"]
 
 _RESOLVE_BUDGET = 1.0  # seconds for resolving every name found, after the browse period
+_MAX_VALUE = 200  # a TXT string holds 255 bytes, key and "=" included
+LOAD_INTERVAL = 5.0  # seconds between load checks of an advertised engine
 
 
 @dataclass(frozen=True)
 class DiscoveredEngine:
-    """One engine seen on the LAN; connect with BridgeClient(host, port, token)."""
+    """One engine seen on the LAN; connect with BridgeClient(host, port, token).
+
+    The accessors read the TXT record (see engine_properties); an engine that left a key out (an
+    older one) reads as empty, None or False, never as an error: the record is the peer's word.
+    """
 
     name: str
     host: str
     port: int
     properties: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        """The engine's own name (the instance label has its dots replaced)."""
+        return self.properties.get("name") or self.name
+
+    @property
+    def device(self) -> str:
+        return self.properties.get("device", "")
+
+    @property
+    def version(self) -> str:
+        return self.properties.get("version", "")
+
+    @property
+    def protocol(self) -> int | None:
+        text = self.properties.get("protocol", "")
+        return int(text) if text.isdigit() else None
+
+    @property
+    def tls(self) -> bool:
+        return self.properties.get("tls") == "1"
+
+    @property
+    def load(self) -> tuple[int, int] | None:
+        """(running, queued) jobs when the engine announced them."""
+        running, _, queued = self.properties.get("load", "").partition("/")
+        if running.isdigit() and queued.isdigit():
+            return int(running), int(queued)
+        return None
+
+
+def load_text(load: dict) -> str:
+    """The TXT form of EngineService.load(): "running/queued", e.g. "1/2"."""
+    return f"{int(load.get('running', 0))}/{int(load.get('queued', 0))}"
+
+
+def engine_properties(info: dict, load: dict | None = None) -> dict[str, str]:
+    """The TXT properties for an engine's info map (the hello's engine map): never the token."""
+    properties = {"name": str(info.get("name", ""))[:_MAX_VALUE], "version": str(info.get("version", "")),
+                  "device": str(info.get("device", ""))[:_MAX_VALUE], "tls": "1" if info.get("tls") else "0"}
+    if load is not None:
+        properties["load"] = load_text(load)
+    return properties
 
 
 def _instance_label(name: str) -> str:
@@ -51,8 +104,9 @@ def _lan_addresses() -> list[str]:
 class EngineAdvertiser:
     """Announce one engine as `<name>._swapline._tcp.local.` until stop().
 
-    The TXT record carries `properties` plus "protocol" (the bridge version). Never put the token
-    there: anyone on the LAN can read it. If another engine holds the name, zeroconf picks a new one.
+    The TXT record carries `properties` (an engine's: engine_properties(), i.e. name, version, device,
+    tls "1"/"0", load "running/queued") plus "protocol" (the bridge version); update() changes them
+    while announced, follow_load() keeps "load" current. Never put the token there: anyone on the LAN can read it. If another engine holds the name, zeroconf picks a new one.
     start() blocks for about 2 s while mDNS probes that the name is free. The engine must listen on
     the advertised addresses (not only 127.0.0.1) for a LAN peer to reach it.
     """
@@ -65,6 +119,10 @@ class EngineAdvertiser:
         self.addresses = list(addresses) if addresses else None
         self._zeroconf: Any = None
         self._info: Any = None
+        # update() runs on the load thread while stop() may run on the main one.
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._follower: threading.Thread | None = None
 
     def start(self) -> None:
         from zeroconf import InterfaceChoice, ServiceInfo, Zeroconf
@@ -76,6 +134,7 @@ class EngineAdvertiser:
         info = ServiceInfo(SERVICE_TYPE, f"{self.name}.{SERVICE_TYPE}", port=self.port,
                            properties=self.properties, server=f"{host_label}.local.",
                            parsed_addresses=addresses)
+        self._stopped.clear()
         try:
             zeroconf = Zeroconf(interfaces=self.addresses or InterfaceChoice.All)
         except OSError as exc:
@@ -87,15 +146,77 @@ class EngineAdvertiser:
             raise BridgeError("unreachable", f"LAN announcement failed: {exc}") from None
         self._zeroconf, self._info = zeroconf, info
 
+    def update(self, properties: dict[str, str]) -> bool:
+        """Merge `properties` into the TXT record and re-announce it if anything changed.
+
+        Before start() this only changes what start() will announce. Returns True when a new record
+        went out. A peer browsing afresh sees the new values; one holding a cached copy sees them
+        when zeroconf's update reaches it.
+        """
+        from zeroconf import ServiceInfo
+
+        with self._lock:
+            merged = {**self.properties, **{str(k): str(v) for k, v in properties.items()}}
+            if merged == self.properties:
+                return False
+            self.properties = merged
+            if self._zeroconf is None:
+                return False
+            old = self._info
+            # register_service may have renamed the instance: keep the name it settled on.
+            info = ServiceInfo(old.type, old.name, port=old.port, properties=merged, server=old.server,
+                               parsed_addresses=old.parsed_addresses())
+            try:
+                self._zeroconf.update_service(info)
+            except Exception as exc:  # noqa: BLE001 - zeroconf has its own exception family
+                raise BridgeError("unreachable", f"LAN announcement update failed: {exc}") from None
+            self._info = info
+            return True
+
+    def follow_load(self, load: Callable[[], dict], interval: float = LOAD_INTERVAL) -> None:
+        """Re-announce `load()` (EngineService.load) every `interval` s on a daemon thread, until stop().
+
+        Only a changed load goes out, so an idle engine sends nothing.
+        """
+        def run() -> None:
+            while not self._stopped.wait(interval):
+                try:
+                    self.update({"load": load_text(load())})
+                except Exception as exc:  # noqa: BLE001 - a bad tick must not end the announcements
+                    logging.getLogger("swapline.bridge").warning("engine load not announced: %s", exc)
+
+        self.update({"load": load_text(load())})
+        self._follower = threading.Thread(target=run, name="swapline-advertise-load", daemon=True)
+        self._follower.start()
+
     def stop(self) -> None:
-        zeroconf, info = self._zeroconf, self._info
-        self._zeroconf = self._info = None
+        self._stopped.set()
+        if self._follower is not None and self._follower is not threading.current_thread():
+            self._follower.join(timeout=5.0)
+        self._follower = None
+        with self._lock:
+            zeroconf, info = self._zeroconf, self._info
+            self._zeroconf = self._info = None
         if zeroconf is None:
             return
         try:
             zeroconf.unregister_service(info)
         finally:
             zeroconf.close()
+
+
+def advertise_engine(info: dict, port: int, load: Callable[[], dict] | None = None, *,
+                     interval: float = LOAD_INTERVAL, addresses: list[str] | None = None) -> EngineAdvertiser:
+    """Announce an engine from its info map (EngineService.info) and keep its load current; stop() it.
+
+    Blocks ~2 s while mDNS probes the name. Raises BridgeError("unreachable") if it cannot announce.
+    """
+    advertiser = EngineAdvertiser(str(info.get("name") or "swapline"), port,
+                                  engine_properties(info, load() if load else None), addresses=addresses)
+    advertiser.start()
+    if load is not None:
+        advertiser.follow_load(load, interval)
+    return advertiser
 
 
 def browse_engines(timeout: float = 2.0, *, interfaces: list[str] | None = None) -> list[DiscoveredEngine]:

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from bridge import PROTOCOL_VERSION, DiscoveredEngine, EngineAdvertiser, browse_engines
-from bridge.discovery import _instance_label
+from bridge.discovery import _instance_label, advertise_engine, engine_properties, load_text
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -68,6 +68,67 @@ def test_advertised_engine_is_found_on_loopback(multicast):
     assert engine.name == f"studio-gpu box {os.getpid()}"
     assert (engine.host, engine.port) == (LOOPBACK, 47123)
     assert engine.properties == {"protocol": str(PROTOCOL_VERSION), "version": "0.1.0", "device": "cuda"}
+
+
+def browse_for(suffix: str, wanted=lambda engine: True, attempts: int = 4) -> DiscoveredEngine | None:
+    """The engine whose name ends with `suffix` once `wanted(engine)` holds, from fresh browses."""
+    for _ in range(attempts):
+        for engine in browse_engines(2.0, interfaces=[LOOPBACK]):
+            if engine.name.endswith(suffix) and wanted(engine):
+                return engine
+    return None
+
+
+def test_update_changes_the_load_a_new_browse_sees(multicast):
+    info = {"name": f"swapline@box.{os.getpid()}", "version": "0.2.0", "device": "NVIDIA H100 (80 GiB)",
+            "tls": True, "workspace": "/secret/path"}
+    advertiser = EngineAdvertiser(info["name"], 47124, engine_properties(info, {"running": 1, "queued": 2}),
+                                  addresses=[LOOPBACK])
+    advertiser.start()
+    try:
+        first = browse_for(f"{os.getpid()}")
+        assert advertiser.update({"load": "0/0"}) is True
+        assert advertiser.update({"load": "0/0"}) is False  # unchanged: nothing re-announced
+        second = browse_for(f"{os.getpid()}", lambda engine: engine.load == (0, 0))
+    finally:
+        advertiser.stop()
+    assert first is not None and second is not None
+    assert first.title == info["name"]  # the instance label lost its dot, the TXT name did not
+    assert (first.device, first.version, first.tls, first.protocol) == (
+        "NVIDIA H100 (80 GiB)", "0.2.0", True, PROTOCOL_VERSION)
+    assert first.load == (1, 2)
+    assert second.load == (0, 0) and second.device == first.device
+    assert "workspace" not in second.properties  # only what a LAN peer needs to choose an engine
+
+
+def test_advertise_engine_follows_the_load(multicast):
+    load = {"running": 0, "queued": 0}
+    info = {"name": f"follow {os.getpid()}", "version": "0.2.0", "device": "CPU: x86_64, 2 threads", "tls": False}
+    advertiser = advertise_engine(info, 47125, lambda: dict(load), interval=0.2, addresses=[LOOPBACK])
+    try:
+        first = browse_for(f"follow {os.getpid()}")
+        load.update(running=1, queued=3)
+        later = browse_for(f"follow {os.getpid()}", lambda engine: engine.load == (1, 3))
+    finally:
+        advertiser.stop()
+    assert first is not None and first.load == (0, 0) and first.tls is False
+    assert later is not None and later.load == (1, 3)
+    assert advertiser._follower is None  # stop() ended the load thread
+
+
+def test_update_before_start_only_changes_what_start_announces():
+    advertiser = EngineAdvertiser("idle", 1, {"load": "0/0"})
+    assert advertiser.update({"load": "2/0"}) is False
+    assert advertiser.properties["load"] == "2/0"
+
+
+def test_engine_properties_and_accessors_tolerate_missing_keys():
+    assert load_text({"running": 2, "queued": 5}) == "2/5"
+    assert engine_properties({"name": "n", "device": "d" * 300})["device"] == "d" * 200
+    assert engine_properties({"name": "n"})["tls"] == "0"
+    bare = DiscoveredEngine("old", "10.0.0.2", 5000, {"load": "x/1", "protocol": "v"})
+    assert (bare.title, bare.device, bare.version, bare.load, bare.tls, bare.protocol) == (
+        "old", "", "", None, False, None)
 
 
 def test_instance_names_are_made_into_one_dns_label():
