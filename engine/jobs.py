@@ -3,6 +3,12 @@
 A job's stage function gets a `JobContext` (report progress, ask whether to stop, take the commands
 a client sent it, say it is paused) and never sees the socket. Jobs outlive the client that started
 them; an exception in a stage fails that job only.
+
+Jobs outlive the engine too: when it starts, the jobs it finds queued are queued again in their
+order, and a job that was running when the engine stopped (killed, crashed, power cut) is queued
+again under the same id if its kind carries on where it stopped (`resumes_after_restart`), at most
+MAX_RESTARTS times; otherwise it fails as `interrupted`. Only the runner holding the workspace's
+jobs.lock does this, so a second process opening the same workspace never runs a live engine's job.
 """
 
 from __future__ import annotations
@@ -17,12 +23,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import Cancelled, EngineError
+from .files import try_lock
 from .workspace import Workspace
 
 log = logging.getLogger("swapline.engine.jobs")
 
 ACTIVE = ("queued", "running", "paused")  # paused: a running job that waits for "resume"
 EVENT_INTERVAL = 0.2  # progress events per job at most ~5 a second: Blender redraws on each
+MAX_RESTARTS = 3  # a job that takes the engine down with it every time is not restarted for ever
+RESUMED = "resumed after the engine stopped"
 
 StageFn = Callable[[Workspace, dict, "JobContext"], dict]
 
@@ -75,15 +84,38 @@ class JobRunner:
         self._paused_at: dict[str, float] = {}
         self._lock = threading.RLock()
         self._queue: queue.Queue[str | None] = queue.Queue()
-        for job in workspace.load_jobs():
-            if job["state"] in ACTIVE:
-                # The engine stopped under this job; training resumes from its checkpoint when restarted.
-                job["state"] = "failed"
-                job["error"] = {"code": "interrupted", "message": "the engine stopped while this job ran; start it again"}
-                workspace.save_job(job)
+        # held for the runner's life: the jobs left active in the catalog are this runner's to recover
+        # only when no live engine holds it (a CLI run beside a serving engine must not touch them)
+        self._owner = try_lock(workspace.root / "jobs.lock")
+        for job in workspace.load_jobs():  # oldest first: queued again in their order
             self._jobs[job["id"]] = job
+            if job["state"] in ACTIVE and self._owner is not None and self._recover(job):
+                self._contexts[job["id"]] = JobContext(job["id"], self)
+                self._queue.put(job["id"])
         self._worker = threading.Thread(target=self._work, name="swapline-jobs", daemon=True)
         self._worker.start()
+
+    def _recover(self, job: dict) -> bool:
+        """A job the last engine left active: queue it again (True) or fail it as interrupted."""
+        job["eta"] = None
+        if job["state"] == "queued":  # it never started: nothing of it is half done
+            job["message"] = "waiting for earlier jobs (queued before the engine stopped)"
+        elif not resumes_after_restart(job):
+            job["state"] = "failed"
+            job["error"] = {"code": "interrupted", "message": "the engine stopped while this job ran; start it again"}
+            job["message"] = job["error"]["message"]
+        elif job.get("restarts", 0) >= MAX_RESTARTS:
+            job["state"] = "failed"
+            job["error"] = {"code": "interrupted", "message": (
+                f"the engine stopped while this job ran, {job.get('restarts', 0) + 1} times in a row; it is not "
+                "restarted again: look at the engine's log, then start it again yourself")}
+            job["message"] = job["error"]["message"]
+        else:
+            job["restarts"] = job.get("restarts", 0) + 1
+            job["state"], job["error"] = "queued", None
+            job["message"] = f"{RESUMED} (restart {job['restarts']} of at most {MAX_RESTARTS})"
+        self._save(job)
+        return job["state"] == "queued"
 
     # Public ------------------------------------------------------------------------------------
 
@@ -95,12 +127,12 @@ class JobRunner:
         job = {
             "id": uuid.uuid4().hex[:12], "kind": kind, "state": "queued", "params": params, "progress": 0.0,
             "message": "waiting for earlier jobs", "eta": None, "stats": {}, "result": None, "error": None,
-            "created": time.time(),
+            "created": time.time(), "restarts": 0,
         }
         with self._lock:
+            self.workspace.save_job(job)  # a job the catalog cannot hold (disk full) is refused here
             self._jobs[job["id"]] = job
             self._contexts[job["id"]] = JobContext(job["id"], self)
-            self.workspace.save_job(job)
         self._emit(job)
         self._queue.put(job["id"])
         return dict(job)
@@ -161,6 +193,9 @@ class JobRunner:
                 ctx._cancel.set()
         self._queue.put(None)
         self._worker.join(timeout=30)
+        if self._owner is not None:
+            self._owner.close()  # the next runner on this workspace may recover what is left
+            self._owner = None
 
     # Worker ------------------------------------------------------------------------------------
 
@@ -173,9 +208,10 @@ class JobRunner:
                 job = self._jobs[job_id]
                 if job["state"] != "queued":
                     continue
-                job["state"], job["message"] = "running", "starting"
+                job["state"] = "running"
+                job["message"] = f"starting: {RESUMED}" if job.get("restarts") else "starting"
                 self._started[job_id] = time.monotonic()
-                self.workspace.save_job(job)
+                self._save(job)
                 ctx = self._contexts[job_id]
             self._emit(job)
             try:
@@ -199,7 +235,7 @@ class JobRunner:
             job["message"] = message or (error or {}).get("message", state)
             if state == "done":
                 job["progress"] = 1.0
-            self.workspace.save_job(job)
+            self._save(job)
             for per_job in (self._contexts, self._started, self._last_event, self._paused_at):
                 per_job.pop(job["id"], None)
         self._emit(job)
@@ -223,7 +259,7 @@ class JobRunner:
             if now - self._last_event.get(job_id, 0.0) < EVENT_INTERVAL:
                 return
             self._last_event[job_id] = now
-            self.workspace.save_job(job)
+            self._save(job)
         self._emit(job)
 
     def _set_paused(self, job_id: str, paused: bool) -> None:
@@ -242,11 +278,30 @@ class JobRunner:
                 if job_id in self._started:
                     self._started[job_id] += now - since
             self._last_event[job_id] = now
-            self.workspace.save_job(job)
+            self._save(job)
         self._emit(job)  # a state change is never rate-limited
+
+    def _save(self, job: dict) -> None:
+        """Persist a job's change; when the catalog cannot take it (disk full) the job goes on in
+        memory and the engine keeps working: the worker thread must never die of a write."""
+        try:
+            self.workspace.save_job(job)
+        except EngineError as exc:
+            log.error("job %s: its state could not be saved: %s", job["id"], exc)
 
     def _emit(self, job: dict) -> None:
         try:
             self.on_change(dict(job))
         except Exception:
             log.exception("job event listener failed")
+
+
+def resumes_after_restart(job: dict) -> bool:
+    """Whether running a job again with the same id and params carries on where it stopped, rather
+    than starting over or doing anything twice: training from its checkpoint (iterations are an
+    absolute target), a merge from merge.json in its folder (renders/<job id> or its output), an
+    extraction from the catalog's record of how far it got, mask training from its checkpoint
+    (not "more": that counts from whatever the model has when the job starts)."""
+    if job["kind"] == "mask_train":
+        return "more" not in job["params"]
+    return job["kind"] in ("train", "pretrain", "merge", "extract")

@@ -15,13 +15,13 @@ from pathlib import Path
 from .errors import EngineError
 from .facemasks import MASK_SCHEMA, MaskStore
 from .facesets import FACESET_SCHEMA, FacesetStore, migrate_facesets
-from .files import content_hash
+from .files import content_hash, disk_full
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, state TEXT NOT NULL, params TEXT NOT NULL,
     progress REAL NOT NULL DEFAULT 0, message TEXT NOT NULL DEFAULT '', stats TEXT NOT NULL DEFAULT '{}',
-    result TEXT, error TEXT, created REAL NOT NULL, updated REAL NOT NULL
+    result TEXT, error TEXT, created REAL NOT NULL, updated REAL NOT NULL, restarts INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS media (
     id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, width INTEGER, height INTEGER,
@@ -63,6 +63,8 @@ class Workspace:
             columns = {r["name"] for r in self._db.execute("PRAGMA table_info(media)")}
             if "hash" not in columns:
                 self._db.execute("ALTER TABLE media ADD COLUMN hash TEXT")
+            if "restarts" not in {r["name"] for r in self._db.execute("PRAGMA table_info(jobs)")}:
+                self._db.execute("ALTER TABLE jobs ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0")
             migrate_facesets(self._db)
 
     def close(self) -> None:
@@ -79,7 +81,13 @@ class Workspace:
 
     def _x(self, sql: str, args: tuple = ()) -> int:
         with self._lock:
-            return self._db.execute(sql, args).lastrowid
+            try:
+                return self._db.execute(sql, args).lastrowid
+            except sqlite3.OperationalError as exc:
+                # SQLITE_FULL: the write is rolled back and the catalog stays as it was
+                if "full" in str(exc).lower():
+                    raise disk_full(self.root, "the catalog change") from exc
+                raise
 
     # Paths -------------------------------------------------------------------------------------
 
@@ -167,11 +175,12 @@ class Workspace:
 
     def save_job(self, job: dict) -> None:
         self._x(
-            "INSERT OR REPLACE INTO jobs (id, kind, state, params, progress, message, stats, result, error, created, updated)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO jobs (id, kind, state, params, progress, message, stats, result, error, created,"
+            " updated, restarts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 job["id"], job["kind"], job["state"], json.dumps(job["params"]), job["progress"], job["message"],
                 json.dumps(job["stats"]), json.dumps(job["result"]), json.dumps(job["error"]), job["created"], time.time(),
+                int(job.get("restarts", 0)),
             ),
         )
 
@@ -182,6 +191,7 @@ class Workspace:
                 "progress": r["progress"], "message": r["message"], "stats": json.loads(r["stats"]),
                 "result": json.loads(r["result"]) if r["result"] else None,
                 "error": json.loads(r["error"]) if r["error"] else None, "created": r["created"], "eta": None,
+                "restarts": r["restarts"],
             }
             for r in self._q("SELECT * FROM jobs ORDER BY created")
         ]
@@ -197,7 +207,18 @@ class _Transaction:
         return self._ws
 
     def __exit__(self, exc_type, *rest) -> None:
+        db = self._ws._db
         try:
-            self._ws._db.execute("ROLLBACK" if exc_type else "COMMIT")
+            if not exc_type:
+                try:
+                    db.execute("COMMIT")
+                except sqlite3.OperationalError as exc:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    if "full" in str(exc).lower():
+                        raise disk_full(self._ws.root, "the catalog change") from exc
+                    raise
+            elif db.in_transaction:  # SQLite rolls back by itself after some errors (disk full)
+                db.execute("ROLLBACK")
         finally:
             self._ws._lock.release()

@@ -85,14 +85,125 @@ def test_unknown_kind_and_missing_job(runner):
         runner.get("nope")
 
 
-def test_interrupted_jobs_are_marked_failed_on_restart(tmp_path):
+def _left(ws, job_id, kind, state, created, params=None, restarts=0):
+    """A job row as an engine killed under it left it in the catalog."""
+    ws.save_job({"id": job_id, "kind": kind, "state": state, "params": params or {"x": job_id}, "progress": 0.3,
+                 "message": "", "stats": {}, "result": None, "error": None, "created": created,
+                 "restarts": restarts})
+
+
+def _order_stage(ws, params, ctx):
+    ws.order = getattr(ws, "order", []) + [ctx.job_id]
+    return {"echo": params["x"]}
+
+
+def test_jobs_that_resume_are_queued_again_on_restart_in_their_order(tmp_path):
     ws = Workspace(tmp_path)
-    ws.save_job({"id": "old", "kind": "train", "state": "running", "params": {}, "progress": 0.3, "message": "",
-                 "stats": {}, "result": None, "error": None, "created": 1.0})
+    _left(ws, "later", "extract", "queued", 3.0)
+    _left(ws, "first", "train", "running", 1.0)
+    _left(ws, "merge", "merge", "paused", 2.0)
+    _left(ws, "export", "export_faceset", "running", 0.5)  # cannot resume: starts over from nothing
+    stages = {k: _order_stage for k in ("train", "merge", "extract", "export_faceset")}
+    r = JobRunner(ws, stages)
+    try:
+        jobs = {j: r.wait(j, timeout=10) for j in ("first", "merge", "later")}
+        assert ws.order == ["first", "merge", "later"]
+        assert all(j["state"] == "done" for j in jobs.values()), jobs
+        assert jobs["first"]["result"] == {"echo": "first"}  # the same id with the same params
+        assert jobs["first"]["restarts"] == jobs["merge"]["restarts"] == 1
+        assert jobs["later"]["restarts"] == 0  # it never started: it never took the engine down
+        export = r.get("export")
+        assert export["state"] == "failed" and export["error"]["code"] == "interrupted"
+    finally:
+        r.shutdown()
+    again = {j["id"]: j for j in Workspace(tmp_path).load_jobs()}
+    assert again["first"]["restarts"] == 1 and again["first"]["state"] == "done"
+
+
+def test_a_resumed_job_says_so_while_it_waits_and_when_it_starts(tmp_path):
+    ws = Workspace(tmp_path)
+    _left(ws, "t", "train", "running", 1.0)
+    events = []
+    gate = threading.Event()
+
+    def held(ws_, params, ctx):
+        gate.wait(10)
+        return {}
+
+    r = JobRunner(ws, {"train": held}, events.append)
+    try:
+        assert "resumed after the engine stopped" in r.get("t")["message"] or r.get("t")["state"] == "running"
+        deadline = time.monotonic() + 10
+        while not any(e["state"] == "running" for e in events):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        running = next(e for e in events if e["state"] == "running")
+        assert running["message"] == "starting: resumed after the engine stopped" and running["restarts"] == 1
+        gate.set()
+        assert r.wait("t", timeout=10)["state"] == "done"
+    finally:
+        gate.set()
+        r.shutdown()
+
+
+def test_a_job_that_keeps_stopping_the_engine_is_given_up(tmp_path):
+    from engine.jobs import MAX_RESTARTS
+
+    ws = Workspace(tmp_path)
+    _left(ws, "loop", "train", "running", 1.0, restarts=MAX_RESTARTS)
     r = JobRunner(ws, {"train": _quick})
     try:
-        job = r.get("old")
+        job = r.get("loop")
         assert job["state"] == "failed" and job["error"]["code"] == "interrupted"
+        assert f"{MAX_RESTARTS + 1} times" in job["error"]["message"] and "not restarted" in job["error"]["message"]
+    finally:
+        r.shutdown()
+
+
+def test_mask_training_for_more_steps_is_not_run_twice(tmp_path):
+    ws = Workspace(tmp_path)
+    _left(ws, "more", "mask_train", "running", 1.0, params={"x": 1, "more": 100})
+    _left(ws, "upto", "mask_train", "running", 2.0, params={"x": 2, "iterations": 100})
+    r = JobRunner(ws, {"mask_train": _quick})
+    try:
+        assert r.get("more")["error"]["code"] == "interrupted"
+        assert r.wait("upto", timeout=10)["state"] == "done"
+    finally:
+        r.shutdown()
+
+
+def test_a_second_runner_on_a_live_engines_workspace_leaves_its_jobs_alone(tmp_path):
+    """A CLI run beside a serving engine: the engine's running job is neither failed nor run twice."""
+    first = JobRunner(Workspace(tmp_path), {"slow": _slow})
+    try:
+        job = first.submit("slow", {})
+        _until(first, job["id"], "running")
+        second = JobRunner(Workspace(tmp_path), {"slow": _slow})
+        try:
+            assert second.get(job["id"])["state"] == "running"
+        finally:
+            second.shutdown()
+        assert first.get(job["id"])["state"] == "running"
+    finally:
+        first.shutdown()
+
+
+def test_a_catalog_that_cannot_be_written_does_not_stop_the_worker(tmp_path, monkeypatch):
+    ws = Workspace(tmp_path)
+    r = JobRunner(ws, {"quick": _quick})
+    try:
+        job = r.submit("quick", {"x": 1})
+        r.wait(job["id"], timeout=10)
+
+        def full(job):
+            raise EngineError("disk_full", "the disk holding x is full")
+
+        monkeypatch.setattr(ws, "save_job", full)
+        with pytest.raises(EngineError) as err:  # a new job is refused: it could not outlive the engine
+            r.submit("quick", {"x": 2})
+        assert err.value.code == "disk_full"
+        monkeypatch.undo()
+        assert r.wait(r.submit("quick", {"x": 3})["id"], timeout=10)["result"] == {"echo": 3}
     finally:
         r.shutdown()
 
@@ -163,11 +274,11 @@ def test_a_paused_job_can_be_cancelled_and_finished_jobs_take_no_commands(obedie
     assert err.value.code == "not_found"
 
 
-def test_paused_jobs_are_interrupted_on_restart(tmp_path):
+def test_paused_jobs_that_cannot_resume_are_interrupted_on_restart(tmp_path):
     ws = Workspace(tmp_path)
-    ws.save_job({"id": "p", "kind": "train", "state": "paused", "params": {}, "progress": 0.3, "message": "",
+    ws.save_job({"id": "p", "kind": "obey", "state": "paused", "params": {}, "progress": 0.3, "message": "",
                  "stats": {}, "result": None, "error": None, "created": 1.0})
-    r = JobRunner(ws, {"train": _quick})
+    r = JobRunner(ws, {"obey": _quick})
     try:
         assert r.get("p")["error"]["code"] == "interrupted"
     finally:
