@@ -15,10 +15,12 @@ from .errors import EngineError
 from .faces import sort as face_sort
 from .facesets import FaceRecord
 from .jobs import JobRunner
+from .mediastore import MediaStore
+from .paths import ALWAYS_CONFINED, JOB_PATHS, OP_PATHS, confine_paths
 from .recipes import STAGES
 from .service_args import arg as _arg, ints as _ints
 from .service_bundle import BUNDLE_OPS
-from .service_files import FILE_OPS
+from .service_files import FILE_OPS, HashCache
 from .service_masks import MASK_OPS
 from .service_merge import MERGE_OPS
 from .service_train import TRAIN_OPS
@@ -53,6 +55,8 @@ class EngineService:
         self.server = BridgeServer(self.handle, host=host, port=port, token=token, engine_info=self.info, tls=tls)
         self.jobs = JobRunner(self.workspace, STAGES, on_change=self._job_changed)
         self.histograms = face_sort.HistogramCache()  # paging through a histogram sort reads crops once
+        self.media = MediaStore(self.workspace.root)
+        self.hashes = HashCache()  # files.manifest hashes a folder of renders once, then what changed
 
     def load(self) -> dict:
         """How busy this engine is, for the add-on's engine list: jobs running and waiting."""
@@ -78,6 +82,7 @@ class EngineService:
     def handle(self, op: str, args: dict, session: Session):
         args = args or {}
         try:
+            args = self.client_paths(op, args)
             if op == "engine.info":
                 return {**self.info, "load": self.load()}
             if op == "job.start":
@@ -103,6 +108,34 @@ class EngineService:
         except EngineError as exc:
             raise BridgeError(exc.code, exc.message) from None
         raise BridgeError("unknown_op", f"this engine has no operation {op!r}")
+
+    def client_paths(self, op: str, args: dict) -> dict:
+        """The request with every path argument (of the op, or of the job it starts) made absolute:
+        relative paths are workspace-relative, and on a confined engine all must stay inside the
+        workspace (engine/paths.py). An op or job kind missing from the tables is refused when confined."""
+        if not isinstance(args, dict):
+            return args  # the op refuses it with its own message
+        root, confine = self.workspace.root, self.confine or op in ALWAYS_CONFINED
+        keys = OP_PATHS.get(op)
+        if keys is None:
+            if self.confine and op in self._ops():
+                raise EngineError("forbidden_path", f"{op} has not declared its path arguments, so a confined "
+                                                    "engine does not run it")
+            return args  # an unknown op is answered as one below
+        args = confine_paths(root, args, keys, confine=confine) if keys else args
+        if op == "job.start" and isinstance(args.get("params"), dict) and isinstance(args.get("kind"), str):
+            kind = args["kind"]
+            if kind not in JOB_PATHS:
+                if self.confine and kind in self.jobs.stages:
+                    raise EngineError("forbidden_path", f"job kind {kind!r} has not declared its path "
+                                                        "parameters, so a confined engine does not run it")
+                return args
+            return {**args, "params": confine_paths(root, args["params"], JOB_PATHS[kind], confine=confine)}
+        return args
+
+    @staticmethod
+    def _ops() -> set[str]:
+        return {*FACESET_OPS, *MASK_OPS, *TRAIN_OPS, *MERGE_OPS, *FILE_OPS, *BUNDLE_OPS}
 
 
 # Faceset operations: quick, synchronous reads and edits of the catalog -------------------------
