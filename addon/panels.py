@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 
 from . import faceset_view, mask_view, merge_panels, mirror, strips, sync, train_panels
+from .preferences import get_preferences
 from .properties import SORT_ITEMS
 
 _STATE_ICONS = {"DISCONNECTED": "UNLINKED", "CONNECTING": "SORTTIME", "CONNECTED": "LINKED", "FAILED": "ERROR"}
@@ -44,6 +45,16 @@ def _draw_jobs(layout, context, kind: str, limit: int) -> None:
             box.label(text=job.message)
 
 
+def _engine_load(st) -> tuple[int, int]:
+    """Jobs running and queued on the connected engine, as engine.info's load counts them.
+
+    Read from the mirrored jobs: the engine sends every job change to every client and the job list
+    on connect, so this stays current without asking engine.info again.
+    """
+    states = [job.state for job in st.jobs]
+    return sum(s in ("running", "paused") for s in states), states.count("queued")
+
+
 class SEQUENCER_PT_swapline(_SwaplinePanel, bpy.types.Panel):
     bl_label = "Swapline"
 
@@ -57,7 +68,16 @@ class SEQUENCER_PT_swapline(_SwaplinePanel, bpy.types.Panel):
             row.operator("swapline.disconnect", text="", icon="CANCEL")
         else:
             row.operator("swapline.connect", text="", icon="PLAY")
-        if st.connection == "CONNECTED":
+        prefs = get_preferences(context)
+        if st.connection == "CONNECTED" and prefs.engine_mode == "REMOTE":
+            # A shared engine: what it runs on and how busy it is decide whether to queue work there.
+            col = layout.column(align=True)
+            col.label(text=f"{st.engine_name} {st.engine_version}".strip(), icon="LOCKED" if prefs.use_tls else "URL")
+            col.label(text=st.engine_device, icon="MEMORY")
+            running, queued = _engine_load(st)
+            col.label(text=f"Load: {running} running, {queued} queued", icon="SORTTIME")
+            col.label(text=st.engine_workspace, icon="FILE_FOLDER")
+        elif st.connection == "CONNECTED":
             col = layout.column(align=True)
             col.label(text=f"{st.engine_name} {st.engine_version} on {st.engine_device}".strip())
             col.label(text=st.engine_workspace, icon="FILE_FOLDER")

@@ -39,6 +39,17 @@ class SwaplinePreferences(bpy.types.AddonPreferences):
     port: bpy.props.IntProperty(name="Port", default=5573, min=1, max=65535)
     token: bpy.props.StringProperty(name="Token", subtype="PASSWORD",
                                     description="The token the remote engine was started with")
+    use_tls: bpy.props.BoolProperty(name="TLS", description="Encrypt the connection (the engine runs `serve --tls`)")
+    tls_fingerprint: bpy.props.StringProperty(
+        name="Certificate Fingerprint",
+        description="SHA-256 of the engine's certificate, as `serve --tls` prints it: only that engine is trusted",
+    )
+    use_discovery: bpy.props.BoolProperty(
+        name="Find engines on the network",
+        description="Look for Swapline engines that announce themselves on the local network (mDNS). "
+                    "Needs Blender's Allow Online Access",
+        default=False,
+    )
 
     def draw(self, context):
         layout = self.layout
@@ -53,6 +64,12 @@ class SwaplinePreferences(bpy.types.AddonPreferences):
             layout.prop(self, "host")
             layout.prop(self, "port")
             layout.prop(self, "token")
+            layout.prop(self, "use_tls")
+            if self.use_tls:
+                layout.prop(self, "tls_fingerprint")
+        from . import discovery_ui  # it imports this module for get_preferences
+
+        discovery_ui.draw_discovery(layout.box(), context, self)
 
 
 def get_preferences(context=None):
@@ -89,7 +106,8 @@ def link_config(context, scene) -> LinkConfig:
     cwd = str(EXTENSION_ROOT) if (EXTENSION_ROOT / "engine").is_dir() else ""
     return LinkConfig(mode=prefs.engine_mode, host=prefs.host, port=prefs.port, token=prefs.token,
                       python=python, workspace=workspace_dir(scene), cwd=cwd,
-                      launch_timeout=prefs.launch_timeout)
+                      launch_timeout=prefs.launch_timeout, use_tls=prefs.use_tls,
+                      tls_fingerprint=prefs.tls_fingerprint.strip())
 
 
 classes = (SwaplinePreferences,)

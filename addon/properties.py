@@ -2,7 +2,7 @@
 
 Per-.blend intent on the Scene (`scene.swapline`) and on strips (`strip.swapline_role`, ...);
 live engine status on the WindowManager (`window_manager.swapline`, not saved, written only by
-the drain in `sync.py`).
+the drain in `sync.py`; the engines found on the LAN only by the drain in `discovery_ui.py`).
 """
 
 from __future__ import annotations
@@ -186,6 +186,18 @@ class SwaplineJob(bpy.types.PropertyGroup):
     ours: BoolProperty(description="Started from this Blender session")
 
 
+class SwaplineFoundEngine(bpy.types.PropertyGroup):
+    """One engine announced on the LAN (its `name` is the engine's own); its word, not checked."""
+
+    host: StringProperty()
+    port: IntProperty()
+    device: StringProperty(description="GPU name and memory, or the CPU")
+    version: StringProperty()
+    load: StringProperty(description="Jobs running and waiting when the engine last announced them")
+    tls: BoolProperty(description="The engine takes TLS connections only")
+    protocol: IntProperty(description="The bridge protocol version; 0: not announced")
+
+
 class _Thumbnail:
     """An aligned face's image on the engine's machine and its preview here (loaded by the drain)."""
 
@@ -321,6 +333,10 @@ class SwaplineStatus(bpy.types.PropertyGroup):
     faceset: PointerProperty(type=SwaplineFacesetView)
     masks: PointerProperty(type=SwaplineMaskState)
     train: PointerProperty(type=SwaplineTrainState)
+    found_engines: CollectionProperty(type=SwaplineFoundEngine)
+    found_engine_index: IntProperty(name="Found Engine")
+    discovering: BoolProperty(description="A search of the network is running")
+    discovery_message: StringProperty()
 
 
 STRIP_PROPS = {
@@ -332,7 +348,7 @@ STRIP_PROPS = {
 }
 
 classes = (SwaplineMergeRequest, SwaplineMatteRequest, SwaplineMaskSettings, SwaplineTrainOptions,
-           SwaplineSceneSettings, SwaplineJob, SwaplineFace, SwaplineTrack, SwaplineFaceId, SwaplineFacesetView,
+           SwaplineSceneSettings, SwaplineJob, SwaplineFoundEngine, SwaplineFace, SwaplineTrack, SwaplineFaceId, SwaplineFacesetView,
            SwaplineMaskPreview, SwaplineMaskState, SwaplineTrainState, SwaplineStatus)
 
 

@@ -18,7 +18,8 @@ def test_enable_disable_enable(run_scenario, tmp_path):
                                "resolution": 64, "batch_size": 8, "iterations": 2000}
     assert reg["engine_mode"] == "LOCAL"
     assert reg["fallback_prefs"] == {"engine_mode": "LOCAL", "python_path": "", "launch_timeout": 120.0,
-                                     "host": "127.0.0.1", "port": 5573, "token": ""}
+                                     "host": "127.0.0.1", "port": 5573, "token": "", "use_tls": False,
+                                     "tls_fingerprint": "", "use_discovery": False}
     assert reg["default_python"] == str(REPO / ".venv" / "bin" / "python")
     # bridge/ is reached relatively, inside the extension package, as in the built zip
     assert reg["bridge_module"] == "bl_ext.swapline_tests.swapline.bridge.client"
