@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .bench_bridge import bench_bridge
 from .benchstats import decode_rate, measure, scaled_clip
 
 RUNS = 3
@@ -306,6 +307,7 @@ BENCHMARKS: dict[str, Callable[[float], dict]] = {
     "extract": bench_extract, "jitter": bench_jitter, "recall": bench_recall, "train": bench_train,
     "merge": bench_merge, "flicker": bench_flicker, "preview": bench_preview, "mask-temporal": bench_mask_temporal,
     "occlusion": bench_occlusion,
+    "bridge": bench_bridge,
 }
 
 

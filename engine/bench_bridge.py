@@ -1,0 +1,146 @@
+"""Service layer: `python -m engine bench bridge`, the bridge's own figures against raw loopback TCP.
+
+An engine subprocess (so the client's interpreter lock is not the server's) serves a fresh
+workspace on loopback; one client measures (a) the round trip of `engine.info`, median and p99 over
+many calls, (b) a 200 MB file up through upload_file (the blob is deleted between runs, so each is a
+real upload) and back through download_files, and (c) the reference: the same bytes copied
+between two plain loopback sockets (sendall / recv_into) in the same run; ratios are to it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bridge import BridgeClient
+from bridge.transfer import download_files, file_hash, upload_file
+
+from .benchstats import measure, summary
+
+RUNS = 3
+FILE_MB = 200      # at the default 10 s; a shorter --seconds scales it (and the call count) down
+CALLS = 2000
+MB = 1e6
+
+
+def _start_engine(workspace: Path, token: str) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "serve", "--workspace", str(workspace), "--port", "0",
+                             "--token", token], cwd=Path(__file__).resolve().parents[1],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:  # the engine prints what it listens on once it is ready
+        if match := re.search(r"listening on \S+:(\d+)", line):
+            # the rest is read away: a full pipe would stall the engine
+            threading.Thread(target=shutil.copyfileobj, args=(proc.stdout, open(os.devnull, "w")), daemon=True).start()
+            return proc, int(match.group(1))
+    proc.wait(timeout=30)
+    raise RuntimeError(f"bench bridge: the engine did not start (exit code {proc.returncode})")
+
+
+def _write_random(path: Path, size: int) -> None:
+    with open(path, "wb") as f:  # random bytes: nothing on the way can compress them
+        for start in range(0, size, 2**24):
+            f.write(os.urandom(min(2**24, size - start)))
+
+
+def loopback_copy(data: bytes) -> float:
+    """MB/s of copying `data` from one loopback TCP socket to another (sendall, recv_into)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        got = 0
+
+        def receive() -> None:
+            nonlocal got
+            conn, _ = listener.accept()
+            buffer = memoryview(bytearray(2**20))
+            with conn:
+                while count := conn.recv_into(buffer):
+                    got += count
+
+        reader = threading.Thread(target=receive)
+        reader.start()
+        with socket.create_connection(listener.getsockname()) as sender:
+            start = time.perf_counter()
+            sender.sendall(data)
+            sender.shutdown(socket.SHUT_WR)
+            reader.join()
+            elapsed = time.perf_counter() - start
+    if got != len(data):
+        raise RuntimeError(f"bench bridge: the loopback reference received {got} of {len(data)} bytes")
+    return len(data) / MB / elapsed
+
+
+def _latency(client: BridgeClient, calls: int) -> dict:
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        client.call("engine.info")
+        times.append((time.perf_counter() - start) * 1000)
+    ordered = sorted(times)
+    stats = summary(times)
+    del stats["values"]  # thousands of numbers say less than their percentiles
+    return {**stats, "p99": ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))], "unit": "ms"}
+
+
+def bench_bridge(seconds: float) -> dict:
+    """Round-trip latency and transfer speed over a real bridge connection, with a loopback reference."""
+    scale = min(1.0, seconds / 10.0)
+    size = max(2**20, int(FILE_MB * MB * scale))
+    calls = max(50, int(CALLS * scale))
+    token = secrets.token_urlsafe(16)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        workspace, source, back = tmp / "ws", tmp / "bench.bin", tmp / "back"
+        _write_random(source, size)
+        digest = file_hash(source)
+        proc, port = _start_engine(workspace, token)
+        client = None
+        try:
+            client = BridgeClient("127.0.0.1", port, token, client_name="bench", timeout=300)
+            client.connect()
+            client.start()
+            latency = _latency(client, calls)
+            print(f"  engine.info round trip: median {latency['median']:.3f} ms, p99 {latency['p99']:.3f} ms "
+                  f"(min {latency['min']:.3f}, max {latency['max']:.3f}) over {calls} calls")
+            remote = ""
+
+            def upload() -> float:
+                nonlocal remote
+                for blob in (workspace / "media").glob(f"{digest}*"):  # each run a real upload
+                    blob.unlink()
+                start = time.perf_counter()
+                remote = upload_file(client, source, digest=digest)["path"]
+                return size / MB / (time.perf_counter() - start)
+
+            def download() -> float:
+                shutil.rmtree(back, ignore_errors=True)
+                start = time.perf_counter()
+                (local,) = download_files(client, remote, back)
+                rate = size / MB / (time.perf_counter() - start)
+                if file_hash(local) != digest:
+                    raise RuntimeError("bench bridge: the downloaded file differs from the uploaded one")
+                return rate
+
+            up, down = measure(upload, RUNS), measure(download, RUNS)
+        finally:
+            if client is not None:
+                client.close()
+            proc.terminate()
+            proc.wait(timeout=30)
+        data = source.read_bytes()
+        reference = measure(lambda: loopback_copy(data), RUNS)
+    result = {"size_mb": size / MB, "latency": latency, "upload": {"unit": "MB/s", **up},
+              "download": {"unit": "MB/s", **down}, "reference": {"name": "raw loopback TCP", "unit": "MB/s", **reference},
+              "upload_ratio": up["median"] / reference["median"], "download_ratio": down["median"] / reference["median"]}
+    for name in ("upload", "download", "reference"):
+        r = result[name]
+        print(f"  {name} of {size / MB:.0f} MB: median {r['median']:.0f} MB/s (min {r['min']:.0f}, max {r['max']:.0f})")
+    print(f"  transfer / raw loopback: upload {result['upload_ratio']:.2f}x, download {result['download_ratio']:.2f}x")
+    return result
