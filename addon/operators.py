@@ -198,6 +198,11 @@ class SWAPLINE_OT_cancel_job(bpy.types.Operator):
     kind: StringProperty()
 
     def execute(self, context):
+        if self.job_id.startswith(("upload-", "download-")):  # a transfer's line in the job list
+            if not sync.link().cancel_transfer(self.job_id):
+                self.report({"ERROR"}, "No transfer to cancel: the engine is not connected")
+                return {"CANCELLED"}
+            return {"FINISHED"}
         tag = {"purpose": "cancel", "kind": self.kind or None, "label": "Cancel"}
         if not request(self, context, "job.cancel", {"id": self.job_id}, tag):
             return {"CANCELLED"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+import tempfile
 import zlib
 
 import bpy
@@ -23,6 +24,16 @@ _CROP_ATTRS = ("min_x", "max_x", "min_y", "max_y")
 
 class NotOnThisMachine(ValueError):
     """A merge result in a folder this machine does not have (a remote engine wrote it)."""
+
+
+def results_folder(job_id: str) -> str:
+    """Where a remote engine's result of `job_id` is downloaded: `<blend>_swapline/results/<job id>`
+    next to the .blend (under the temp folder for an unsaved file), so it travels with the project."""
+    if bpy.data.filepath:
+        base = os.path.splitext(bpy.path.abspath(bpy.data.filepath))[0] + "_swapline"
+    else:
+        base = os.path.join(bpy.app.tempdir or tempfile.gettempdir(), f"swapline-{os.getpid()}")
+    return os.path.join(base, "results", job_id)
 
 
 def sequencer_scene(context):

@@ -1,5 +1,6 @@
 """Against an in-process fake engine (the extension's own bridge server): token, re-attach, events,
-stop, a refused request, the engine going away and coming back."""
+stop, a refused request, the engine going away and coming back by itself (reconnect, queued
+requests, a refused token on the way back)."""
 
 import importlib
 import sys
@@ -35,7 +36,7 @@ JOBS = {
     "old-train": job("old-train", "train", "running", 3.0, progress=0.2, params={"model": "model"},
                      stats={"iteration": 120, "loss": 0.0456}),
 }
-received, cancelled = [], []
+received, cancelled, infos = [], [], []
 servers = []
 
 
@@ -54,6 +55,11 @@ def run(j):
 
 
 def handler(op, args, session):
+    if op == "media.status":  # the clip is on the "engine" already: no upload, its path there is sent
+        return {"hash": args["hash"], "present": True, "received": 0, "path": f"media/{args['hash']}.mp4"}
+    if op == "engine.info":
+        infos.append(time.monotonic())
+        return {"name": "fake@test", "version": "0", "device": "cpu", "workspace": "/nowhere"}
     if op == "job.list":
         return {"jobs": sorted((dict(j) for j in JOBS.values()), key=lambda j: -j["created"])}
     if op == "job.start":
@@ -73,8 +79,8 @@ def handler(op, args, session):
     raise bridge.BridgeError("unknown_op", op)
 
 
-def start_server(port=0):
-    server = bridge.BridgeServer(handler, port=port, token="right",
+def start_server(port=0, token="right"):
+    server = bridge.BridgeServer(handler, port=port, token=token,
                                  engine_info={"name": "fake@test", "version": "0", "device": "cpu",
                                               "workspace": "/nowhere"})
     servers[:] = [server]
@@ -122,21 +128,40 @@ except sync.JobError as exc:
     out["train_error"] = str(exc)
 out["last_error"] = st.last_error
 
+# the engine goes away: the link says so and keeps trying; a request made meanwhile waits
 servers[0].stop()
-_blender.drain_until(sync, lambda: st.connection == "DISCONNECTED", 10)
+_blender.drain_until(sync, lambda: "reconnecting" in st.connection_message, 10)
 out["closed"] = [st.connection, st.connection_message]
-out["request_while_disconnected"] = sync.link().state
+sync.link().request("engine.info", {}, {"purpose": "probe"})
+drains = []
+gone_until = time.monotonic() + 1.5
+while time.monotonic() < gone_until:  # Blender's timer keeps draining: every call must stay quick
+    t = time.perf_counter()
+    sync.drain()
+    drains.append(time.perf_counter() - t)
+    time.sleep(0.02)
+out["drain_max_s"] = max(drains)
+out["queued"] = [t.get("purpose") for t in sync.link().pending_tags()]
+out["infos_while_gone"] = len(infos)
 
-# the engine comes back (same port) with a job that finished meanwhile: re-attach mirrors it
+# it comes back (same port) with a job that finished meanwhile: the link reconnects by itself,
+# re-attach mirrors the job, the queued request goes out
 JOBS["old-merge"].update(state="done", progress=1.0, error=None)
 start_server(port)
-op(bpy.ops.swapline.connect)
-sync.wait_for_connection(10)
-_blender.drain_until(sync, lambda: any(j.job_id == "old-merge" and j.state == "done" for j in st.jobs), 10)
+_blender.drain_until(sync, lambda: any(j.job_id == "old-merge" and j.state == "done" for j in st.jobs), 30)
+out["reconnected"] = [st.connection, st.connection_message]
+_blender.drain_until(sync, lambda: not sync.link().pending_tags(), 10)
 out["reattached"] = sorted([j.job_id, j.state] for j in st.jobs)
-op(bpy.ops.swapline.disconnect)
-_blender.drain_until(sync, lambda: st.connection == "DISCONNECTED", 10)
-out["final"] = st.connection
+out["infos_after"] = len(infos)
+
+# back with another token: FAILED at once, no retrying in a loop
+servers[0].stop()
+start_server(port, token="other")
+_blender.drain_until(sync, lambda: st.connection == "FAILED", 30)
+out["refused"] = [st.connection, st.connection_message]
+time.sleep(1.5)
+sync.drain(budget=None)
+out["after_refusal"] = st.connection
 servers[0].stop()
 _blender.disable()
 _blender.emit(**out)
