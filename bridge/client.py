@@ -11,10 +11,13 @@ import logging
 import queue
 import socket
 import threading
+import time
 from typing import Any, NamedTuple
 
-from .framing import RECV_SIZE, FrameDecoder, encode_frame, read_frame, shutdown_socket, write_frame
-from .protocol import BridgeError, check_hello_reply, hello_request, message_kind, request
+from .framing import RECV_SIZE, FrameDecoder, encode_frame, shutdown_socket
+from .handshake import Stream, connect_engine
+from .protocol import BridgeError, message_kind, request
+from .tls import TLSConfig
 
 __all__ = ["BridgeClient", "Message"]
 
@@ -47,21 +50,25 @@ class BridgeClient:
     States: new -> open (connect() succeeded) -> closed. A failed connect() leaves the client new,
     so it may be retried; a closed client stays closed: make a new one to reconnect.
     Connection failures of every kind surface as BridgeError("unreachable", readable reason).
+    The engine must prove it holds the token too (else "untrusted_engine"); `tls` encrypts the
+    connection and checks the engine's certificate (see bridge/tls.py).
     """
 
     def __init__(self, host: str, port: int, token: str, *, client_name: str = "swapline",
-                 timeout: float = 10.0, inbox: queue.Queue | None = None) -> None:
+                 timeout: float = 10.0, inbox: queue.Queue | None = None,
+                 tls: TLSConfig | None = None) -> None:
         self.host = host
         self.port = port
         self.client_name = client_name
         self.timeout = timeout
+        self.tls = tls
         # A caller that also waits for other work can pass its own queue: one blocking get() then
         # wakes for either, with no polling delay between an answer arriving and its handling.
         self.inbox: queue.Queue = inbox if inbox is not None else queue.Queue()
         self.engine: dict | None = None
         self._token = token
         self._state = "new"
-        self._sock: socket.socket | None = None
+        self._sock: Stream | None = None
         self._reader: threading.Thread | None = None
         self._lock = threading.Lock()            # state, waiters, abandoned ids
         self._connect_lock = threading.Lock()
@@ -79,7 +86,7 @@ class BridgeClient:
         return self._state == "open"
 
     def connect(self) -> dict:
-        """TCP connect and handshake (blocking, up to `timeout` each); returns the engine info."""
+        """TCP connect, then TLS and the handshake (blocking, up to `timeout` each); returns the engine info."""
         with self._connect_lock:
             if self._state == "open":
                 return dict(self.engine or {})
@@ -92,12 +99,9 @@ class BridgeClient:
                 raise BridgeError("unreachable", f"cannot reach the engine at {where}: {_reason(exc)}") from None
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                write_frame(sock, hello_request(self._token, self.client_name))
-                reply = read_frame(sock)
-                if reply is None:
-                    raise BridgeError("unreachable", f"the engine at {where} closed the connection "
-                                                     "during the handshake")
-                engine = check_hello_reply(reply)
+                stream, engine = connect_engine(
+                    sock, token=self._token, client_name=self.client_name, host=self.host,
+                    tls=self.tls, deadline=time.monotonic() + self.timeout)
             except TimeoutError:
                 sock.close()
                 raise BridgeError("unreachable", f"no handshake answer from {where} within "
@@ -110,7 +114,8 @@ class BridgeClient:
                 sock.close()
                 raise
             # The timeout stays on the socket: it bounds send(); the reader just retries on it.
-            self._sock, self.engine, self._state = sock, engine, "open"
+            stream.settimeout(self.timeout)
+            self._sock, self.engine, self._state = stream, engine, "open"
             return dict(engine)
 
     def start(self) -> None:

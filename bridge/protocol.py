@@ -6,10 +6,11 @@ what a valid frame is. docs/protocol.md is the prose version of this module.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
-PROTOCOL_VERSION = 1
+from .auth import NONCE_SIZE, client_proof, proof_matches, server_proof
+
+PROTOCOL_VERSION = 2
 MAX_FRAME = 64 * 1024 * 1024
 SERVICE_TYPE = "_swapline._tcp.local."
 HANDSHAKE_TIMEOUT = 10.0
@@ -80,12 +81,20 @@ def _preview(message: dict) -> str:
 
 # Builders: one per message kind, so the wire shapes are spelled out in exactly one place.
 
-def hello_request(token: str | None, client: str) -> dict:
-    return {"hello": {"protocol": PROTOCOL_VERSION, "token": token, "client": client}}
+def hello_request(client: str, nonce: bytes) -> dict:
+    return {"hello": {"protocol": PROTOCOL_VERSION, "client": client, "nonce": nonce}}
 
 
-def hello_accepted(engine: dict) -> dict:
-    return {"hello": {"protocol": PROTOCOL_VERSION, "ok": True, "engine": engine}}
+def hello_challenge(challenge: bytes) -> dict:
+    return {"hello": {"protocol": PROTOCOL_VERSION, "challenge": challenge}}
+
+
+def hello_proof(proof: bytes) -> dict:
+    return {"hello": {"proof": proof}}
+
+
+def hello_accepted(engine: dict, proof: bytes) -> dict:
+    return {"hello": {"protocol": PROTOCOL_VERSION, "ok": True, "engine": engine, "proof": proof}}
 
 
 def hello_refused(error: BridgeError) -> dict:
@@ -108,36 +117,60 @@ def protocol_error(message: str) -> dict:
     return {"error": {"code": "protocol", "message": message}}
 
 
-def check_hello(hello: dict, token: str | None) -> str:
-    """Server side: validate a client's hello payload and return the client's name.
-
-    The version is checked before the token so a client from another release learns why it
-    is refused; the version number is no secret. token None accepts any token (see docs).
-    """
-    version = hello.get("protocol")
+def _check_version(version: Any, ours_first: bool) -> None:
     if not _is_id(version) or version != PROTOCOL_VERSION:
+        engine, client = (PROTOCOL_VERSION, version) if ours_first else (version, PROTOCOL_VERSION)
         raise BridgeError("protocol_version",
-                          f"the engine speaks bridge protocol {PROTOCOL_VERSION}, "
-                          f"the client speaks {version!r}")
-    if token is not None:
-        offered = hello.get("token")
-        # compare_digest needs equal types; bytes also avoids its TypeError on non-ASCII str.
-        if not isinstance(offered, str) or not hmac.compare_digest(offered.encode(), token.encode()):
-            raise BridgeError("unauthorized", "the engine refused the token")
+                          f"the engine speaks bridge protocol {engine!r}, the client speaks {client!r}")
+
+
+def _is_nonce(value: Any) -> bool:
+    return isinstance(value, bytes) and len(value) == NONCE_SIZE
+
+
+def check_hello(hello: dict) -> tuple[str, bytes]:
+    """Server side, step 1: validate a client's hello; returns the client's name and its nonce.
+
+    The version is checked first so a client from another release learns why it is refused.
+    """
+    _check_version(hello.get("protocol"), ours_first=True)
+    if not _is_nonce(hello.get("nonce")):
+        raise BridgeError("protocol", f"the hello carries no {NONCE_SIZE}-byte nonce")
     client = hello.get("client")
-    return client if isinstance(client, str) else "unknown"
+    return (client if isinstance(client, str) else "unknown"), hello["nonce"]
 
 
-def check_hello_reply(message: Any) -> dict:
-    """Client side: return the engine info from the server's hello, or raise its refusal."""
-    if message_kind(message) != "hello":
-        raise BridgeError("protocol", "the engine did not answer the handshake with a hello")
-    hello = message["hello"]
+def check_challenge(message: Any) -> bytes:
+    """Client side, step 2: the server's challenge, or its refusal (another version) raised."""
+    hello = _server_hello(message)
+    if hello.get("ok") is False:
+        raise BridgeError.from_wire(hello.get("error"))
+    _check_version(hello.get("protocol"), ours_first=False)
+    if not _is_nonce(hello.get("challenge")):
+        raise BridgeError("protocol", f"the engine's challenge is not {NONCE_SIZE} bytes")
+    return hello["challenge"]
+
+
+def check_proof(hello: dict, token: str | None, challenge: bytes, nonce: bytes) -> None:
+    """Server side, step 3: the client's proof of the token; token None accepts any proof."""
+    if token is not None and not proof_matches(client_proof(token, challenge, nonce), hello.get("proof")):
+        raise BridgeError("unauthorized", "the engine refused the token")
+
+
+def check_accepted(message: Any, token: str | None, nonce: bytes, challenge: bytes) -> dict:
+    """Client side, step 4: the engine info, once the engine has proven it holds the token too."""
+    hello = _server_hello(message)
     if hello.get("ok") is not True:
         raise BridgeError.from_wire(hello.get("error"))
-    if hello.get("protocol") != PROTOCOL_VERSION:
-        raise BridgeError("protocol_version",
-                          f"the engine speaks bridge protocol {hello.get('protocol')!r}, "
-                          f"this client speaks {PROTOCOL_VERSION}")
+    _check_version(hello.get("protocol"), ours_first=False)
+    if not proof_matches(server_proof(token, nonce, challenge), hello.get("proof")):
+        raise BridgeError("untrusted_engine",
+                          "the engine could not prove it holds the token: it may be an impostor")
     engine = hello.get("engine")
     return engine if isinstance(engine, dict) else {}
+
+
+def _server_hello(message: Any) -> dict:
+    if message_kind(message) != "hello":
+        raise BridgeError("protocol", "the engine did not answer the handshake with a hello")
+    return message["hello"]

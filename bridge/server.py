@@ -1,7 +1,7 @@
 """RPC layer, server side: accept connections, run the handshake, dispatch requests to a handler.
 
-Threads: one accept thread; per connection one reader thread (handshake, then requests) and, once
-authenticated, the Session's writer thread. Requests from one connection are dispatched one after
+Threads: one accept thread; per connection one reader thread (TLS when configured, the handshake,
+then requests) and, once authenticated, the Session's writer thread. Requests from one connection are dispatched one after
 another on its reader thread, so its responses come back in request order; a slow request holds up
 only its own connection. All threads are daemons, and stop() returns within about two seconds.
 """
@@ -16,9 +16,11 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-from .framing import RECV_SIZE, FrameDecoder, encode_frame, shutdown_socket, write_frame
-from .protocol import (HANDSHAKE_TIMEOUT, BridgeError, check_hello, hello_accepted, hello_refused,
-                       message_kind, protocol_error, response_error, response_ok)
+from .auth import FailureLimiter, server_proof
+from .framing import RECV_SIZE, FrameDecoder, encode_frame, shutdown_socket
+from .handshake import Greeting, HandshakeFailed, Stream, accept_client, secure_server_side
+from .protocol import (HANDSHAKE_TIMEOUT, BridgeError, hello_accepted, message_kind, protocol_error,
+                       response_error, response_ok)
 from .session import Session, check_event
 
 __all__ = ["BridgeServer", "Session", "Handler"]
@@ -31,8 +33,11 @@ Handler = Callable[[str, dict, Session], Any]
 class BridgeServer:
     """The engine's end of the bridge: `handler(op, args, session)` answers every request.
 
-    token None disables authentication: any hello with the right protocol version is accepted, whatever
-    token it carries. That exists for tests and trusted scripts; the engine always passes a token.
+    token None disables authentication: the exchange still runs and any proof is accepted, and the
+    server proves itself with the empty token, so only clients without a token accept it. That
+    exists for tests and trusted scripts; the engine always passes a token. `tls` wraps every
+    connection (in its own thread, under the handshake deadline). Failed logins are counted per
+    peer address by `limiter`; a locked-out address's connections are closed at once.
     A stopped server cannot be started again.
     """
 
@@ -50,8 +55,9 @@ class BridgeServer:
         self._host = host
         self._port = port
         self._token = token
-        # Encoded once: a bad engine_info fails here, and every handshake sends the same bytes.
-        self._hello_frame = encode_frame(hello_accepted(engine_info or {}))
+        self._engine_info = engine_info or {}
+        encode_frame(hello_accepted(self._engine_info, bytes(32)))  # a bad engine_info fails here
+        self.limiter = FailureLimiter()
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -144,8 +150,13 @@ class BridgeServer:
                 time.sleep(self.accept_poll)
                 continue
             peer = f"{address[0]}:{address[1]}"
-            thread = threading.Thread(target=self._serve_connection, args=(sock, peer), daemon=True,
-                                      name=f"swapline-bridge-conn-{peer}")
+            if (lockout := self.limiter.locked(address[0])) > 0:
+                # At once and without a word: a locked-out address costs no thread and no TLS.
+                logger.info("bridge closed %s: locked out for %.0f s more", peer, lockout)
+                sock.close()
+                continue
+            thread = threading.Thread(target=self._serve_connection, args=(sock, address[0], peer),
+                                      daemon=True, name=f"swapline-bridge-conn-{peer}")
             with self._lock:
                 admitted = not self._stopping.is_set() and len(self._sockets) < self.max_connections
                 if admitted:
@@ -157,63 +168,46 @@ class BridgeServer:
                 continue
             thread.start()
 
-    def _serve_connection(self, sock: socket.socket, peer: str) -> None:
+    def _serve_connection(self, sock: socket.socket, address: str, peer: str) -> None:
         session: Session | None = None
+        stream: Stream = sock
         try:
+            # One deadline for TLS and the whole handshake, from the moment of accepting.
+            deadline = time.monotonic() + self.handshake_timeout
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            decoder = FrameDecoder()
-            greeting = self._read_hello(sock, peer, decoder)
-            if greeting is not None:
-                hello, frames = greeting
-                session = self._open_session(sock, peer, hello)
-                if session is not None:
-                    self._serve_session(sock, session, decoder, frames)
+            if self._tls is not None:
+                stream = secure_server_side(sock, self._tls, deadline)
+            greeting = accept_client(stream, self._token, deadline)
+            self.limiter.success(address)
+            session = self._open_session(stream, peer, greeting)
+            if session is not None:
+                self._serve_session(stream, session, greeting.decoder, greeting.frames)
+        except HandshakeFailed as failed:
+            self._handshake_failed(address, peer, failed)
+        except TimeoutError:
+            logger.info("bridge: no handshake from %s in %g s", peer, self.handshake_timeout)
         except OSError as exc:
             logger.debug("bridge connection %s: %s", peer, exc)
         except Exception:  # noqa: BLE001 - one broken connection must not take the server down
             logger.exception("bridge connection %s failed", peer)
         finally:
-            self._end_connection(sock, session)
+            self._end_connection(sock, stream, session)
 
-    def _read_hello(self, sock: socket.socket, peer: str,
-                    decoder: FrameDecoder) -> tuple[dict, Iterator[dict]] | None:
-        """Wait for the first frame; None means close without a word (nothing else is answered).
+    def _handshake_failed(self, address: str, peer: str, failed: HandshakeFailed) -> None:
+        if failed.error is None:
+            logger.info("bridge: closing %s in the handshake: %s", peer, failed.reason)
+            return
+        logger.warning("bridge refused %s: %s", peer, failed.error)
+        if failed.error.code == "unauthorized":
+            lockout = self.limiter.failure(address)
+            if lockout:
+                logger.warning("bridge: locking out %s for %.0f s after repeated failed logins",
+                               address, lockout)
 
-        Returns the hello payload and the frames that arrived right behind it, still undecoded.
-        """
-        # One deadline for the whole handshake, so a client dripping a byte at a time cannot stay.
-        deadline = time.monotonic() + self.handshake_timeout
-        while (remaining := deadline - time.monotonic()) > 0:
-            sock.settimeout(remaining)
-            try:
-                data = sock.recv(RECV_SIZE)
-                if not data:
-                    return None
-                frames = decoder.decode(data)
-                first = next(frames, None)
-            except TimeoutError:
-                continue
-            except BridgeError as err:
-                logger.info("bridge: closing %s before the handshake: %s", peer, err.message)
-                return None
-            if first is None:
-                continue
-            if not isinstance(first.get("hello"), dict):
-                logger.info("bridge: %s sent something other than a hello first; closing", peer)
-                return None
-            return first["hello"], frames
-        logger.info("bridge: no handshake from %s in %g s", peer, self.handshake_timeout)
-        return None
-
-    def _open_session(self, sock: socket.socket, peer: str, hello: dict) -> Session | None:
-        try:
-            client = check_hello(hello, self._token)
-        except BridgeError as err:
-            logger.warning("bridge refused %s: %s", peer, err)
-            # The handshake timeout is still set, so a client that never reads cannot hold us here.
-            write_frame(sock, hello_refused(err))
-            return None
-        session = Session(next(self._ids), sock, peer, client)
+    def _open_session(self, stream: Stream, peer: str, greeting: Greeting) -> Session | None:
+        session = Session(next(self._ids), stream, peer, greeting.client)
+        hello = encode_frame(hello_accepted(self._engine_info, server_proof(
+            self._token, greeting.nonce, greeting.challenge)))
         # Registered before the hello goes out, so every broadcast after the client has read its
         # hello reaches it; events sent meanwhile wait in the queue until the writer starts.
         with self._lock:
@@ -221,17 +215,17 @@ class BridgeServer:
                 return None
             self._sessions[session.id] = session
         try:
-            sock.sendall(self._hello_frame)
+            stream.sendall(hello)
         except BaseException:
             with self._lock:
                 self._sessions.pop(session.id, None)
             raise
-        sock.settimeout(None)  # the writer's sendall must not time out mid-frame; stop() shuts down
+        stream.settimeout(None)  # the writer's sendall must not time out mid-frame; stop() shuts down
         session.start()
-        logger.info("bridge session %d: %r from %s", session.id, client, peer)
+        logger.info("bridge session %d: %r from %s", session.id, greeting.client, peer)
         return session
 
-    def _serve_session(self, sock: socket.socket, session: Session, decoder: FrameDecoder,
+    def _serve_session(self, sock: Stream, session: Session, decoder: FrameDecoder,
                        frames: Iterator[dict]) -> None:
         while True:
             try:
@@ -277,7 +271,7 @@ class BridgeServer:
             frame = encode_frame(response_error(request_id, failure))
         session.send_frame(frame)
 
-    def _end_connection(self, sock: socket.socket, session: Session | None) -> None:
+    def _end_connection(self, sock: socket.socket, stream: Stream, session: Session | None) -> None:
         if session is not None:
             with self._lock:
                 self._sessions.pop(session.id, None)
@@ -285,12 +279,12 @@ class BridgeServer:
             if not session.join_writer(self.close_grace):
                 session.abort()
                 session.join_writer(self.close_grace)
-        self._close_socket(sock)
+        self._close_socket(stream)
         with self._lock:
             self._sockets.discard(sock)
             self._threads.discard(threading.current_thread())
 
-    def _close_socket(self, sock: socket.socket) -> None:
+    def _close_socket(self, sock: Stream) -> None:
         # Closing with unread input makes the kernel send RST, which can destroy our last frame
         # (a refusal, a protocol error) before the peer reads it. So: FIN first, then read and
         # discard the peer's input until it closes too, for at most `linger` seconds.

@@ -10,8 +10,9 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from bridge import BridgeClient, BridgeError, BridgeServer, Session
+from bridge.auth import client_proof, new_nonce
 from bridge.framing import encode_frame, read_frame
-from bridge.protocol import hello_request
+from bridge.protocol import hello_proof, hello_request
 
 TOKEN = "test-token"
 ENGINE_INFO = {"name": "test-engine", "version": "0.0.1", "device": "cpu", "workspace": "/tmp/ws",
@@ -55,10 +56,16 @@ class RecordingHandler:
 
 
 class RawPeer:
-    """A hand-driven TCP peer, for sending exactly the bytes a misbehaving client would."""
+    """A hand-driven TCP peer, for sending exactly the bytes a misbehaving client would.
+
+    hello() runs the whole handshake by hand and keeps its nonce, challenge and proof.
+    """
 
     def __init__(self, port: int, timeout: float = 3.0) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.nonce = new_nonce()
+        self.challenge: bytes | None = None
+        self.proof: bytes | None = None
 
     def send(self, message: dict) -> None:
         self.sock.sendall(encode_frame(message))
@@ -69,10 +76,23 @@ class RawPeer:
     def recv(self) -> dict | None:
         return read_frame(self.sock)
 
-    def hello(self, token: str | None = TOKEN, client: str = "raw") -> dict:
-        self.send(hello_request(token, client))
+    def challenge_me(self, client: str = "raw") -> dict:
+        """Step 1 of the handshake; returns the server's answer (its challenge, or a refusal)."""
+        self.send(hello_request(client, self.nonce))
         reply = self.recv()
         assert reply is not None, "server closed instead of answering the hello"
+        self.challenge = reply["hello"].get("challenge")
+        return reply
+
+    def hello(self, token: str | None = TOKEN, client: str = "raw") -> dict:
+        """The whole handshake; returns the server's last hello (accepted, or a refusal)."""
+        reply = self.challenge_me(client)
+        if self.challenge is None:
+            return reply
+        self.proof = client_proof(token, self.challenge, self.nonce)
+        self.send(hello_proof(self.proof))
+        reply = self.recv()
+        assert reply is not None, "server closed instead of answering the proof"
         return reply
 
     def read_until_closed(self) -> list[dict]:
@@ -121,17 +141,23 @@ def connect(server: BridgeServer) -> Iterator[Callable[..., BridgeClient]]:
 
 
 @pytest.fixture
-def raw_peer(server: BridgeServer) -> Iterator[Callable[[], RawPeer]]:
+def peer_of() -> Iterator[Callable[[int], RawPeer]]:
+    """Factory: a RawPeer connected to any port; every one made is closed after the test."""
     peers: list[RawPeer] = []
 
-    def make() -> RawPeer:
-        peer = RawPeer(server.port)
+    def make(port: int) -> RawPeer:
+        peer = RawPeer(port)
         peers.append(peer)
         return peer
 
     yield make
     for peer in peers:
         peer.close()
+
+
+@pytest.fixture
+def raw_peer(server: BridgeServer, peer_of: Callable[[int], RawPeer]) -> Callable[[], RawPeer]:
+    return lambda: peer_of(server.port)
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from bridge import BridgeClient, BridgeError, Message
+from bridge.auth import new_nonce, server_proof
 from bridge.framing import encode_frame, read_frame, write_frame
-from bridge.protocol import hello_accepted
+from bridge.protocol import hello_accepted, hello_challenge
 
 pytestmark = pytest.mark.timeout(15)
 
@@ -234,10 +235,17 @@ def test_engine_that_never_answers_the_handshake_is_unreachable(fake_engine):
     assert caught.value.code == "unreachable" and time.monotonic() - started < 2.0
 
 
+def fake_handshake(conn: socket.socket, token: str | None, engine: dict | None = None) -> None:
+    """The engine's side of the handshake, by hand: challenge, read the proof, accept with its proof."""
+    nonce, challenge = read_frame(conn)["hello"]["nonce"], new_nonce()
+    write_frame(conn, hello_challenge(challenge))
+    read_frame(conn)
+    write_frame(conn, hello_accepted(engine or {"name": "fake"}, server_proof(token, nonce, challenge)))
+
+
 def test_engine_sending_garbage_ends_the_connection_with_a_closed_message(fake_engine):
     def behave(conn: socket.socket) -> None:
-        read_frame(conn)
-        write_frame(conn, hello_accepted({"name": "fake"}))
+        fake_handshake(conn, "t")
         conn.sendall(encode_frame({"event": "fine"}) + b"\x00\x00\x00\x02\xc1\xc1")
 
     client = BridgeClient("127.0.0.1", fake_engine(behave).port, "t", timeout=3.0)
@@ -252,9 +260,48 @@ def test_engine_sending_garbage_ends_the_connection_with_a_closed_message(fake_e
 def test_engine_speaking_another_protocol_version_is_refused(fake_engine):
     def behave(conn: socket.socket) -> None:
         read_frame(conn)
-        write_frame(conn, {"hello": {"protocol": 2, "ok": True, "engine": {}}})
+        write_frame(conn, {"hello": {"protocol": 3, "challenge": new_nonce()}})
 
     client = BridgeClient("127.0.0.1", fake_engine(behave).port, "t", timeout=3.0)
     with pytest.raises(BridgeError) as caught:
         client.connect()
     assert caught.value.code == "protocol_version"
+
+
+def test_engine_of_the_first_protocol_refusing_us_says_so(fake_engine):
+    def behave(conn: socket.socket) -> None:
+        read_frame(conn)
+        write_frame(conn, {"hello": {"protocol": 1, "ok": False, "error": {
+            "code": "protocol_version", "message": "the engine speaks bridge protocol 1, the client speaks 2"}}})
+
+    client = BridgeClient("127.0.0.1", fake_engine(behave).port, "t", timeout=3.0)
+    with pytest.raises(BridgeError) as caught:
+        client.connect()
+    assert caught.value.code == "protocol_version" and "protocol 1" in caught.value.message
+
+
+@pytest.mark.parametrize("fake_token", [None, "another-token"])
+def test_engine_that_cannot_prove_it_holds_the_token_is_refused(fake_engine, fake_token):
+    # An impostor accepts any proof, but cannot make the engine's own without the token.
+    client = BridgeClient("127.0.0.1", fake_engine(lambda conn: fake_handshake(conn, fake_token)).port,
+                          "t", timeout=3.0)
+    with pytest.raises(BridgeError) as caught:
+        client.connect()
+    assert caught.value.code == "untrusted_engine"
+    assert not client.connected
+
+
+def test_engine_that_never_sends_its_challenge_is_held_to_the_timeout(fake_engine):
+    engine = fake_engine(lambda conn: (read_frame(conn), read_frame(conn)))
+    client = BridgeClient("127.0.0.1", engine.port, "t", timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(BridgeError) as caught:
+        client.connect()
+    assert caught.value.code == "unreachable" and time.monotonic() - started < 2.0
+
+
+def test_engine_closing_during_the_handshake_is_unreachable_with_a_hint(fake_engine):
+    client = BridgeClient("127.0.0.1", fake_engine(lambda conn: conn.close()).port, "t", timeout=3.0)
+    with pytest.raises(BridgeError) as caught:
+        client.connect()
+    assert caught.value.code == "unreachable" and "handshake" in caught.value.message

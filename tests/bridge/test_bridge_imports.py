@@ -45,7 +45,7 @@ def test_bridge_exports_the_agreed_names():
     assert set(bridge.__all__) == expected
     assert all(hasattr(bridge, name) for name in expected)
     assert (bridge.PROTOCOL_VERSION, bridge.MAX_FRAME, bridge.SERVICE_TYPE) == (
-        1, 64 * 1024 * 1024, "_swapline._tcp.local.")
+        2, 64 * 1024 * 1024, "_swapline._tcp.local.")
 
 
 def test_bridge_modules_stay_small():

@@ -10,15 +10,23 @@ import time
 import pytest
 
 from bridge import MAX_FRAME, PROTOCOL_VERSION, BridgeClient, BridgeError, BridgeServer
+from bridge.auth import client_proof, server_proof
 from bridge.framing import encode_frame
-from bridge.protocol import hello_request, request
+from bridge.protocol import hello_proof, hello_request, request
 
 pytestmark = pytest.mark.timeout(15)
 
 
-def test_handshake_answers_with_the_engine_info(raw_peer, engine_info):
-    reply = raw_peer().hello()
-    assert reply == {"hello": {"protocol": PROTOCOL_VERSION, "ok": True, "engine": engine_info}}
+def test_handshake_answers_with_the_engine_info_and_the_servers_proof(raw_peer, engine_info, token):
+    peer = raw_peer()
+    reply = peer.hello()
+    assert reply == {"hello": {"protocol": PROTOCOL_VERSION, "ok": True, "engine": engine_info,
+                               "proof": server_proof(token, peer.nonce, peer.challenge)}}
+
+
+def test_every_connection_gets_a_fresh_challenge(raw_peer):
+    challenges = {raw_peer().challenge_me()["hello"]["challenge"] for _ in range(3)}
+    assert len(challenges) == 3 and all(len(c) == 32 for c in challenges)
 
 
 def test_request_and_response_after_handshake(raw_peer):
@@ -30,19 +38,61 @@ def test_request_and_response_after_handshake(raw_peer):
 
 def test_wrong_token_gets_only_a_refusal_then_close_and_runs_nothing(raw_peer, handler):
     peer = raw_peer()
-    peer.send({"hello": {"protocol": PROTOCOL_VERSION, "token": "guess", "client": "intruder"}})
-    peer.send(request(1, "echo", {}))  # pipelined right behind the hello: must never run
+    challenge = peer.challenge_me("intruder")["hello"]["challenge"]
+    peer.send(hello_proof(client_proof("guess", challenge, peer.nonce)))
+    peer.send(request(1, "echo", {}))  # pipelined right behind the proof: must never run
     frames = peer.read_until_closed()
     assert frames == [{"hello": {"protocol": PROTOCOL_VERSION, "ok": False, "error": {
         "code": "unauthorized", "message": "the engine refused the token"}}}]
     assert handler.calls == []
 
 
-def test_other_protocol_version_is_refused(raw_peer, token):
+@pytest.mark.parametrize("proof", [None, "text", b"", b"\x00" * 32, 12])
+def test_a_missing_or_malformed_proof_is_unauthorized(raw_peer, handler, proof):
     peer = raw_peer()
-    peer.send({"hello": {"protocol": PROTOCOL_VERSION + 1, "token": token, "client": "future"}})
+    peer.challenge_me()
+    peer.send({"hello": {"proof": proof}})
+    frames = peer.read_until_closed()
+    assert len(frames) == 1 and frames[0]["hello"]["error"]["code"] == "unauthorized"
+    assert handler.calls == []
+
+
+def test_a_replayed_proof_is_refused(raw_peer, handler):
+    first = raw_peer()
+    assert first.hello()["hello"]["ok"] is True
+    replay = raw_peer()
+    replay.nonce = first.nonce  # the same nonce too: only the server's fresh challenge differs
+    replay.challenge_me()
+    replay.send(hello_proof(first.proof))
+    frames = replay.read_until_closed()
+    assert len(frames) == 1 and frames[0]["hello"]["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize("hello", [
+    {"protocol": PROTOCOL_VERSION + 1, "client": "future", "nonce": b"n" * 32},
+    {"protocol": 1, "token": "test-token", "client": "an add-on of the first release"},
+], ids=["newer", "version-1"])
+def test_other_protocol_version_is_refused(raw_peer, hello):
+    peer = raw_peer()
+    peer.send({"hello": hello})
     frames = peer.read_until_closed()
     assert len(frames) == 1 and frames[0]["hello"]["error"]["code"] == "protocol_version"
+
+
+@pytest.mark.parametrize("nonce", [None, b"short", "x" * 32])
+def test_hello_without_a_proper_nonce_is_refused(raw_peer, nonce):
+    peer = raw_peer()
+    peer.send({"hello": {"protocol": PROTOCOL_VERSION, "client": "c", "nonce": nonce}})
+    frames = peer.read_until_closed()
+    assert len(frames) == 1 and frames[0]["hello"]["error"]["code"] == "protocol"
+
+
+def test_request_between_hello_and_proof_is_not_answered(raw_peer, handler):
+    peer = raw_peer()
+    peer.challenge_me()
+    peer.send(request(1, "echo", {"a": 1}))
+    assert peer.read_until_closed() == []
+    assert handler.calls == []
 
 
 def test_request_before_handshake_is_not_answered(raw_peer, handler):
@@ -140,11 +190,21 @@ def test_pipelined_requests_are_answered_in_order(raw_peer):
     assert [peer.recv()["id"] for _ in range(20)] == list(range(1, 21))
 
 
-def test_request_pipelined_behind_the_hello_is_answered(raw_peer, token):
+def test_request_pipelined_behind_the_proof_is_answered(raw_peer, token):
     peer = raw_peer()
-    peer.send_bytes(encode_frame(hello_request(token, "eager")) + encode_frame(request(1, "echo", {})))
+    challenge = peer.challenge_me("eager")["hello"]["challenge"]
+    peer.send_bytes(encode_frame(hello_proof(client_proof(token, challenge, peer.nonce)))
+                    + encode_frame(request(1, "echo", {})))
     assert peer.recv()["hello"]["ok"] is True
     assert peer.recv() == {"id": 1, "ok": True, "result": {}}
+
+
+def test_requests_before_the_handshake_completes_are_never_answered(raw_peer, handler):
+    peer = raw_peer()
+    peer.send_bytes(encode_frame(hello_request("eager", peer.nonce)) + encode_frame(request(1, "echo", {})))
+    assert peer.recv()["hello"]["challenge"]
+    assert peer.read_until_closed() == []  # the request stood where the proof belongs
+    assert handler.calls == []
 
 
 def test_request_ahead_of_a_bad_frame_in_one_chunk_is_still_answered(raw_peer):
@@ -237,14 +297,23 @@ def test_stop_is_prompt_with_sessions_and_half_open_peers(server, raw_peer):
     assert waiting.read_until_closed() == []
 
 
-def test_server_without_token_accepts_any_token(handler):
+def test_server_without_token_accepts_any_proof_but_only_tokenless_clients_accept_it(handler, peer_of):
     server = BridgeServer(handler, token=None)
     server.start()
     try:
-        client = BridgeClient("127.0.0.1", server.port, "whatever", timeout=3.0)
-        assert client.connect() == {}
-        assert client.call("echo", {"open": True}, timeout=3.0) == {"open": True}
-        client.close()
+        for token in ("", None):
+            client = BridgeClient("127.0.0.1", server.port, token, timeout=3.0)
+            assert client.connect() == {}
+            assert client.call("echo", {"open": True}, timeout=3.0) == {"open": True}
+            client.close()
+        peer = peer_of(server.port)
+        peer.challenge_me()
+        peer.send(hello_proof(b"anything"))
+        assert peer.recv()["hello"]["ok"] is True
+        # A client that holds a token refuses it: an open server could be anybody's.
+        with pytest.raises(BridgeError) as caught:
+            BridgeClient("127.0.0.1", server.port, "whatever", timeout=3.0).connect()
+        assert caught.value.code == "untrusted_engine"
     finally:
         server.stop()
 
