@@ -68,6 +68,31 @@ def run_job(workspace: str, kind: str, params: dict) -> int:
     return 1 if job["state"] == "failed" else 130
 
 
+def _tls_context(args):
+    """The server's TLS context for `serve` (None without TLS); prints the fingerprint clients pin."""
+    if args.tls_key and not args.tls_cert:
+        raise EngineError("bad_request", "--tls-key needs --tls-cert (the certificate it belongs to)")
+    if not (args.tls or args.tls_cert):
+        return None
+    from bridge import BridgeError
+    from bridge.tls import certificate_fingerprint, server_context
+
+    from .tls_cert import ensure_certificate
+
+    if args.tls_cert:
+        cert, key = args.tls_cert, args.tls_key  # no key: it is in the certificate's file
+    else:
+        cert, key = ensure_certificate(Path(args.workspace) / "tls")
+    try:
+        context = server_context(str(cert), str(key) if key else None)
+        fingerprint = certificate_fingerprint(str(cert))
+    except (BridgeError, OSError, ValueError) as exc:
+        raise EngineError("bad_request", f"cannot use the TLS certificate {cert}: "
+                                         f"{getattr(exc, 'message', exc)}") from None
+    print(f"tls fingerprint: {fingerprint}", flush=True)
+    return context
+
+
 def _serve(args) -> int:
     from .service import EngineService
 
@@ -77,7 +102,9 @@ def _serve(args) -> int:
     if not token:
         token = secrets.token_urlsafe(24)
         print(f"token: {token}", flush=True)
-    service = EngineService(Path(args.workspace), host=args.host, port=args.port, token=token)
+    tls = _tls_context(args)
+    service = EngineService(Path(args.workspace), host=args.host, port=args.port, token=token, tls=tls,
+                            confine=args.confine)
     port = service.start()
     print(f"swapline-engine listening on {args.host}:{port}", flush=True)
     advertiser = None
@@ -186,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--token")
     s.add_argument("--token-file")
     s.add_argument("--advertise", action="store_true", help="announce this engine on the LAN (zeroconf)")
+    s.add_argument("--tls", action="store_true",
+                   help="encrypt connections with a self-signed certificate kept in <workspace>/tls/")
+    s.add_argument("--tls-cert", help="encrypt connections with this PEM certificate (implies --tls)")
+    s.add_argument("--tls-key", help="the private key of --tls-cert, if it is not in the same file")
+    s.add_argument("--confine", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep client paths inside the workspace (default: only when listening beyond loopback)")
 
     e = sub.add_parser("extract", help="find, align and store the faces of a video")
     e.add_argument("--workspace", required=True)

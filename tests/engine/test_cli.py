@@ -109,3 +109,48 @@ def test_train_under_torchrun_unchanged(tmp_path, fill_faceset):
     assert len(results) == 1 and results[0]["iterations"] == 2
     with sqlite3.connect(tmp_path / "ws" / "catalog.sqlite") as db:
         assert db.execute("SELECT name, iterations FROM models").fetchall() == [("m", 2)]
+
+
+def test_serve_confine_flags_parse_to_the_services_setting():
+    from engine.cli import build_parser
+
+    base = ["serve", "--workspace", "w"]
+    assert build_parser().parse_args(base).confine is None  # automatic: confined beyond loopback
+    assert build_parser().parse_args(base + ["--confine"]).confine is True
+    assert build_parser().parse_args(base + ["--no-confine"]).confine is False
+
+
+def test_serve_tls_prints_the_fingerprint_clients_pin(tmp_path):
+    import re
+
+    import pytest
+
+    from bridge import BridgeClient, BridgeError
+    from bridge.tls import TLSConfig, certificate_fingerprint
+
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "serve", "--workspace", str(tmp_path / "ws"),
+                             "--port", "0", "--token", "tok", "--tls", "--confine"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        first, second = proc.stdout.readline(), proc.stdout.readline()
+        fingerprint = re.fullmatch(r"tls fingerprint: ([0-9a-f]{64})\n", first)
+        port = re.search(r"listening on [\d.]+:(\d+)", second)
+        assert fingerprint and port, (first, second)
+        cert = tmp_path / "ws" / "tls" / "engine-cert.pem"
+        assert certificate_fingerprint(str(cert)) == fingerprint.group(1)
+        client = BridgeClient("127.0.0.1", int(port.group(1)), "tok", timeout=30,
+                              tls=TLSConfig(fingerprint=fingerprint.group(1)))
+        info = client.call("engine.info") if client.connect() else None
+        assert info["tls"] is True and info["confined"] is True
+        client.close()
+        with pytest.raises(BridgeError) as caught:
+            BridgeClient("127.0.0.1", int(port.group(1)), "tok", timeout=30).connect()
+        assert caught.value.code == "tls_required"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_serve_refuses_a_tls_key_without_its_certificate(tmp_path):
+    run = _engine("serve", "--workspace", str(tmp_path), "--tls-key", str(tmp_path / "k.pem"))
+    assert run.returncode == 2 and "[bad_request]" in run.stderr and "Traceback" not in run.stderr
