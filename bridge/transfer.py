@@ -29,6 +29,7 @@ __all__ = ["file_hash", "upload_file", "download_files", "CHUNK"]
 CHUNK = 4 * 2**20          # bytes per request: big enough to amortise a round trip, well under a frame
 ANSWER_TIMEOUT = 120.0     # seconds for one chunk's answer (the last one hashes the file on a slow disk)
 MANIFEST_TIMEOUT = 600.0   # listing hashes every new file of a folder
+RESYNCS = 32               # times an upload follows another connection's progress on the same file
 
 Progress = Callable[[int, int], None]
 
@@ -137,7 +138,8 @@ def upload_file(client: BridgeClient, path: str | os.PathLike, *, digest: str | 
     ({hash, present, received, path}; `path` is what job params name it by).
 
     Resumes from what the engine already has; keeps `window` chunks in flight on the connection.
-    Uploads on one client take turns. Raises BridgeError: the engine's (hash_mismatch, disk_full...),
+    Uploads on one client take turns; another connection sending the same file at the same time is
+    followed (its bytes are the same). Raises BridgeError: the engine's (hash_mismatch, disk_full...),
     "unreachable" when the connection breaks (upload again on a new client to resume), "cancelled".
     """
     path = Path(path)
@@ -147,31 +149,54 @@ def upload_file(client: BridgeClient, path: str | os.PathLike, *, digest: str | 
         raise BridgeError("bad_request", "chunk and window must be at least 1")
     with _client_lock(client):
         state = client.call("media.status", {"hash": digest})
-        if state["present"]:
+        for _ in range(RESYNCS):
+            if state["present"]:
+                break
+            if state["received"] > size:
+                raise BridgeError("bad_request", f"the engine holds {state['received']} bytes of {path.name}, "
+                                                 f"which has {size}")
             if progress is not None:
-                progress(size, size)
-            return state
-        sent = state["received"]
+                progress(state["received"], size)
+            state = _send_chunks(client, path, digest, size, state, chunk, window, progress, should_stop)
+        if not state["present"]:
+            raise BridgeError("busy", f"the upload of {path.name} kept moving under other connections; try again")
         if progress is not None:
-            progress(sent, size)
-        started = False  # an empty file still takes one (empty) chunk
-        with open(path, "rb") as f, _Answers(client) as answers:
-            f.seek(sent)
-            pending: deque[int] = deque()
-            while True:
-                while len(pending) < window and (sent < size or not started):
-                    _check_stop(should_stop)
-                    data = f.read(min(chunk, size - sent))
-                    if len(data) != min(chunk, size - sent):
-                        raise BridgeError("io_error", f"{path.name} changed while it was being sent")
-                    pending.append(answers.send("media.upload", {"hash": digest, "name": path.name, "size": size,
-                                                                 "offset": sent, "data": data}))
-                    sent, started = sent + len(data), True
-                if not pending:
-                    return state
-                state = answers.answer(pending.popleft())
-                if progress is not None:
-                    progress(state["received"], size)
+            progress(size, size)
+        return state
+
+
+def _send_chunks(client: BridgeClient, path: Path, digest: str, size: int, state: dict, chunk: int, window: int,
+                 progress: Progress | None, should_stop: Callable[[], bool] | None) -> dict:
+    """Chunks from state["received"] to the end; returns the last answer, or the new status when
+    another connection moved the same upload on meanwhile (the caller carries on from there)."""
+    sent = state["received"]
+    started = False  # an empty file still takes one (empty) chunk
+    with open(path, "rb") as f, _Answers(client) as answers:
+        f.seek(sent)
+        pending: deque[tuple[int, int]] = deque()  # (request id, offset)
+        while True:
+            while len(pending) < window and (sent < size or not started):
+                _check_stop(should_stop)
+                data = f.read(min(chunk, size - sent))
+                if len(data) != min(chunk, size - sent):
+                    raise BridgeError("io_error", f"{path.name} changed while it was being sent")
+                pending.append((answers.send("media.upload", {"hash": digest, "name": path.name, "size": size,
+                                                              "offset": sent, "data": data}), sent))
+                sent, started = sent + len(data), True
+            if not pending:
+                return state
+            request_id, offset = pending.popleft()
+            try:
+                state = answers.answer(request_id)
+            except BridgeError as err:
+                if err.code != "bad_request":
+                    raise
+                now = client.call("media.status", {"hash": digest})
+                if not now["present"] and now["received"] == offset:
+                    raise  # not a moved offset: the chunk itself was refused
+                return now
+            if progress is not None:
+                progress(state["received"], size)
 
 
 def _local_name(local_dir: Path, name: str) -> Path:
