@@ -20,7 +20,7 @@ import numpy as np
 from ..config import check_types, from_dict
 from ..errors import Cancelled, EngineError
 from ..facesets import FaceRecord
-from ..files import sync_folder_of
+from ..files import remove_stale_temps, sync_folder_of
 from ..geometry.align import FACE_TYPES, MESH_TO_68, align_transform
 from ..geometry.pose import pose_from_mesh
 from ..media.decode import frame_range, iter_frames, probe
@@ -138,12 +138,14 @@ def extract_faces(ws: Workspace, params: ExtractParams, report, should_stop) -> 
     if earlier and earlier["settings"] == settings:
         if earlier["done_until"] >= end:  # this very range was extracted with these settings
             counts = _counts(store, faceset_id, media_id, start, end, info.path.name)
+            _recognise(ws, params.faceset, faceset_id, report, should_stop)  # a run killed while recognising
             report(1.0, f"already extracted: {counts['faces']} faces", {"frames": end - start, "faces": counts["faces"]})
             return _result(params, end - start, counts, media_id, reused=True)
         resume_from = earlier["done_until"]
     store.clear(faceset_id, media_id, resume_from, end)
     out_dir = ws.faceset_dir(params.faceset)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_unrecorded(out_dir, media_id, resume_from, end)
 
     fps = info.fps or 25.0
     tracker = FaceTracker(
@@ -210,6 +212,18 @@ def extract_faces(ws: Workspace, params: ExtractParams, report, should_stop) -> 
     _recognise(ws, params.faceset, faceset_id, report, should_stop)
     store.record_extraction(faceset_id, media_id, start, end, settings, end)
     return _result(params, end - start, counts, media_id, reused=False)
+
+
+def _remove_unrecorded(out_dir: Path, media_id: int, start: int, end: int) -> None:
+    """Give back the space of what a killed run wrote past its last commit: face images of frames the
+    catalog does not hold (the range was just cleared) and temp files. Neither is ever read as a
+    face (only catalog rows are), and a rerun may find fewer faces than the killed run wrote."""
+    remove_stale_temps(out_dir)
+    prefix = f"m{media_id}_f"
+    for image in out_dir.glob(f"{prefix}*.jpg"):
+        frame = image.name[len(prefix):].split("_", 1)[0]
+        if frame.isdigit() and start <= int(frame) < end:
+            image.unlink(missing_ok=True)
 
 
 def _recognise(ws: Workspace, faceset: str, faceset_id: int, report, should_stop) -> None:

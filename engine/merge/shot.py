@@ -30,7 +30,7 @@ import numpy as np
 
 from ..config import check_types, from_dict
 from ..errors import Cancelled, EngineError
-from ..files import atomic_write, sync_folder_of
+from ..files import atomic_write, disk_full, is_disk_full, remove_stale_temps, sync_folder_of
 from ..media.decode import frame_range, iter_frames_at
 from ..media.encode import write_image
 from ..media.sparse_png import encode_sparse_png
@@ -118,6 +118,7 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
     for name in SEQUENCES:
         if name in outputs:
             (out_dir / name).mkdir(exist_ok=True)
+            remove_stale_temps(out_dir / name)  # what a killed run was writing: never listed, never read
     # the missing frames and the frames their colour is smoothed with; the others are never prepared
     needed = _windows(todo, radius, start, end)
     per_frame = max(1, max((len(v) for v in merger.by_frame.values()), default=1))
@@ -201,6 +202,7 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
                 report(written / total, f"frame {written}/{total}",
                        {"frames": written, "fps": written / max(now - started, 1e-6)})
                 if now - last_state > 2.0:
+                    _sync_sequences(out_dir, outputs, start)  # the frames it lists outlive a power cut
                     _write_state(out_dir, {**state, "done": sorted(done)})
                     last_state = now
         if ahead:
@@ -219,9 +221,7 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
         if video is not None:
             video.abort()  # nothing when it was closed: a half video is never left as merged.mp4
         if written:
-            for name in SEQUENCES:
-                if name in outputs:
-                    sync_folder_of(out_dir / name / (PATTERN % start))  # one folder fsync per sequence
+            _sync_sequences(out_dir, outputs, start)
         _write_state(out_dir, {**state, "done": sorted(done), "complete": len(done) >= end - start})
     ws.record_render(out_dir.name, params.model, merger.media_id, out_dir, start, end - start)
     elapsed = time.monotonic() - started
@@ -230,6 +230,12 @@ def merge_shot(ws: Workspace, params: MergeParams, out_dir: Path, report, should
 
 
 _EMPTY = ((0, 0, 0, 0), np.zeros((0, 0, 4), np.uint8))
+
+
+def _sync_sequences(out_dir: Path, outputs: tuple, start: int) -> None:
+    for name in SEQUENCES:
+        if name in outputs:
+            sync_folder_of(out_dir / name / (PATTERN % start))  # one folder fsync per sequence
 
 
 def _write_png(path: Path, info, box, roi: np.ndarray) -> None:
@@ -425,6 +431,14 @@ class _VideoOut:
             self.audio.append((float(packet.pts * packet.time_base), packet))
 
     def add(self, frame: np.ndarray) -> None:
+        try:
+            self._add(frame)
+        except OSError as exc:  # PyAV's errors are OSErrors carrying FFmpeg's errno
+            if is_disk_full(exc):
+                raise disk_full(self.path.parent, self.path.name) from exc
+            raise
+
+    def _add(self, frame: np.ndarray) -> None:
         import av
 
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[: self.stream.height, : self.stream.width]),
@@ -445,11 +459,16 @@ class _VideoOut:
     def close(self) -> None:
         if not self.frames:
             raise EngineError("bad_request", "no frames to encode")
-        self.container.mux(self.stream.encode())
-        self._audio_until(float("inf"))
-        self.container.close()
-        self.closed = True
-        self.tmp.replace(self.path)
+        try:
+            self.container.mux(self.stream.encode())
+            self._audio_until(float("inf"))
+            self.container.close()
+            self.closed = True
+            self.tmp.replace(self.path)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full(self.path.parent, self.path.name) from exc
+            raise
 
     def abort(self) -> None:
         if not self.closed:

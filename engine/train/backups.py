@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from engine.errors import EngineError
+from engine.files import disk_full, is_disk_full
 
 BACKUP_FILES = ("model.safetensors", "discriminators.safetensors", "preview.png", "loss.png")
 
@@ -31,6 +32,9 @@ def make_backup(model_dir: Path, iteration: int, keep: int) -> Path:
         shutil.rmtree(folder, ignore_errors=True)  # two backups in the same second at the same count
         partial.rename(folder)  # a half-copied backup never looks like a whole one
     except OSError as e:
+        shutil.rmtree(partial, ignore_errors=True)  # a full disk gets its space back; the model is untouched
+        if is_disk_full(e):
+            raise disk_full(root, f"the backup {folder.name}") from e
         raise EngineError("io_error", f"could not back up the model to {folder}: {e.strerror or e}") from e
     for old in list_backups(model_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)

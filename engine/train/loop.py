@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 
 from engine.errors import Cancelled, EngineError
+from engine.files import remove_stale_temps
 from engine.models import resolve_device
 from engine.models.checkpoint import has_checkpoint, load_checkpoint
 from engine.train import distributed
@@ -59,6 +60,7 @@ def train_pair(source: FaceSamples, destination: FaceSamples | None, model_dir: 
     try:
         # -- model and state: fresh, or carried on from the checkpoint
         model, state = None, {}
+        remove_stale_temps(model_dir)  # a checkpoint a killed run was writing: never read, only in the way
         if has_checkpoint(model_dir):
             model, _, state = load_checkpoint(model_dir, expected=settings.model_config())
             if state.get("pretrain") and not settings.pretrain:
