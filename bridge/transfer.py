@@ -88,7 +88,7 @@ class _Answers(queue.Queue):
             if item.kind == "closed":
                 self.closed = item.payload
                 self.cond.notify_all()
-        self.inbox.put(item, block, timeout)
+        self.inbox.put(item)
 
     # a consumer that reads client.inbox meanwhile reads the real one
     def get(self, block: bool = True, timeout: float | None = None) -> Message:

@@ -28,9 +28,10 @@ OP_PATHS: dict[str, dict[str, str]] = {
     "merge.preview": {"video": ""},
     "media.status": {}, "media.upload": {},  # by content hash: the store picks the file name
     "files.manifest": {"path": ""}, "files.read": {"path": ""},
+    "bundle.pack": {"video": ""}, "bundle.unpack": {"path": ""},
 }
-# ops that reach files by path on every engine, local or not: they read the workspace only
-ALWAYS_CONFINED = frozenset({"files.manifest", "files.read"})
+# ops that reach files by path on every engine, local or not: they serve or unpack workspace files only
+ALWAYS_CONFINED = frozenset({"files.manifest", "files.read", "bundle.unpack"})
 
 # job kind -> {param: base folder of a relative path}; names (faceset, model) are checked as plain
 # names by the recipes themselves
