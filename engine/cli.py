@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from .cli_farm import add_farm_parser, run_farm
 from .cli_masks import add_mask_parser, run_mask
 from .cli_merge import add_merge_parser, run_merge
 from .cli_train import add_train_parser, run_train
@@ -233,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
 
     add_merge_parser(sub)
+    add_farm_parser(sub)
 
     b = sub.add_parser("bench", help="run benchmarks and print medians against a reference")
     b.add_argument("name", nargs="?", default="all")
@@ -259,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_train(args)
         if args.command == "merge":
             return run_merge(args)
+        if args.command == "farm-merge":
+            return run_farm(args)
         if args.command == "bench":
             from .bench import run_benchmarks
 
