@@ -110,3 +110,22 @@ def test_bench_stats_and_the_merge_timing_from_the_first_written_frame(monkeypat
     monkeypatch.setattr(merge_bench, "_merge", fake_merge)
     rate, frames, from_first, _ = merge_bench._timed_merge(None, tmp_path / "out")
     assert (rate, frames, from_first) == (20.0, 40, True)
+
+
+def test_bridge_bench_measures_latency_and_transfers_against_raw_loopback(monkeypatch, capsys):
+    from engine import bench_bridge
+
+    monkeypatch.setattr(bench_bridge, "RUNS", 2)
+    assert bench.BENCHMARKS["bridge"] is bench_bridge.bench_bridge
+    r = bench_bridge.bench_bridge(0.1)  # a tiny --seconds: a 2 MB file and 50 calls against a real engine
+    assert r["size_mb"] == 2.0
+    lat = r["latency"]
+    assert lat["runs"] == 50 and 0 < lat["min"] <= lat["median"] <= lat["p99"] <= lat["max"]
+    for name in ("upload", "download", "reference"):
+        fig = r[name]
+        assert fig["runs"] == 2 and 0 < fig["min"] <= fig["median"] <= fig["max"] and fig["unit"] == "MB/s"
+    assert r["upload_ratio"] == r["upload"]["median"] / r["reference"]["median"]
+    assert r["download_ratio"] == r["download"]["median"] / r["reference"]["median"]
+    out = capsys.readouterr().out
+    assert "engine.info round trip: median" in out and "transfer / raw loopback" in out
+    json.dumps(r)  # run_benchmarks records it as it is
