@@ -19,13 +19,15 @@ from .protocol import (BridgeError, check_accepted, check_challenge, check_hello
                        hello_challenge, hello_proof, hello_refused, hello_request)
 from .tls import TLS_RECORD_TYPE_HANDSHAKE, TLSConfig, TLSStream, client_context
 
-__all__ = ["HandshakeFailed", "Greeting", "secure_server_side", "accept_client", "connect_engine"]
+__all__ = ["HandshakeFailed", "Greeting", "secure_server_side", "accept_client", "refuse",
+           "connect_engine"]
 
 Stream = socket.socket | TLSStream
 
 
 class HandshakeFailed(Exception):
-    """The server ends a connection in its handshake: `error` went to the peer, or no word (None)."""
+    """The server ends a connection in its handshake: `error` is for the peer (see refuse()), or
+    None to close without a word. Not sent here: the server counts a failed login first."""
 
     def __init__(self, reason: str, error: BridgeError | None = None) -> None:
         super().__init__(reason)
@@ -62,7 +64,6 @@ def secure_server_side(sock: socket.socket, context: ssl.SSLContext, deadline: f
     if first[0] != TLS_RECORD_TYPE_HANDSHAKE:
         error = BridgeError("tls_required", "this engine accepts TLS connections only: turn TLS on "
                                             "and pin the engine's certificate fingerprint")
-        write_frame(sock, hello_refused(error))
         raise HandshakeFailed("a plain connection to a TLS engine", error)
     stream = TLSStream(sock, context, server_side=True)
     try:
@@ -89,13 +90,13 @@ def _next_frame(stream: Stream, greeting: Greeting, deadline: float) -> dict:
     return hello
 
 
-def _refuse(stream: Stream, error: BridgeError) -> HandshakeFailed:
-    write_frame(stream, hello_refused(error))  # the deadline is still on the socket: bounded
-    return HandshakeFailed(str(error), error)
+def refuse(stream: Stream, error: BridgeError) -> None:
+    """Send the refusal hello; the handshake deadline is still on the socket, so this is bounded."""
+    write_frame(stream, hello_refused(error))
 
 
 def accept_client(stream: Stream, token: str | None, deadline: float) -> Greeting:
-    """Steps 1-3: hello, challenge, proof. Raises HandshakeFailed (after sending any refusal).
+    """Steps 1-3: hello, challenge, proof. Raises HandshakeFailed, the refusal not yet sent.
 
     Step 4, the accepted hello with the server's proof, is the caller's: it registers the session
     first, so no broadcast sent after the client has read that hello can miss it.
@@ -104,12 +105,12 @@ def accept_client(stream: Stream, token: str | None, deadline: float) -> Greetin
     try:
         greeting.client, greeting.nonce = check_hello(_next_frame(stream, greeting, deadline))
     except BridgeError as err:
-        raise _refuse(stream, err) from None
+        raise HandshakeFailed(str(err), err) from None
     write_frame(stream, hello_challenge(greeting.challenge))
     try:
         check_proof(_next_frame(stream, greeting, deadline), token, greeting.challenge, greeting.nonce)
     except BridgeError as err:
-        raise _refuse(stream, err) from None
+        raise HandshakeFailed(str(err), err) from None
     return greeting
 
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 
 from .auth import FailureLimiter, server_proof
 from .framing import RECV_SIZE, FrameDecoder, encode_frame, shutdown_socket
-from .handshake import Greeting, HandshakeFailed, Stream, accept_client, secure_server_side
+from .handshake import Greeting, HandshakeFailed, Stream, accept_client, refuse, secure_server_side
 from .protocol import (HANDSHAKE_TIMEOUT, BridgeError, hello_accepted, message_kind, protocol_error,
                        response_error, response_ok)
 from .session import Session, check_event
@@ -184,6 +184,11 @@ class BridgeServer:
                 self._serve_session(stream, session, greeting.decoder, greeting.frames)
         except HandshakeFailed as failed:
             self._handshake_failed(address, peer, failed)
+            if failed.error is not None:
+                try:
+                    refuse(stream, failed.error)
+                except OSError:
+                    pass  # the peer has gone or stalled: it was being turned away anyway
         except TimeoutError:
             logger.info("bridge: no handshake from %s in %g s", peer, self.handshake_timeout)
         except OSError as exc:
@@ -194,6 +199,7 @@ class BridgeServer:
             self._end_connection(sock, stream, session)
 
     def _handshake_failed(self, address: str, peer: str, failed: HandshakeFailed) -> None:
+        # Counted before the refusal goes out, so no retry can overtake its own failure.
         if failed.error is None:
             logger.info("bridge: closing %s in the handshake: %s", peer, failed.reason)
             return
