@@ -195,6 +195,7 @@ def unpack_bundle(ws: Workspace, path: Path) -> dict:
     the bundle's own) and the video's content hash."""
     zf, manifest, members = _open(Path(path))
     with zf:
+        doc, doc_bytes = _faces_doc(zf, manifest, members)  # everything is checked before anything is placed
         model_files = {n: e["sha256"] for n, e in manifest["files"].items() if n.startswith("model/")}
         digest = hashlib.sha256(json.dumps(model_files, sort_keys=True).encode()).hexdigest()
 
@@ -207,16 +208,6 @@ def unpack_bundle(ws: Workspace, path: Path) -> dict:
         model, present = _free_name(manifest["model"], digest, same_model)
         if not present:
             _place_model(ws, zf, manifest, members, model)
-        faces_entry = members[bundle_faces.FACES_DOC]
-        doc_bytes = _read(zf, faces_entry, manifest["files"][faces_entry.filename]["size"])
-        if hashlib.sha256(doc_bytes).hexdigest() != manifest["files"][faces_entry.filename]["sha256"]:
-            raise EngineError("bad_bundle", "the bundle's faces document does not match its hash")
-        doc = json.loads(doc_bytes)
-        bundle_faces.check_doc(doc)
-        for e in doc["faces"]:
-            if not all(_FACE_FILE.fullmatch(n) and n in members and manifest["files"][n]["sha256"] == h
-                       for n, h in e["files"].items()):
-                raise EngineError("bad_bundle", "the bundle's faces name files it does not hold")
         media_id = bundle_faces.media_by_hash(ws, manifest["media"]["hash"], manifest["media"])
         faces_digest = hashlib.sha256(doc_bytes).hexdigest()
 
@@ -227,14 +218,43 @@ def unpack_bundle(ws: Workspace, path: Path) -> dict:
 
         faceset, present = _free_name(manifest["faceset"], faces_digest, same_faceset)
         if not present:
-            folder = ws.faceset_dir(faceset)
-            placed = {}
-            for name in sorted({n for e in doc["faces"] for n in e["files"]}):
-                placed[name] = folder / f"b{faces_digest[:8]}_{Path(name).name}"
-                _extract(zf, manifest, members[name], placed[name])
-            sync_folder_of(folder / "x")
-            bundle_faces.store(ws, faceset, doc, media_id, placed)
+            _place_faces(ws, zf, manifest, members, doc, faceset, media_id, faces_digest)
     return {"model": model, "faceset": faceset, "faces": len(doc["faces"]), "media": manifest["media"]["hash"]}
+
+
+def _faces_doc(zf: zipfile.ZipFile, manifest: dict, members: dict) -> tuple[dict, bytes]:
+    """The bundle's faces document, checked, with its bytes."""
+    entry = members[bundle_faces.FACES_DOC]
+    doc_bytes = _read(zf, entry, manifest["files"][entry.filename]["size"])
+    if hashlib.sha256(doc_bytes).hexdigest() != manifest["files"][entry.filename]["sha256"]:
+        raise EngineError("bad_bundle", "the bundle's faces document does not match its hash")
+    try:
+        doc = json.loads(doc_bytes)
+    except ValueError as exc:
+        raise EngineError("bad_bundle", f"the bundle's faces document is not JSON: {exc}") from None
+    bundle_faces.check_doc(doc)
+    for e in doc["faces"]:
+        if not all(_FACE_FILE.fullmatch(n) and n in members and manifest["files"][n]["sha256"] == h
+                   for n, h in e["files"].items()):
+            raise EngineError("bad_bundle", "the bundle's faces name files it does not hold")
+    return doc, doc_bytes
+
+
+def _place_faces(ws: Workspace, zf: zipfile.ZipFile, manifest: dict, members: dict, doc: dict, faceset: str,
+                 media_id: int, digest: str) -> None:
+    """Extract the faces' files into the faceset's folder and store their rows; all or nothing."""
+    folder = ws.faceset_dir(faceset)
+    placed: dict[str, Path] = {}
+    try:
+        for name in sorted({n for e in doc["faces"] for n in e["files"]}):
+            placed[name] = folder / f"b{digest[:8]}_{Path(name).name}"
+            _extract(zf, manifest, members[name], placed[name])
+        sync_folder_of(folder / "x")
+        bundle_faces.store(ws, faceset, doc, media_id, placed)
+    except BaseException:
+        for file in placed.values():
+            file.unlink(missing_ok=True)
+        raise
 
 
 def _place_model(ws: Workspace, zf: zipfile.ZipFile, manifest: dict, members: dict, model: str) -> None:
