@@ -84,6 +84,15 @@ class MediaStore:
             received = 0
         return {"hash": digest, "present": False, "received": received, "path": None}
 
+    def _partial_status(self, digest: str) -> dict | None:
+        """The status of an upload under way, from its partial alone; None when there is none. A
+        partial exists only until its blob does, so this spares each chunk a scan of the folder."""
+        try:
+            received = (self.partial_folder / digest).stat().st_size
+        except FileNotFoundError:
+            return None
+        return {"hash": digest, "present": False, "received": received, "path": None}
+
     def append(self, digest: str, name: str, size: int, offset: int, data: bytes) -> dict:
         """Write one chunk at `offset` (which must be what the engine has); the last one finishes the blob."""
         check_hash(digest)
@@ -92,7 +101,7 @@ class MediaStore:
         if len(data) > MAX_CHUNK:
             raise EngineError("bad_request", f"a chunk holds at most {MAX_CHUNK} bytes, got {len(data)}")
         with self._lock(digest):
-            state = self.status(digest)
+            state = self._partial_status(digest) or self.status(digest)
             if state["present"]:
                 return state  # someone else finished it meanwhile: nothing to write
             if offset != state["received"]:
