@@ -6,15 +6,13 @@ engine was gone is answered, and the drain stays quick throughout."""
 
 import os
 import signal
-import socket
-import subprocess
 import sys
-import threading
 import time
 
 import bpy
 
 import _blender
+from _serve import free_port, serve
 
 workspace, mode = sys.argv[1], sys.argv[2]
 sync = _blender.enable()
@@ -22,37 +20,11 @@ scene = _blender.new_scene()
 scene.swapline.workspace = workspace
 st = bpy.context.window_manager.swapline
 out = {"states": []}
-REPO = os.path.realpath(os.path.join(os.environ["SWAPLINE_TEST_EXTENSIONS"], "swapline"))
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def serve(port, token_file):
-    """`python -m engine serve` on loopback; returns once it listens."""
-    process = subprocess.Popen([os.path.join(REPO, ".venv", "bin", "python"), "-m", "engine", "serve",
-                                "--workspace", workspace, "--port", str(port), "--token-file", token_file],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ready = threading.Event()
-
-    def pump():
-        for line in process.stdout:
-            if "listening on" in line:
-                ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    _blender.check(ready.wait(180), "the engine never listened")
-    return process
-
-
 if mode == "REMOTE":
     port, token_file = free_port(), os.path.join(workspace, "..", "token")
     with open(token_file, "w") as f:
         f.write("remote-secret")
-    first = serve(port, token_file)
+    first = serve(workspace, port, token_file)
     prefs = _blender.preferences()
     prefs.engine_mode, prefs.host, prefs.port, prefs.token = "REMOTE", "127.0.0.1", port, "remote-secret"
 bpy.ops.swapline.connect()
@@ -95,7 +67,7 @@ while time.monotonic() < deadline:
         link.request("engine.info", {}, {"purpose": "probe"})
         asked = True
     if mode == "REMOTE" and current[0] is first and time.monotonic() > restart_at:
-        current[0] = serve(port, token_file)  # blocks while it starts; Blender would not: it is the user
+        current[0] = serve(workspace, port, token_file)  # blocks while it starts; Blender would not: it is the user
     job = train_job()
     if engine_process() is not first and st.connection == "CONNECTED" and job is not None and job.job_id == job_id and job.state == "running" and job.iteration > 0:
         break

@@ -1,0 +1,85 @@
+"""Media to a remote engine and results back: a real engine on loopback with its own workspace."""
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = {"resolution": 32, "ae_dims": 32, "e_dims": 8, "d_dims": 8, "d_mask_dims": 4, "batch_size": 4,
+        "iterations": 12, "workers": 0}
+
+
+def _engine_with_a_model(workspace: Path, clips: Path) -> tuple[Path, Path]:
+    """The engine's workspace with a tiny trained model 'm'; returns (source clip, shot clip), which
+    stay on "this machine" (the engine gets them by upload)."""
+    from engine.errors import EngineError
+    from engine.jobs import JobRunner
+    from engine.media.synthetic import make_clip
+    from engine.recipes import STAGES
+    from engine.workspace import Workspace
+
+    source = make_clip("hopper", clips / "hopper.mp4", seconds=1.0, fps=12, size=(320, 240))
+    shot = make_clip("astronaut", clips / "shot.mp4", seconds=1.0, fps=12, size=(320, 240), seed=1)
+    ws = Workspace(workspace)
+    runner = JobRunner(ws, STAGES)
+    try:
+        for kind, params in (("extract", {"video": str(source), "faceset": "src", "size": 128}),
+                             ("extract", {"video": str(shot), "faceset": "dst", "size": 128}),
+                             ("train", {"model": "m", "source": "src", "destination": "dst", **TINY})):
+            job = runner.wait(runner.submit(kind, params)["id"], timeout=600)
+            if job["state"] != "done":
+                raise EngineError(job["error"]["code"], job["error"]["message"])
+    finally:
+        runner.shutdown()
+        ws.close()
+    return source, shot
+
+
+@pytest.mark.skipif(not (REPO / ".venv" / "bin" / "python").is_file(), reason="no .venv with the engine")
+def test_clips_go_up_once_and_the_merge_comes_back_next_to_the_blend(run_scenario, tmp_path):
+    clips, engine_ws, project = tmp_path / "clips", tmp_path / "engine_ws", tmp_path / "project"
+    clips.mkdir()
+    project.mkdir()
+    source, shot = _engine_with_a_model(engine_ws, clips)
+    out = run_scenario("remote_transfers", source, shot, engine_ws, project, timeout=900)
+    digests = {hashlib.sha256(p.read_bytes()).hexdigest(): p.name for p in (source, shot)}
+
+    # first extract: both clips uploaded, the jobs name them by their place in the engine's workspace
+    assert out["extract_ops"][0] == ["FINISHED"]
+    assert sorted(t["state"] for t in out["first_transfers"]) == ["done", "done"], out["first_transfers"]
+    assert all(t["sent"] > 0 for t in out["first_transfers"]), out["first_transfers"]
+    # (the add-on sends "media/<sha256>.mp4"; the engine resolves it in its workspace)
+    videos = [Path(v) for _, v, _ in out["first"]]
+    assert all(v.parent == engine_ws / "media" and v.suffix == ".mp4" for v in videos), videos
+    assert {v.stem for v in videos} == set(digests)
+    assert all(state == "done" for state, _, _ in out["first"])
+    for digest in digests:
+        assert (engine_ws / "media" / f"{digest}.mp4").is_file()
+    assert any("Uploading" in line or "Hashing" in line for line in out["upload_lines"]), out["upload_lines"]
+    # the same clip again: no transfer at all (known here), then after a reconnect: asked, not sent
+    assert out["again"][0][0] == "done" and out["again_transfers"] == []
+    assert out["reconnected"][0][0] == "done"
+    assert [(t["state"], t["sent"]) for t in out["reconnected_transfers"]] == [("done", 0)]
+
+    merged = out["merged"]
+    assert out["merge_op"] == ["FINISHED"] and merged["state"] == "done", merged["error"]
+    assert Path(merged["params"]["video"]).parent == engine_ws / "media" and "output" not in merged["params"]
+    [download] = out["merge_transfers"]
+    assert download["state"] == "done" and download["total"] > 0
+    # the strips show the downloaded files, next to the saved .blend
+    folder = Path(out["results_folder"])
+    assert folder == project / "edit_swapline" / "results" / str(merged["id"])
+    layer, found = out["layer"], out["matte"]
+    assert layer is not None and layer["blend"] == "ALPHA_OVER", out["last_error"]
+    assert Path(layer["directory"]).resolve() == (folder / "layer").resolve()
+    assert (layer["start"], layer["end"]) == (1, 13)
+    assert layer["files"] and all(Path(f).is_file() for f in layer["files"])
+    assert found is not None and Path(found["directory"]).resolve() == (folder / "matte").resolve()
+    assert all(Path(f).is_file() for f in found["files"])
+    remote_layer = Path(merged["result"]["layer"]["directory"])
+    for name in (Path(f).name for f in layer["files"]):
+        assert (folder / "layer" / name).read_bytes() == (remote_layer / name).read_bytes()
+    assert out["last_error"] == ""
+    print("upload lines:", out["upload_lines"])
+    print(f"remote merge of 12 frames through the add-on, download included: {out['merge_s']:.1f} s")
