@@ -125,6 +125,7 @@ def _connect(specs: list[str], shared: queue.Queue) -> list[Engine]:
             info = client.connect()
             client.start()
         except BridgeError as exc:
+            client.close()
             for e in engines:
                 e.client.close()
             raise EngineError(exc.code, f"{spec}: {exc.message}") from None
