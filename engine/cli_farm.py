@@ -172,6 +172,7 @@ class Farm:
     error: str = ""
 
     events: queue.Queue = field(default_factory=queue.Queue)  # every engine's inbox, tagged (_Inbox)
+    poll: float = 1.0  # seconds without an event before each job is asked how it is doing
 
     def __post_init__(self) -> None:
         self.downloads: dict[Future, tuple[Engine, Piece, str]] = {}
@@ -275,10 +276,10 @@ class Farm:
 
     # The loop ----------------------------------------------------------------------------------
 
-    def wait(self, timeout: float = 1.0) -> None:
-        """Handle the next job event or lost connection; without one in `timeout`, ask each job."""
+    def wait(self) -> None:
+        """Handle the next job event or lost connection; without one in `poll` seconds, ask each job."""
         try:
-            index, message = self.events.get(timeout=timeout)
+            index, message = self.events.get(timeout=self.poll)
         except queue.Empty:
             for e in self.engines:
                 if e.alive and e.job:

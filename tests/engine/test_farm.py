@@ -161,3 +161,89 @@ def test_a_steal_takes_the_second_half_of_what_is_left_only_when_it_is_worth_it(
     cut = steal_point(100, piece, 9)
     assert 100 < cut < 1000 and abs((1000 - cut) - (cut - 124)) <= 1
     assert steal_point(900, piece, 9) is None  # too little left for a second model load
+
+
+# The farm's bookkeeping, with simulated engines --------------------------------------------------
+
+
+class _SimulatedEngine:
+    """Answers the job ops as an engine would, merging `speed` frames each time it is asked how a
+    job is doing; a job started again into a folder skips the frames it holds (the merge's resume).
+    With `drop_after`, the connection breaks after that many answers."""
+
+    def __init__(self, name: str, speed: int, drop_after: int | None = None) -> None:
+        self.name, self.speed, self.drop_after, self.answers = name, speed, drop_after, 0
+        self.jobs: dict[str, dict] = {}
+        self.folders: dict[str, set[int]] = {}
+
+    def call(self, op: str, args: dict | None = None, timeout: float = 30.0) -> dict:
+        from bridge import BridgeError
+
+        self.answers += 1
+        if self.drop_after is not None and self.answers > self.drop_after:
+            raise BridgeError("unreachable", "the engine went away")
+        if op == "job.start":
+            p = args["params"]
+            done = self.folders.setdefault(p["output"], set())
+            job = {"id": f"{self.name}-{len(self.jobs)}", "state": "running", "stats": {"frames": 0}, "error": None,
+                   "message": "", "out": p["output"],
+                   "todo": [i for i in range(p["frame_start"], p["frame_end"]) if i not in done]}
+            self.jobs[job["id"]] = job
+        elif op == "job.cancel":
+            job = self.jobs[args["id"]]
+            job["cancel"] = True
+        else:
+            job = self.jobs[args["id"]]
+            if job.get("cancel"):
+                job["state"] = "cancelled"
+            elif job["state"] == "running":
+                step, job["todo"] = job["todo"][:self.speed], job["todo"][self.speed:]
+                self.folders[job["out"]].update(step)
+                job["stats"] = {"frames": job["stats"]["frames"] + len(step)}
+                job["state"] = "running" if job["todo"] else "done"
+        return {k: v for k, v in job.items() if k not in ("todo", "cancel")}
+
+    def download(self, out: str, stage: Path) -> None:
+        (stage / "layer").mkdir(parents=True, exist_ok=True)
+        for i in self.folders[out]:
+            (stage / "layer" / f"frame_{i:06d}.png").write_text(f"{self.name} {i}")
+        (stage / "merge.json").write_text(json.dumps({"done": sorted(self.folders[out]), "outputs": ["layer"]}))
+
+
+def _simulate(tmp_path, monkeypatch, sims: list[_SimulatedEngine], end: int, steal: bool = True):
+    from engine import cli_farm
+
+    by_client = {id(s): s for s in sims}
+    monkeypatch.setattr(cli_farm, "download_files", lambda client, out, stage: by_client[id(client)].download(out, stage))
+    engines = [cli_farm.Engine(i, s.name, s, {"device": "CPU"}) for i, s in enumerate(sims)]
+    farm = cli_farm.Farm(engines, {}, 0, end, 0, "run", tmp_path, steal=steal, poll=0.001)
+    farm.run()
+    return farm, {p.name: p.read_text() for p in (tmp_path / "layer").iterdir()}
+
+
+def test_an_engine_that_finishes_early_takes_half_of_the_slowest_ones_frames(tmp_path, monkeypatch):
+    slow, fast = _SimulatedEngine("slow", 1), _SimulatedEngine("fast", 10)
+    farm, frames = _simulate(tmp_path, monkeypatch, [slow, fast], 400)
+    assert sorted(frames) == [f"frame_{i:06d}.png" for i in range(400)] and farm.done == set(range(400))
+    pieces = sorted((p["first_frame"], p["end"], p["engine"]) for p in farm.placed)
+    assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:])) and pieces[-1][1] == 400
+    slow_frames = sum(hi - lo for lo, hi, who in pieces if who == "slow")
+    assert slow_frames < 120 and sum(who == "fast" for _, _, who in pieces) >= 3  # it stole, more than once
+    assert all(frames[f"frame_{i:06d}.png"] == f"{who} {i}" for lo, hi, who in pieces for i in range(lo, hi))
+    # the slow engine's restarted jobs went on in its first folder, never merging a frame twice
+    assert len(slow.folders) == 1
+
+
+def test_without_stealing_each_engine_keeps_its_range(tmp_path, monkeypatch):
+    farm, frames = _simulate(tmp_path, monkeypatch, [_SimulatedEngine("slow", 1), _SimulatedEngine("fast", 10)],
+                             100, steal=False)
+    assert sorted((p["first_frame"], p["end"], p["engine"]) for p in farm.placed) == [(0, 50, "slow"),
+                                                                                      (50, 100, "fast")]
+    assert len(frames) == 100
+
+
+def test_a_lost_engines_range_is_merged_by_another(tmp_path, monkeypatch):
+    lost = _SimulatedEngine("lost", 5, drop_after=3)
+    farm, frames = _simulate(tmp_path, monkeypatch, [_SimulatedEngine("steady", 5), lost], 90, steal=False)
+    assert sorted(frames) == [f"frame_{i:06d}.png" for i in range(90)]
+    assert {p["engine"] for p in farm.placed} == {"steady"} and not farm.engines[1].alive
