@@ -73,7 +73,8 @@ class JobContext:
 class JobRunner:
     """Queue of jobs with one worker thread; `on_change(job)` is called on every visible change."""
 
-    def __init__(self, workspace: Workspace, stages: dict[str, StageFn], on_change: Callable[[dict], None] | None = None):
+    def __init__(self, workspace: Workspace, stages: dict[str, StageFn], on_change: Callable[[dict], None] | None = None,
+                 recover: bool = True):
         self.workspace = workspace
         self.stages = stages
         self.on_change = on_change or (lambda job: None)
@@ -85,11 +86,13 @@ class JobRunner:
         self._lock = threading.RLock()
         self._queue: queue.Queue[str | None] = queue.Queue()
         # held for the runner's life: the jobs left active in the catalog are this runner's to recover
-        # only when no live engine holds it (a CLI run beside a serving engine must not touch them)
+        # only when no live runner holds it (a CLI run beside a serving engine must not touch them,
+        # nor an engine started beside a CLI run); `recover=False`: a one-job runner such as the
+        # command line's leaves them to the next engine
         self._owner = try_lock(workspace.root / "jobs.lock")
         for job in workspace.load_jobs():  # oldest first: queued again in their order
             self._jobs[job["id"]] = job
-            if job["state"] in ACTIVE and self._owner is not None and self._recover(job):
+            if job["state"] in ACTIVE and recover and self._owner is not None and self._recover(job):
                 self._contexts[job["id"]] = JobContext(job["id"], self)
                 self._queue.put(job["id"])
         self._worker = threading.Thread(target=self._work, name="swapline-jobs", daemon=True)

@@ -283,3 +283,23 @@ def test_paused_jobs_that_cannot_resume_are_interrupted_on_restart(tmp_path):
         assert r.get("p")["error"]["code"] == "interrupted"
     finally:
         r.shutdown()
+
+
+def test_a_runner_that_does_not_recover_leaves_the_jobs_for_the_next_engine(tmp_path):
+    ws = Workspace(tmp_path)
+    _left(ws, "t", "train", "running", 1.0)
+    one_job = JobRunner(ws, {"train": _quick, "quick": _quick}, recover=False)
+    try:
+        assert one_job.wait(one_job.submit("quick", {"x": 1})["id"], timeout=10)["state"] == "done"
+        assert one_job.get("t")["state"] == "running" and one_job.get("t")["restarts"] == 0
+        # while it runs, no engine beside it takes the job over either
+        beside = JobRunner(Workspace(tmp_path), {"train": _quick})
+        assert beside.get("t")["state"] == "running"
+        beside.shutdown()
+    finally:
+        one_job.shutdown()
+    engine = JobRunner(Workspace(tmp_path), {"train": _quick})
+    try:
+        assert engine.wait("t", timeout=10)["state"] == "done"
+    finally:
+        engine.shutdown()
