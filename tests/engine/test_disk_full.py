@@ -168,3 +168,20 @@ def test_merge_fails_clearly_lists_only_whole_frames_and_finishes_after(pair, mo
         assert all((out / "layer" / f"frame_{i:06d}.png").stat().st_mtime_ns == t for i, t in kept.items())
     finally:
         runner.shutdown()
+
+
+def test_extraction_fails_clearly_stores_only_whole_faces_and_finishes_after(pair, monkeypatch, portrait_clips):
+    runner = JobRunner(pair, STAGES)
+    params = {"video": str(portrait_clips["hopper"]), "faceset": "full", "size": 64}
+    try:
+        monkeypatch.setattr(engine.files, "open", FullDisk("_f0000", after=5), raising=False)
+        job = _run(runner, "extract", params, state="failed")
+        assert job["error"]["code"] == "disk_full" and "was not written" in job["error"]["message"], job["error"]
+        for face in pair.facesets.faces("full"):  # every stored face is whole
+            assert cv2.imread(str(face.image)) is not None
+        assert leftovers(pair.faceset_dir("full")) == []
+        monkeypatch.undo()
+        result = _run(runner, "extract", params)["result"]
+        assert result["faces"] == 12 and [f.frame for f in pair.facesets.faces("full")] == list(range(12))
+    finally:
+        runner.shutdown()
