@@ -21,30 +21,29 @@ import re
 import shutil
 import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge import BridgeClient, BridgeError
+from bridge.tls import TLSConfig
 from bridge.transfer import download_files, file_hash, upload_file
 
+from .cli_farm_loop import Engine, Farm, _Inbox
 from .cli_merge import merge_params
 from .errors import EngineError
-from .farm_plan import Piece, job_range, smoothing_radius, split, steal_point
+from .farm_plan import smoothing_radius
 
-SEQUENCES = ("layer", "matte", "frames")
-PATTERN = "frame_%06d.png"
-STATE = "merge.json"
 LONG_CALL = 600.0  # seconds: packing or unpacking hashes a model of hundreds of megabytes
-TERMINAL = ("done", "failed", "cancelled")
 
 
 def add_farm_parser(sub) -> None:
     f = sub.add_parser("farm-merge", help="merge one shot on several engines at once, each a range of frames",
                        description="Merge a trained model's face into a video's frames on several engines. The "
                                    "first engine holds the model and faceset; the others receive them.")
-    f.add_argument("--engine", dest="engines", action="append", required=True, metavar="HOST:PORT[:TOKENFILE]",
-                   help="an engine (repeat); the token comes from TOKENFILE, else $SWAPLINE_TOKEN")
+    f.add_argument("--engine", dest="engines", action="append", required=True,
+                   metavar="HOST:PORT[:TOKENFILE][#FINGERPRINT]",
+                   help="an engine (repeat); the token comes from TOKENFILE, else $SWAPLINE_TOKEN; with "
+                        "#FINGERPRINT the connection is TLS, pinned to that certificate (serve --tls prints it)")
+    f.add_argument("--tls-ca", help="connect to every engine with TLS, trusting certificates this CA file signed")
     f.add_argument("--model", required=True)
     f.add_argument("--video", required=True, help="the destination video, on this machine")
     f.add_argument("--faceset", required=True, help="the faceset holding the video's (destination) faces")
@@ -57,70 +56,29 @@ def add_farm_parser(sub) -> None:
     f.add_argument("--no-steal", action="store_true", help="keep each engine to its first range")
 
 
-def parse_engine(spec: str) -> tuple[str, int, str]:
-    """(host, port, token) of `host:port[:tokenfile]` (an IPv6 host in brackets)."""
-    m = re.fullmatch(r"(\[[^\]]+\]|[^:\[\]]+):(\d{1,5})(?::(.+))?", spec)
+def parse_engine(spec: str, tls_ca: str = "") -> tuple[str, int, str, TLSConfig | None]:
+    """(host, port, token, TLS settings) of `host:port[:tokenfile][#fingerprint]` (an IPv6 host in
+    brackets; the fingerprint pins the engine's certificate, `tls_ca` verifies it against a CA)."""
+    m = re.fullmatch(r"(\[[^\]]+\]|[^:\[\]]+):(\d{1,5})(?::([^#]+))?(?:#([0-9a-fA-F:]+))?", spec)
     if not m:
-        raise EngineError("bad_request", f"--engine {spec!r} is not HOST:PORT[:TOKENFILE]")
-    host, port, token_file = m.group(1).strip("[]"), int(m.group(2)), m.group(3)
+        raise EngineError("bad_request", f"--engine {spec!r} is not HOST:PORT[:TOKENFILE][#FINGERPRINT]")
+    host, port, token_file, fingerprint = m.group(1).strip("[]"), int(m.group(2)), m.group(3), m.group(4)
     try:
         token = Path(token_file).read_text().strip() if token_file else os.environ.get("SWAPLINE_TOKEN", "")
     except OSError as exc:
         raise EngineError("not_found", f"cannot read the token file {token_file}: {exc.strerror}") from None
     if not token:
         raise EngineError("bad_request", f"no token for {spec}: give HOST:PORT:TOKENFILE or set SWAPLINE_TOKEN")
-    return host, port, token
+    tls = TLSConfig(fingerprint=fingerprint or "", cafile=tls_ca) if fingerprint or tls_ca else None
+    return host, port, token, tls
 
 
-class _Inbox:
-    """One engine's inbox, feeding the farm's single queue tagged with the engine's index."""
-
-    def __init__(self, shared: queue.Queue, index: int) -> None:
-        self.shared, self.index = shared, index
-
-    def put(self, item, block: bool = True, timeout: float | None = None) -> None:
-        self.shared.put((self.index, item))
-
-    def get(self, block: bool = True, timeout: float | None = None):
-        return self.shared.get(block, timeout)
-
-    def qsize(self) -> int:
-        return self.shared.qsize()
-
-    def empty(self) -> bool:
-        return self.shared.empty()
-
-
-@dataclass
-class Engine:
-    index: int
-    label: str
-    client: BridgeClient
-    info: dict
-    video: str = ""  # how this engine names the video in job params
-    model: str = ""
-    faceset: str = ""
-    alive: bool = True
-    job: dict | None = None
-    piece: Piece | None = None
-    out: str = ""  # the running job's output folder in the engine's workspace
-    base: int = 0  # the first frame the running job had left to merge
-    cut: int | None = None  # a steal asked for: the job is being cancelled to end here
-    frames_done: int = 0
-
-    def position(self) -> int:
-        return self.base + int(((self.job or {}).get("stats") or {}).get("frames") or 0)
-
-    def weight(self) -> float:
-        # a speed hint from the device: a GPU merges several times as fast as a CPU; steals even it out
-        return 1.0 if str(self.info.get("device", "CPU")).startswith("CPU") else 6.0
-
-
-def _connect(specs: list[str], shared: queue.Queue) -> list[Engine]:
+def _connect(specs: list[str], shared: queue.Queue, tls_ca: str = "") -> list[Engine]:
     engines = []
     for i, spec in enumerate(specs):
-        host, port, token = parse_engine(spec)
-        client = BridgeClient(host, port, token, client_name="swapline-farm", timeout=30.0, inbox=_Inbox(shared, i))
+        host, port, token, tls = parse_engine(spec, tls_ca)
+        client = BridgeClient(host, port, token, client_name="swapline-farm", timeout=30.0, inbox=_Inbox(shared, i),
+                              tls=tls)
         try:
             info = client.connect()
             client.start()
@@ -155,207 +113,6 @@ def _distribute(engines: list[Engine], args: argparse.Namespace, video: Path, st
         print(f"{e.label}: model {e.model}, faceset {e.faceset} ({names['faces']} faces)", file=sys.stderr)
 
 
-@dataclass
-class Farm:
-    engines: list[Engine]
-    params: dict  # the merge job's params but for video, names, range and output
-    start: int
-    end: int
-    radius: int
-    run_id: str
-    output: Path
-    steal: bool = True
-    pending: list[Piece] = field(default_factory=list)
-    done: set[int] = field(default_factory=set)
-    states: list[dict] = field(default_factory=list)  # each downloaded piece's merge.json
-    placed: list[dict] = field(default_factory=list)  # {"engine", "first", "end"} per merged piece
-    error: str = ""
-
-    events: queue.Queue = field(default_factory=queue.Queue)  # every engine's inbox, tagged (_Inbox)
-    poll: float = 1.0  # seconds without an event before each job is asked how it is doing
-
-    def __post_init__(self) -> None:
-        self.downloads: dict[Future, tuple[Engine, Piece, str]] = {}
-        self.pool = ThreadPoolExecutor(max_workers=len(self.engines), thread_name_prefix="swapline-farm-download")
-
-    # Jobs --------------------------------------------------------------------------------------
-
-    def start_job(self, e: Engine, piece: Piece, out: str | None = None, base: int | None = None) -> None:
-        lo, hi = job_range(piece, self.radius, self.start, self.end)
-        e.out = out or f"farm/{self.run_id}/{piece.name}"
-        e.base = lo if base is None else base
-        params = {**self.params, "video": e.video, "model": e.model, "faceset": e.faceset,
-                  "frame_start": lo, "frame_end": hi, "output": e.out}
-        try:
-            e.job, e.piece = e.client.call("job.start", {"kind": "merge", "params": params}), piece
-        except BridgeError as exc:
-            e.piece = piece
-            self.lost(e, exc.message)
-
-    def try_steal(self) -> None:
-        """Cut the running piece with the most frames left, so an idle engine takes its second half."""
-        if any(e.cut is not None for e in self.engines):
-            return  # one steal at a time
-        best = None
-        for e in self.engines:
-            if e.alive and e.job and e.job["state"] == "running":
-                cut = steal_point(e.position(), e.piece, self.radius)
-                if cut is not None and (best is None or e.piece.hi - e.position() > best[0].piece.hi - best[0].position()):
-                    best = (e, cut)
-        if best is not None:
-            e, e.cut = best
-            try:
-                e.client.call("job.cancel", {"id": e.job["id"]})
-            except BridgeError as exc:
-                self.lost(e, exc.message)
-
-    def finished(self, e: Engine, job: dict) -> None:
-        piece, cut, out = e.piece, e.cut, e.out
-        position = e.position()
-        e.job, e.piece, e.cut = None, None, None
-        if job["state"] == "done":
-            self.downloads[self.pool.submit(self.fetch, e, piece, out)] = (e, piece, out)
-            return
-        if job["state"] == "cancelled" and cut is not None:
-            self.pending.insert(0, Piece(cut, piece.hi))
-            piece.hi = cut
-            self.start_job(e, piece, out, base=position)  # the same folder: what it wrote is kept
-            return
-        err = job.get("error") or {"message": job.get("message", job["state"])}
-        self.retire(e, piece, f"merge {job['state']}: {err.get('message')}")
-
-    def lost(self, e: Engine, reason: str) -> None:
-        if e.alive:
-            print(f"\n{e.label}: {reason}; its frames go to another engine", file=sys.stderr)
-        piece, e.job, e.piece, e.cut = e.piece, None, None, None
-        e.alive = False
-        if piece is not None:
-            self.retry(piece, reason)
-
-    def retire(self, e: Engine, piece: Piece, reason: str) -> None:
-        print(f"\n{e.label}: {reason}", file=sys.stderr)
-        e.alive = False  # an engine that failed a range is not trusted with another
-        self.retry(piece, reason)
-
-    def retry(self, piece: Piece, reason: str) -> None:
-        piece.tries += 1
-        self.error = reason
-        self.pending.append(piece)
-
-    # Results -----------------------------------------------------------------------------------
-
-    def fetch(self, e: Engine, piece: Piece, out: str) -> dict:
-        """Download a finished piece and move its own frames into place; returns its merge.json."""
-        stage = self.output / ".farm" / f"{e.index}-{piece.name}"
-        download_files(e.client, out, stage)
-        state = json.loads((stage / STATE).read_text())
-        frames = range(piece.lo, piece.hi)
-        if not set(frames) <= set(state.get("done") or []):
-            raise EngineError("merge_failed", f"{e.label} did not merge every frame of {piece.lo}..{piece.hi}")
-        for name in SEQUENCES:
-            if name in state.get("outputs", ()):
-                (self.output / name).mkdir(parents=True, exist_ok=True)
-                for i in frames:
-                    os.replace(stage / name / (PATTERN % i), self.output / name / (PATTERN % i))
-        shutil.rmtree(stage, ignore_errors=True)
-        return state
-
-    def collect(self) -> None:
-        for future in [f for f in self.downloads if f.done()]:
-            e, piece, _ = self.downloads.pop(future)
-            try:
-                state = future.result()
-            except (BridgeError, EngineError, OSError, ValueError, KeyError) as exc:
-                self.lost(e, f"its frames {piece.lo}..{piece.hi} could not be fetched ({exc})")
-                self.retry(piece, str(exc))
-                continue
-            self.states.append({**state, "engine": e.index})
-            self.done.update(range(piece.lo, piece.hi))
-            e.frames_done += piece.hi - piece.lo
-            self.placed.append({"engine": e.label, "first_frame": piece.lo, "end": piece.hi})
-
-    # The loop ----------------------------------------------------------------------------------
-
-    def wait(self) -> None:
-        """Handle the next job event or lost connection; without one in `poll` seconds, ask each job."""
-        try:
-            index, message = self.events.get(timeout=self.poll)
-        except queue.Empty:
-            for e in self.engines:
-                if e.alive and e.job:
-                    try:
-                        self.update(e, e.client.call("job.get", {"id": e.job["id"]}))
-                    except BridgeError as exc:
-                        self.lost(e, exc.message)
-            return
-        e = self.engines[index]
-        if message.kind == "closed":
-            self.lost(e, f"disconnected ({message.payload})")
-        elif message.kind == "event" and message.payload.get("event") == "job":
-            self.update(e, message.payload.get("job") or {})
-
-    def update(self, e: Engine, job: dict) -> None:
-        if e.job and job.get("id") == e.job["id"]:
-            e.job = job
-            if job["state"] in TERMINAL:
-                self.finished(e, job)
-
-    def show(self, stream=sys.stderr) -> None:
-        total = self.end - self.start
-        running = sum(min(max(e.position(), e.piece.lo), e.piece.hi) - e.piece.lo for e in self.engines if e.job)
-        running += sum(piece.hi - piece.lo for _, piece, _ in self.downloads.values())  # merged, on their way
-        done = len(self.done) + running
-        width = 30
-        filled = int(done / total * width)
-        who = " ".join(f"{e.label}:{'-' if not e.alive else (e.piece.name if e.piece else 'idle')}" for e in self.engines)
-        stream.write(f"\r[{'#' * filled}{' ' * (width - filled)}] {done / total * 100:5.1f}% {done}/{total} frames {who[:80]}")
-        stream.flush()
-
-    def run(self) -> None:
-        alive = [e for e in self.engines if e.alive]
-        self.pending = split(self.start, self.end, [e.weight() for e in alive])
-        while self.pending or self.downloads or any(e.job for e in self.engines):
-            for e in self.engines:
-                if e.alive and e.job is None and self.pending:
-                    piece = self.pending.pop(0)
-                    if piece.tries > len(self.engines):
-                        raise EngineError("merge_failed", f"frames {piece.lo}..{piece.hi} failed on every engine: "
-                                                          f"{self.error}")
-                    self.start_job(e, piece)
-            if self.steal and not self.pending and any(e.alive and e.job is None for e in self.engines):
-                self.try_steal()
-            if not any(e.alive for e in self.engines) and (self.pending or not self.downloads):
-                raise EngineError("engines_lost", f"every engine failed or disconnected; last: {self.error}")
-            self.wait()
-            self.collect()
-            self.show()
-        self.pool.shutdown()
-        sys.stderr.write("\n")
-
-    def cancel(self) -> None:
-        for e in self.engines:
-            if e.alive and e.job:
-                try:
-                    e.client.call("job.cancel", {"id": e.job["id"]}, timeout=5.0)
-                except BridgeError:
-                    pass  # it is going away anyway
-        self.pool.shutdown(wait=False, cancel_futures=True)
-
-    def write_state(self, video: Path) -> dict:
-        """The combined merge.json: every frame once, which engine merged which range."""
-        template = next((s for s in self.states if s["engine"] == 0), self.states[0])
-        state = {k: v for k, v in template.items() if k != "engine"}
-        st = video.stat()
-        state.update({"video": str(video), "video_stamp": [st.st_size, st.st_mtime_ns],
-                      "first_frame": self.start, "end": self.end, "done": sorted(self.done),
-                      "complete": len(self.done) == self.end - self.start,
-                      "engines": sorted(self.placed, key=lambda p: p["first_frame"])})
-        if template["engine"] != 0:
-            state["model_stamp"] = None  # another engine's file: a local re-run must not trust it
-        (self.output / STATE).write_text(json.dumps(state, indent=1))
-        return state
-
-
 def run_farm(args: argparse.Namespace) -> int:
     from .media.decode import frame_range, probe
 
@@ -371,7 +128,7 @@ def run_farm(args: argparse.Namespace) -> int:
     run = hashlib.sha256(json.dumps([file_hash(video), args.model, args.faceset, params["settings"],
                                      params.get("outputs"), start, end], sort_keys=True).encode()).hexdigest()[:12]
     shared: queue.Queue = queue.Queue()
-    engines = _connect(args.engines, shared)
+    engines = _connect(args.engines, shared, args.tls_ca or "")
     farm = Farm(engines, {k: v for k, v in params.items() if k not in ("video", "frame_start", "frame_end", "output")},
                 start, end, radius, run, output, steal=not args.no_steal, events=shared)
     began = time.monotonic()

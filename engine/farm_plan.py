@@ -48,7 +48,8 @@ def split(start: int, end: int, weights: list[float]) -> list[Piece]:
     total, pieces, lo, acc = sum(weights), [], start, 0.0
     for i, w in enumerate(weights):
         acc += w
-        hi = end if i == count - 1 else max(lo + 1, min(end - (count - 1 - i), start + round((end - start) * acc / total)))
+        share = start + round((end - start) * acc / total)
+        hi = end if i == count - 1 else max(lo + 1, min(end - (count - 1 - i), share))  # each piece a frame at least
         pieces.append(Piece(lo, hi))
         lo = hi
     return pieces

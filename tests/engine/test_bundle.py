@@ -67,7 +67,8 @@ def test_a_frame_merged_on_the_second_workspace_equals_the_firsts(first, packed,
     second = Workspace(tmp_path / "second")
     try:
         names = unpack_bundle(second, packed)
-        assert names["model"] == "m" and names["faceset"] == "dst" and names["faces"] == len(first.facesets.faces("dst"))
+        assert (names["model"], names["faceset"]) == ("m", "dst")
+        assert names["faces"] == len(first.facesets.faces("dst"))
         # the faces match the uploaded copy by content, wherever it lies
         video = _uploaded(second, portrait_clips["astronaut"])
         theirs = _merge(second, video, names["faceset"], tmp_path / "theirs")

@@ -21,15 +21,18 @@ from engine.workspace import Workspace  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _serve(workspace: Path, token_file: Path) -> tuple[subprocess.Popen, int]:
+def _serve(workspace: Path, token_file: Path, *extra: str) -> tuple[subprocess.Popen, int, str]:
+    """An engine process: (process, port, its certificate's fingerprint when serving TLS)."""
     proc = subprocess.Popen([sys.executable, "-m", "engine", "serve", "--workspace", str(workspace), "--port", "0",
-                             "--token-file", str(token_file)], cwd=ROOT, stdout=subprocess.PIPE,
+                             "--token-file", str(token_file), *extra], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
-    for _ in range(10):  # the listening line comes after any notice the engine prints first
+    fingerprint = ""
+    for _ in range(10):  # the listening line comes after the notices the engine prints first
         line = proc.stdout.readline()
+        fingerprint = (re.findall(r"tls fingerprint: ([0-9a-f]{64})", line) or [fingerprint])[0]
         port = re.search(r"listening on [\d.]+:(\d+)", line)
         if port:
-            return proc, int(port.group(1))
+            return proc, int(port.group(1)), fingerprint
     proc.kill()
     raise AssertionError("the engine did not say where it listens")
 
@@ -41,16 +44,18 @@ def pair(tmp_path_factory, portrait_clips):
 
 @pytest.fixture(scope="module")
 def engines(pair, tmp_path_factory):
-    """Two engines with tokens of their own: the first holds the pair, the second an empty workspace."""
+    """Two engines with tokens of their own: the first holds the pair, the second an empty workspace
+    and serves TLS (the farm pins its certificate)."""
     root = tmp_path_factory.mktemp("farm")
     specs, procs = [], []
     try:
-        for name, workspace in (("first", copy_of(pair, root / "first")), ("second", root / "second")):
+        for name, workspace, extra in (("first", copy_of(pair, root / "first"), ()),
+                                       ("second", root / "second", ("--tls",))):
             token = root / f"{name}.token"
             token.write_text(f"token-of-the-{name}-engine\n")
-            proc, port = _serve(workspace, token)
+            proc, port, fingerprint = _serve(workspace, token, *extra)
             procs.append(proc)
-            specs.append(f"127.0.0.1:{port}:{token}")
+            specs.append(f"127.0.0.1:{port}:{token}" + (f"#{fingerprint}" if fingerprint else ""))
         yield specs, root
     finally:
         for proc in procs:
@@ -102,6 +107,7 @@ def test_a_shot_split_over_two_engines_equals_one_engines_merge(engines, pair, p
                                                                       {"smooth_colour": 2}))
     # both engines merged a part (the second from the uploaded video and the unpacked bundle)
     assert {e["engine"] for e in state["engines"]} == {s.rsplit(":", 1)[0] for s in specs}
+    assert "#" in specs[1]  # the second over TLS
     assert state["values"]["smooth_colour"] == 2
 
 
@@ -112,7 +118,7 @@ def test_a_range_whose_engine_fails_is_merged_by_another(engines, pair, portrait
     broken = tmp_path / "broken"
     (broken / "media").mkdir(parents=True)
     (broken / "media" / f"{hashlib.sha256(video.read_bytes()).hexdigest()}.mp4").write_bytes(b"not a video")
-    proc, port = _serve(broken, Path(specs[0].split(":", 2)[2]))
+    proc, port, _ = _serve(broken, Path(specs[0].split(":", 2)[2]))
     try:
         third = f"127.0.0.1:{port}:{specs[0].split(':', 2)[2]}"
         run = _farm([*specs, third], video, tmp_path / "out", "--no-steal")
@@ -211,10 +217,11 @@ class _SimulatedEngine:
 
 
 def _simulate(tmp_path, monkeypatch, sims: list[_SimulatedEngine], end: int, steal: bool = True):
-    from engine import cli_farm
+    from engine import cli_farm_loop as cli_farm
 
     by_client = {id(s): s for s in sims}
-    monkeypatch.setattr(cli_farm, "download_files", lambda client, out, stage: by_client[id(client)].download(out, stage))
+    monkeypatch.setattr(cli_farm, "download_files",
+                        lambda client, out, stage: by_client[id(client)].download(out, stage))
     engines = [cli_farm.Engine(i, s.name, s, {"device": "CPU"}) for i, s in enumerate(sims)]
     farm = cli_farm.Farm(engines, {}, 0, end, 0, "run", tmp_path, steal=steal, poll=0.001)
     farm.run()
