@@ -29,7 +29,7 @@ from .workspace import Workspace
 
 FORMAT, VERSION = "swapline.bundle", 1
 MANIFEST = "manifest.json"
-_MEMBER = re.compile(r"(model/[A-Za-z0-9_][A-Za-z0-9_.-]*\.(safetensors|json)"
+_MEMBER = re.compile(r"((mask_)?model/[A-Za-z0-9_][A-Za-z0-9_.-]*\.(safetensors|json)"
                      r"|faceset/[A-Za-z0-9_][A-Za-z0-9_.-]*\.(json|png|jpg))")
 _FACE_FILE = re.compile(r"faceset/\d{6}(_mask|_learned)?\.(png|jpg)")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_. -]{0,99}")
@@ -45,20 +45,34 @@ def _plain(name, what: str) -> str:
     return name
 
 
-def _model_files(ws: Workspace, model: str) -> dict[str, Path]:
-    """The model's own files (weights and JSON); backups and previews stay home."""
-    folder = ws.model_dir(model)
-    files = {f"model/{p.name}": p for p in sorted(folder.glob("*")) if p.is_file()
-             and p.suffix in (".safetensors", ".json") and _MEMBER.fullmatch(f"model/{p.name}")}
-    if "model/model.safetensors" not in files:
-        raise EngineError("not_found", f"no trained model {model!r} in this workspace; train it first")
+def _mask_model_dir(ws: Workspace, name: str) -> Path:
+    from .models.segmenter import mask_model_dir  # loads torch: only a bundle with a mask model needs it
+
+    return mask_model_dir(ws, name)
+
+
+# the folders a bundle carries whole: member prefix -> (where a workspace keeps one by name, what it is)
+_FOLDERS = {"model": (Workspace.model_dir, "trained model"), "mask_model": (_mask_model_dir, "mask model")}
+
+
+def _model_files(ws: Workspace, prefix: str, name: str) -> dict[str, Path]:
+    """A model's own files (weights and JSON) as bundle members; backups and previews stay home."""
+    where, what = _FOLDERS[prefix]
+    folder = where(ws, name)
+    files = {f"{prefix}/{p.name}": p for p in sorted(folder.glob("*")) if p.is_file()
+             and p.suffix in (".safetensors", ".json") and _MEMBER.fullmatch(f"{prefix}/{p.name}")}
+    if f"{prefix}/model.safetensors" not in files:
+        raise EngineError("not_found", f"no {what} {name!r} in this workspace; train it first")
     return files
 
 
-def pack_bundle(ws: Workspace, model: str, faceset: str, video: Path) -> Path:
-    """Write the bundle of `model` and `faceset`'s faces of `video`; returns its path in bundles/."""
+def pack_bundle(ws: Workspace, model: str, faceset: str, video: Path, mask_model: str | None = None) -> Path:
+    """Write the bundle of `model`, `faceset`'s faces of `video` and, when the merge's mask uses one,
+    the mask model `mask_model`; returns its path in bundles/."""
     model, faceset = _plain(model, "model"), _plain(faceset, "faceset")
-    files = _model_files(ws, model)
+    files = _model_files(ws, "model", model)
+    if mask_model:
+        files.update(_model_files(ws, "mask_model", _plain(mask_model, "mask model")))
     media = bundle_faces.media_row(ws, Path(video))
     if not media["hash"]:
         media["hash"] = content_hash(Path(video))
@@ -71,7 +85,7 @@ def pack_bundle(ws: Workspace, model: str, faceset: str, video: Path) -> Path:
     listing = {name: {"size": path.stat().st_size, "sha256": content_hash(path)} for name, path in files.items()}
     listing[bundle_faces.FACES_DOC] = {"size": len(faces_bytes), "sha256": hashlib.sha256(faces_bytes).hexdigest()}
     manifest = {
-        "format": FORMAT, "version": VERSION, "model": model, "faceset": faceset,
+        "format": FORMAT, "version": VERSION, "model": model, "faceset": faceset, "mask_model": mask_model or None,
         "catalog": dict(row[0]) if row else None, "files": listing,
         "media": {k: media[k] for k in ("hash", "width", "height", "fps", "frames")} | {"name": Path(video).name},
     }
@@ -153,6 +167,10 @@ def _check_manifest(m: dict, members: dict[str, zipfile.ZipInfo]) -> None:
         raise EngineError("bad_bundle", f"not a bundle this engine reads ({m.get('format')!r} v{m.get('version')!r})")
     _plain(m["model"], "model")
     _plain(m["faceset"], "faceset")
+    if m.get("mask_model") is not None:
+        _plain(m["mask_model"], "mask model")
+    if (m.get("mask_model") is not None) != ("mask_model/model.safetensors" in m["files"]):
+        raise EngineError("bad_bundle", "the bundle's mask model and its files disagree")
     listing = m["files"]
     if set(listing) != set(members) - {MANIFEST}:
         raise EngineError("bad_bundle", "the bundle's members and its manifest's file list differ")
@@ -196,18 +214,8 @@ def unpack_bundle(ws: Workspace, path: Path) -> dict:
     zf, manifest, members = _open(Path(path))
     with zf:
         doc, doc_bytes = _faces_doc(zf, manifest, members)  # everything is checked before anything is placed
-        model_files = {n: e["sha256"] for n, e in manifest["files"].items() if n.startswith("model/")}
-        digest = hashlib.sha256(json.dumps(model_files, sort_keys=True).encode()).hexdigest()
-
-        def same_model(name: str):  # None: free; True: holds these files; False: holds others
-            folder = ws.model_dir(name)
-            if not folder.exists():
-                return None
-            return all((folder / n[6:]).is_file() and content_hash(folder / n[6:]) == h for n, h in model_files.items())
-
-        model, present = _free_name(manifest["model"], digest, same_model)
-        if not present:
-            _place_model(ws, zf, manifest, members, model)
+        model = _unpack_model(ws, zf, manifest, members, "model")
+        mask_model = _unpack_model(ws, zf, manifest, members, "mask_model") if manifest.get("mask_model") else None
         media_id = bundle_faces.media_by_hash(ws, manifest["media"]["hash"], manifest["media"])
         faces_digest = hashlib.sha256(doc_bytes).hexdigest()
 
@@ -219,7 +227,26 @@ def unpack_bundle(ws: Workspace, path: Path) -> dict:
         faceset, present = _free_name(manifest["faceset"], faces_digest, same_faceset)
         if not present:
             _place_faces(ws, zf, manifest, members, doc, faceset, media_id, faces_digest)
-    return {"model": model, "faceset": faceset, "faces": len(doc["faces"]), "media": manifest["media"]["hash"]}
+    return {"model": model, "faceset": faceset, "faces": len(doc["faces"]), "media": manifest["media"]["hash"],
+            "mask_model": mask_model}
+
+
+def _unpack_model(ws: Workspace, zf: zipfile.ZipFile, manifest: dict, members: dict, prefix: str) -> str:
+    """Place the bundle's model (or mask model) unless the workspace has it; returns its name here."""
+    files = {n[len(prefix) + 1:]: e["sha256"] for n, e in manifest["files"].items() if n.startswith(f"{prefix}/")}
+    digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    where = _FOLDERS[prefix][0]
+
+    def same(name: str):  # None: free; True: holds these files; False: holds others
+        folder = where(ws, name)
+        if not folder.exists():
+            return None
+        return all((folder / n).is_file() and content_hash(folder / n) == h for n, h in files.items())
+
+    name, present = _free_name(manifest[prefix], digest, same)
+    if not present:
+        _place_model(ws, zf, manifest, members, prefix, name)
+    return name
 
 
 def _faces_doc(zf: zipfile.ZipFile, manifest: dict, members: dict) -> tuple[dict, bytes]:
@@ -257,14 +284,16 @@ def _place_faces(ws: Workspace, zf: zipfile.ZipFile, manifest: dict, members: di
         raise
 
 
-def _place_model(ws: Workspace, zf: zipfile.ZipFile, manifest: dict, members: dict, model: str) -> None:
-    """Extract the model's files into a hidden folder, then rename it into models/<name>/ at once."""
-    final = ws.model_dir(model)
+def _place_model(ws: Workspace, zf: zipfile.ZipFile, manifest: dict, members: dict, prefix: str, model: str) -> None:
+    """Extract a model's files into a hidden folder, then rename it into models/<name>/ (or
+    mask_models/<name>/) at once."""
+    final = _FOLDERS[prefix][0](ws, model)
     tmp = final.with_name(f".{model}.{os.getpid()}.unpack")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        for name in sorted(n for n in members if n.startswith("model/")):
-            _extract(zf, manifest, members[name], tmp / name[6:])
+        final.parent.mkdir(parents=True, exist_ok=True)
+        for name in sorted(n for n in members if n.startswith(f"{prefix}/")):
+            _extract(zf, manifest, members[name], tmp / name[len(prefix) + 1:])
         sync_folder_of(tmp / "x")
         os.replace(tmp, final)
     except OSError as exc:
@@ -272,6 +301,8 @@ def _place_model(ws: Workspace, zf: zipfile.ZipFile, manifest: dict, members: di
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     sync_folder_of(final)
+    if prefix != "model":
+        return  # mask models have no catalog row
     cat = manifest.get("catalog") if isinstance(manifest.get("catalog"), dict) else {}
     try:
         ws.record_model(model, str(cat.get("source") or ""), str(cat.get("destination") or ""),

@@ -91,30 +91,40 @@ def _connect(specs: list[str], shared: queue.Queue, tls_ca: str = "") -> list[En
     return engines
 
 
-def _distribute(engines: list[Engine], args: argparse.Namespace, video: Path, staging: Path) -> None:
-    """Give every engine the video, the model and the faceset (the first has the last two)."""
+def _distribute(engines: list[Engine], args: argparse.Namespace, video: Path, staging: Path,
+                mask_model: str | None) -> None:
+    """Give every engine the video, the model, the faceset and the mask model the settings name (the
+    first has all but the video). An engine that cannot take them is left out of the merge."""
     first = engines[0]
     first.model, first.faceset = args.model, args.faceset
     # an unconfined engine is on this machine and reads the file where it is
     first.video = str(video) if not first.info.get("confined") else upload_file(first.client, video)["path"]
     if len(engines) == 1:
         return
-    packed = first.client.call("bundle.pack", {"model": args.model, "faceset": args.faceset, "video": first.video},
-                               timeout=LONG_CALL)
+    packed = first.client.call("bundle.pack", {"model": args.model, "faceset": args.faceset, "video": first.video,
+                                               "mask_model": mask_model}, timeout=LONG_CALL)
     local = download_files(first.client, packed["path"], staging / "bundle")[0]
     if file_hash(local) != packed["hash"]:
         raise EngineError("hash_mismatch", "the bundle changed while it was downloaded; run again")
     digest = file_hash(video)
     for e in engines[1:]:
-        e.video = upload_file(e.client, video, digest=digest)["path"]
-        uploaded = upload_file(e.client, local, digest=packed["hash"])["path"]
-        names = e.client.call("bundle.unpack", {"path": uploaded}, timeout=LONG_CALL)
+        try:
+            e.video = upload_file(e.client, video, digest=digest)["path"]
+            uploaded = upload_file(e.client, local, digest=packed["hash"])["path"]
+            names = e.client.call("bundle.unpack", {"path": uploaded}, timeout=LONG_CALL)
+        except BridgeError as exc:
+            e.alive = False
+            print(f"{e.label}: left out, it could not take the shot: {exc.message} [{exc.code}]", file=sys.stderr)
+            continue
         e.model, e.faceset = names["model"], names["faceset"]
+        if mask_model:
+            e.settings = {"seg_model": names["mask_model"]}
         print(f"{e.label}: model {e.model}, faceset {e.faceset} ({names['faces']} faces)", file=sys.stderr)
 
 
 def run_farm(args: argparse.Namespace) -> int:
     from .media.decode import frame_range, probe
+    from .merge.settings import MergeSettings
 
     params = merge_params(args)
     if "video" in params.get("outputs", ()):
@@ -123,6 +133,8 @@ def run_farm(args: argparse.Namespace) -> int:
     video = Path(args.video).resolve()
     start, end = frame_range(probe(video), args.start, args.end)
     radius = smoothing_radius(params["settings"])
+    wanted = MergeSettings.from_dict(params["settings"])
+    mask_model = wanted.seg_model if "seg-" in wanted.mask else None  # the other engines need it too
     output = Path(args.output).resolve()
     output.mkdir(parents=True, exist_ok=True)
     run = hashlib.sha256(json.dumps([file_hash(video), args.model, args.faceset, params["settings"],
@@ -133,7 +145,7 @@ def run_farm(args: argparse.Namespace) -> int:
                 start, end, radius, run, output, steal=not args.no_steal, events=shared)
     began = time.monotonic()
     try:
-        _distribute(engines, args, video, output / ".farm")
+        _distribute(engines, args, video, output / ".farm", mask_model)
         farm.run()
     except KeyboardInterrupt:
         farm.cancel()

@@ -57,6 +57,7 @@ class Engine:
     video: str = ""  # how this engine names the video in job params
     model: str = ""
     faceset: str = ""
+    settings: dict = field(default_factory=dict)  # merge settings of this engine's own (its mask model's name)
     alive: bool = True
     job: dict | None = None
     piece: Piece | None = None
@@ -103,7 +104,8 @@ class Farm:
         e.out = out or f"farm/{self.run_id}/{piece.name}"
         e.base = lo if base is None else base
         params = {**self.params, "video": e.video, "model": e.model, "faceset": e.faceset,
-                  "frame_start": lo, "frame_end": hi, "output": e.out}
+                  "frame_start": lo, "frame_end": hi, "output": e.out,
+                  "settings": {**self.params.get("settings", {}), **e.settings}}
         try:
             e.job, e.piece = e.client.call("job.start", {"kind": "merge", "params": params}), piece
         except BridgeError as exc:

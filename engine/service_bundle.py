@@ -1,9 +1,9 @@
 """Service layer: a model and its destination faceset packed for another engine, and unpacked there.
 
-`bundle.pack {model, faceset, video}` -> {"path": workspace-relative zip, "hash", "size"}: the client
-downloads it with files.read. `bundle.unpack {path}` (workspace-relative, typically the media path
-media.upload returned for the zip) -> {"model", "faceset", "faces", "media"}: the names to merge with
-on this engine. Both read and write the workspace only (engine/bundle.py).
+`bundle.pack {model, faceset, video, mask_model?}` -> {"path": workspace-relative zip, "hash", "size"}:
+the client downloads it with files.read. `bundle.unpack {path}` (workspace-relative, typically the
+media path media.upload returned for the zip) -> {"model", "faceset", "faces", "media", "mask_model"}:
+the names to merge with on this engine. Both read and write the workspace only (engine/bundle.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ def bundle_pack(service, args: dict) -> dict:
     video = client_path(ws.root, _arg(args, "video", str), confine=service.confine, what="video")
     if not video.is_file():
         raise EngineError("not_found", f"no video {video.name} on this engine")
-    path = pack_bundle(ws, _arg(args, "model", str), _arg(args, "faceset", str), video)
+    path = pack_bundle(ws, _arg(args, "model", str), _arg(args, "faceset", str), video,
+                       _arg(args, "mask_model", str, optional=True))
     return {"path": str(path.relative_to(ws.root)), "hash": path.stem, "size": path.stat().st_size}
 
 

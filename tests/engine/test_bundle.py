@@ -224,3 +224,23 @@ def test_sizes_are_bounded_whatever_a_member_claims(packed, tmp_path, monkeypatc
         assert err.value.code == "bad_bundle"
     finally:
         second.close()
+
+
+def test_a_mask_model_the_merge_names_travels_along(first, portrait_clips, tmp_path):
+    folder = first.root / "mask_models" / "xseg"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.safetensors").write_bytes(b"weights of a mask model")
+    (folder / "notes.txt").write_text("stays home")
+    packed = pack_bundle(first, "m", "dst", portrait_clips["astronaut"], mask_model="xseg")
+    second = Workspace(tmp_path / "second")
+    try:
+        names = unpack_bundle(second, packed)
+        assert names["mask_model"] == "xseg"
+        assert sorted(p.name for p in (second.root / "mask_models" / "xseg").iterdir()) == ["model.safetensors"]
+        assert (second.root / "mask_models" / "xseg" / "model.safetensors").read_bytes() == b"weights of a mask model"
+        assert unpack_bundle(second, packed) == names
+    finally:
+        second.close()
+    with pytest.raises(EngineError) as err:
+        pack_bundle(first, "m", "dst", portrait_clips["astronaut"], mask_model="absent")
+    assert err.value.code == "not_found"
