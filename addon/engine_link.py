@@ -24,69 +24,20 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ..bridge import BridgeClient, BridgeError, Message
+from ..bridge.tls import TLSConfig
 from . import engine_process, transfers
+from .link_messages import (CONNECTED, CONNECTING, DISCONNECTED, FAILED, Connection, JobList, JobUpdate, LinkConfig,
+                            LinkError, Reply, RequestFailed)
 from .transfers import Endpoint, Transfer
 
 __all__ = ["EngineLink", "LinkConfig", "LinkError", "Connection", "JobUpdate", "JobList", "Reply", "RequestFailed",
            "Transfer", "DISCONNECTED", "CONNECTING", "CONNECTED", "FAILED"]
 
-DISCONNECTED, CONNECTING, CONNECTED, FAILED = "DISCONNECTED", "CONNECTING", "CONNECTED", "FAILED"
 # The worker blocks on one queue that gets both requests from Blender and messages from the engine,
 # so neither waits on a poll; the timeout only bounds how late a dead local engine is noticed.
 POLL_SECONDS = 0.25
 RETRY_DELAYS = transfers.RETRY_DELAYS
 QUEUE_LIMIT = 60.0  # seconds a request may wait for a lost engine before it fails
-
-
-@dataclass(frozen=True)
-class LinkConfig:
-    """Everything the worker needs, copied from preferences and the scene on the main thread."""
-
-    mode: str = "LOCAL"  # "LOCAL": launch an engine; "REMOTE": connect to host:port
-    host: str = "127.0.0.1"
-    port: int = 0
-    token: str = ""
-    python: str = ""
-    workspace: str = ""
-    cwd: str = ""
-    launch_timeout: float = 120.0
-    connect_timeout: float = 10.0
-    use_tls: bool = False       # remote only: wrap the connection in TLS
-    tls_fingerprint: str = ""   # remote TLS: the SHA-256 of the engine's certificate, pinned
-
-
-# Messages posted to the main thread -------------------------------------------------------------
-
-class Connection(NamedTuple):
-    state: str  # DISCONNECTED | CONNECTING | CONNECTED | FAILED
-    message: str
-    engine: dict | None = None
-
-
-class JobUpdate(NamedTuple):
-    job: dict
-    tag: dict | None = None  # the tag given to request() when this is the answer to it
-
-
-class JobList(NamedTuple):
-    jobs: list
-
-
-class Reply(NamedTuple):
-    op: str
-    result: Any
-    tag: dict | None = None
-
-
-class RequestFailed(NamedTuple):
-    op: str
-    code: str
-    message: str
-    tag: dict | None = None
-
-
-class LinkError(Exception):
-    """A request was made while no connection exists or is being made."""
 
 
 _JOB_OPS = ("job.start", "job.get", "job.cancel", "job.control")
@@ -441,11 +392,7 @@ class EngineLink:
 
 
 def _remote_endpoint(config: LinkConfig) -> Endpoint:
-    tls = None
-    if config.use_tls:
-        from ..bridge.tls import TLSConfig  # only a TLS link needs the ssl module loaded
-
-        tls = TLSConfig(fingerprint=config.tls_fingerprint)
+    tls = TLSConfig(fingerprint=config.tls_fingerprint) if config.use_tls else None
     return Endpoint(config.host, config.port, config.token, tls=tls, timeout=config.connect_timeout)
 
 

@@ -4,9 +4,8 @@ A persistent `bpy.app.timers` callback runs `drain()` every 0.1 s on the main th
 link's messages within a small time budget and tags the sequencer for redraw. Timers never fire in
 background runs, so headless drivers and tests call `drain()` themselves, or `wait_for_jobs()`.
 
-With a remote engine, uploads and downloads (transfers.py) show as lines of their own in the job
-list of their kind, and a finished merge or matte a scene asked for is first downloaded next to the
-.blend (strips.results_folder), then placed from there like a local result.
+With a remote engine, a finished merge or matte a scene asked for is first downloaded next to the
+.blend, then placed from there like a local result (remote_results.py).
 """
 
 from __future__ import annotations
@@ -14,11 +13,9 @@ from __future__ import annotations
 import queue
 import time
 
-from . import transfers as transfer_kinds
-
 import bpy
 
-from . import faceset_view, live_preview, mask_view, matte, mirror, strips, thumbnails, train_view
+from . import faceset_view, live_preview, mask_view, matte, mirror, remote_results, strips, thumbnails, train_view
 from .engine_link import (CONNECTED, CONNECTING, Connection, EngineLink, JobList, JobUpdate, LinkError, Reply,
                           RequestFailed, Transfer)
 
@@ -33,11 +30,6 @@ _returned: set[str] = set()  # ids that wait_for_jobs() already handed back
 _announced: set[str] = set()  # ids of our failed jobs already reported
 _failures: list[dict] = []  # requests the engine (or the connection) refused
 _failures_seen = 0
-RESULT_KINDS = ("merge", "mask_matte")  # jobs whose result folder a scene places as strips
-_downloads: dict[str, dict] = {}  # job id -> the remote engine's job, while its result comes here
-_fetched: dict[str, dict] = {}  # job id -> the job with its result's paths on this machine
-_transfer_log: list[dict] = []  # every finished upload and download of this session, oldest first
-_transfer_started: dict[str, float] = {}  # key -> when it was first shown (its place in the job list)
 
 
 class JobError(RuntimeError):
@@ -116,7 +108,11 @@ def apply(message) -> None:
         for job in sorted(message.jobs, key=lambda j: j.get("created") or 0.0):
             _apply_job(job, None)
     elif isinstance(message, Transfer):
-        _apply_transfer(message)
+        job, problem = remote_results.apply_transfer(status(), message)
+        if problem:
+            _set_error(problem)
+        if job is not None:
+            _settle(job)
     elif isinstance(message, RequestFailed):
         if faceset_view.apply_failure(status().faceset, message.op, message.code, message.message, message.tag):
             return
@@ -178,7 +174,7 @@ def _apply_job(job: dict, tag: dict | None) -> None:
         _announced.add(job_id)
         error = current.get("error") or {}
         _set_error(f"{mirror.job_label(current)} failed: {error.get('message') or error.get('code') or 'unknown error'}")
-    here = _result_here(current)
+    here = remote_results.result_here(current, link())
     if here is not None:
         _settle(here)
     send(train_view.follow_job(status(), current))
@@ -193,71 +189,6 @@ def _settle(job: dict) -> None:
     _settle_merge(job)
     for problem in matte.settle(job):
         _set_error(problem)
-
-
-def _wanted(job: dict) -> bool:
-    """Does a scene wait for this job's result to place it?"""
-    job_id = str(job.get("id"))
-    for scene in bpy.data.scenes:
-        requests = scene.swapline.merges if job.get("kind") == "merge" else scene.swapline.mattes
-        if any(request.job_id == job_id for request in requests):
-            return True
-    return False
-
-
-def _result_here(job: dict) -> dict | None:
-    """The job with its result on this machine: as it is from a local engine; from a remote one, once
-    its result folder is downloaded (None meanwhile: the download's end settles it)."""
-    job_id = str(job.get("id"))
-    if job_id in _fetched:
-        return dict(job, result=_fetched[job_id]["result"]) if job.get("state") == "done" else job
-    if job.get("kind") not in RESULT_KINDS or job.get("state") != "done" or not link().remote:
-        return job
-    remote_dir = str((job.get("result") or {}).get("directory") or "")
-    if not remote_dir or not _wanted(job):
-        return job
-    if job_id not in _downloads:
-        if not link().download(job_id, str(job["kind"]), mirror.job_label(job), remote_dir,
-                               strips.results_folder(job_id)):
-            return job
-    _downloads[job_id] = job
-    return None
-
-
-def _apply_transfer(message: Transfer) -> None:
-    """Show an upload or download as a line in its kind's job list while it runs; settle a finished
-    download's job."""
-    st = status()
-    if message.state == "running":
-        started = _transfer_started.setdefault(message.key, time.time())
-        progress = message.done / message.total if message.total else 0.0
-        mirror.write_job(st, {"id": message.key, "kind": message.kind, "state": "queued", "progress": progress,
-                              "message": message.message, "created": started}, ours=True)
-        return
-    _transfer_started.pop(message.key, None)
-    for index, item in enumerate(st.jobs):
-        if item.job_id == message.key:
-            st.jobs.remove(index)
-            break
-    _transfer_log.append({"key": message.key, "kind": message.kind, "label": message.label, "state": message.state,
-                          "total": message.total, "sent": message.sent, "message": message.message})
-    if not message.key.startswith("download-"):
-        return  # an upload's request reports its own failure
-    job_id = message.key[len("download-"):]
-    job = _downloads.pop(job_id, None)
-    if job is None:
-        return
-    if message.state != "done":
-        _set_error(f"Could not fetch the result of {mirror.job_label(job)}: {message.message}")
-        return
-    remote, local = message.result["remote"], message.result["local"]
-    _fetched[job_id] = {"result": transfer_kinds.localize(job.get("result") or {}, remote, local)}
-    _settle(dict(job, result=_fetched[job_id]["result"]))
-
-
-def transfers() -> list[dict]:
-    """Every upload and download that ended in this session, oldest first (plain dicts)."""
-    return [dict(t) for t in _transfer_log]
 
 
 def _refresh_faceset(extracted: str | None = None) -> None:
@@ -400,7 +331,7 @@ def _busy(kind: str | None) -> bool:
     current = link()
     if any(kind is None or tag.get("kind") in (kind, None) for tag in current.pending_tags()):
         return True
-    if any(kind is None or job.get("kind") == kind for job in _downloads.values()):
+    if remote_results.busy(kind):
         return True
     if current.state == CONNECTING:
         return True
@@ -428,10 +359,7 @@ def register() -> None:
     _announced.clear()
     _failures.clear()
     _failures_seen = 0
-    _downloads.clear()
-    _fetched.clear()
-    _transfer_log.clear()
-    _transfer_started.clear()
+    remote_results.reset()
     bpy.app.timers.register(drain_timer, first_interval=INTERVAL, persistent=True)
     bpy.app.handlers.load_post.append(_on_load_post)
 

@@ -19,6 +19,7 @@ from typing import Any, Callable, NamedTuple
 
 from ..bridge import BridgeClient, BridgeError
 from ..bridge import transfer as wire
+from ..bridge.tls import TLSConfig
 
 # Which local files each request names: (op, job kind) -> keys of the map that holds them (the job's
 # params for job.start, the args otherwise).
@@ -53,13 +54,12 @@ class Endpoint:
     host: str
     port: int
     token: str
-    tls: Any = None  # bridge TLSConfig, or None for plain TCP
+    tls: TLSConfig | None = None  # None: plain TCP
     timeout: float = 10.0
 
     def client(self, inbox: Any = None, name: str = "swapline-blender") -> BridgeClient:
-        extra = {"tls": self.tls} if self.tls is not None else {}
         return BridgeClient(self.host, self.port, self.token, client_name=name, timeout=self.timeout, inbox=inbox,
-                            **extra)
+                            tls=self.tls)
 
 
 def local_files(op: str, args: dict) -> dict[str, str]:

@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 ADDON = REPO / "addon"
 HEAVY = {"torch", "cv2", "numpy", "mediapipe", "engine", "scipy", "av"}
-NO_BPY = ("engine_link.py", "engine_process.py", "transfers.py")
+NO_BPY = ("engine_link.py", "engine_process.py", "transfers.py", "link_messages.py")
 
 
 def imports(path):

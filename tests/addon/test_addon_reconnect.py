@@ -35,6 +35,8 @@ def test_a_killed_engine_comes_back_and_its_job_is_mirrored_again(run_scenario, 
     assert lost.startswith("Engine connection lost:") and "reconnecting in" in lost, lost
     assert "FAILED" not in states and "DISCONNECTED" not in states
     assert out["relaunched"]
+    if mode == "REMOTE":  # over TLS, the engine's certificate pinned, before and after the restart
+        assert len(out["fingerprint"]) == 64 and out["engine_tls"], (out["fingerprint"], out["engine_tls"])
     # the new engine took the job up again under its id (FAULTS: re-queued on restart)
     assert out["after"][:2] == [job_id, "running"], out["after"]
     assert out["probe_answered"], "the request made while the engine was gone went out after the reconnect"

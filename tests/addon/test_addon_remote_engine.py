@@ -37,6 +37,8 @@ def test_remote_engine_round_trip(run_scenario, tiny_clips):
     assert out["closed"][0] == "CONNECTING", out["closed"]
     assert out["closed"][1].startswith("Engine connection lost:") and "reconnecting in" in out["closed"][1]
     assert out["drain_max_s"] < 0.05, out["drain_max_s"]
+    assert out["expired"].startswith("Doomed request failed: The engine has been unreachable for"), out["expired"]
+    assert out["expired"].endswith("Doomed request was not sent")
     assert "probe" in out["queued"] and out["infos_while_gone"] == 0
     # back: connected by itself, re-attached, the queued request sent
     assert out["reconnected"][0] == "CONNECTED", out["reconnected"]

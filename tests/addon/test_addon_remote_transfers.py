@@ -3,6 +3,7 @@
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,7 +72,7 @@ def test_clips_go_up_once_and_the_merge_comes_back_next_to_the_blend(run_scenari
     folder = Path(out["results_folder"])
     assert folder == project / "edit_swapline" / "results" / str(merged["id"])
     layer, found = out["layer"], out["matte"]
-    assert layer is not None and layer["blend"] == "ALPHA_OVER", out["last_error"]
+    assert layer is not None and layer["blend"] == "ALPHA_OVER", out["_output"]
     assert Path(layer["directory"]).resolve() == (folder / "layer").resolve()
     assert (layer["start"], layer["end"]) == (1, 13)
     assert layer["files"] and all(Path(f).is_file() for f in layer["files"])
@@ -83,3 +84,16 @@ def test_clips_go_up_once_and_the_merge_comes_back_next_to_the_blend(run_scenari
     assert out["last_error"] == ""
     print("upload lines:", out["upload_lines"])
     print(f"remote merge of 12 frames through the add-on, download included: {out['merge_s']:.1f} s")
+
+
+def test_an_upload_resumes_after_the_connection_breaks(run_scenario, tmp_path):
+    clip = tmp_path / "big.mp4"
+    clip.write_bytes(np.random.default_rng(0).integers(0, 256, 10 * 2**20 + 12345, np.uint8).tobytes())
+    out = run_scenario("remote_resume", clip, timeout=180)
+    # every byte accepted once, in order: nothing sent before the break was sent again
+    assert out["contiguous"] and out["accepted"][0][0] == 0
+    assert sum(n for _, n in out["accepted"]) == out["size"] and out["blobs"] == 1
+    [upload] = out["transfers"]
+    assert upload["state"] == "done" and 0 < upload["sent"] < out["size"], upload
+    assert out["params"] == [{"video": f"media/{out['digest']}.mp4", "faceset": "f"}]
+    assert out["jobs"] == ["done"]

@@ -17,17 +17,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def serve(workspace: str, port: int, token_file: str, timeout: float = 180.0) -> subprocess.Popen:
-    """Start the engine; returns once it listens (raises RuntimeError if it never does)."""
+def serve(workspace: str, port: int, token_file: str, tls: bool = False, timeout: float = 180.0) -> subprocess.Popen:
+    """Start the engine; returns once it listens (raises RuntimeError if it never does). With `tls`,
+    the process's `tls_fingerprint` is the one it printed (its certificate stays in the workspace)."""
     process = subprocess.Popen([os.path.join(REPO, ".venv", "bin", "python"), "-m", "engine", "serve",
-                                "--workspace", workspace, "--port", str(port), "--token-file", token_file],
+                                "--workspace", workspace, "--port", str(port), "--token-file", token_file,
+                                *(["--tls"] if tls else [])],
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process.tls_fingerprint = ""
     ready = threading.Event()
     lines: list[str] = []
 
     def pump() -> None:  # reads the pipe for the engine's whole life, so it never fills up
         for line in process.stdout:
             lines.append(line)
+            if line.startswith("tls fingerprint:"):
+                process.tls_fingerprint = line.split(":", 1)[1].strip()
             if "listening on" in line:
                 ready.set()
         ready.set()

@@ -1,6 +1,7 @@
 """An engine killed (SIGKILL) while it trains. LOCAL: the link says so, relaunches it on the same
-workspace and re-attaches. REMOTE (loopback): the scenario starts `python -m engine serve` itself,
-kills it and starts it again a few seconds later; the link keeps trying and re-attaches. Either
+workspace and re-attaches. REMOTE (loopback, TLS with the certificate pinned): the scenario starts
+`python -m engine serve --tls` itself, kills it and starts it again a few seconds later; the link
+keeps trying and re-attaches. Either
 way the engine takes the job up again under its id, the mirror shows it, a request made while the
 engine was gone is answered, and the drain stays quick throughout."""
 
@@ -24,9 +25,11 @@ if mode == "REMOTE":
     port, token_file = free_port(), os.path.join(workspace, "..", "token")
     with open(token_file, "w") as f:
         f.write("remote-secret")
-    first = serve(workspace, port, token_file)
+    first = serve(workspace, port, token_file, tls=True)
     prefs = _blender.preferences()
     prefs.engine_mode, prefs.host, prefs.port, prefs.token = "REMOTE", "127.0.0.1", port, "remote-secret"
+    prefs.use_tls, prefs.tls_fingerprint = True, first.tls_fingerprint
+    out["fingerprint"] = first.tls_fingerprint
 bpy.ops.swapline.connect()
 sync.wait_for_connection(timeout=180)
 link = sync.link()
@@ -67,7 +70,7 @@ while time.monotonic() < deadline:
         link.request("engine.info", {}, {"purpose": "probe"})
         asked = True
     if mode == "REMOTE" and current[0] is first and time.monotonic() > restart_at:
-        current[0] = serve(workspace, port, token_file)  # blocks while it starts; Blender would not: it is the user
+        current[0] = serve(workspace, port, token_file, tls=True)  # blocks while it starts; Blender would not: it is the user
     job = train_job()
     if engine_process() is not first and st.connection == "CONNECTED" and job is not None and job.job_id == job_id and job.state == "running" and job.iteration > 0:
         break
@@ -75,6 +78,7 @@ while time.monotonic() < deadline:
 job = train_job()
 out["after"] = [job.job_id, job.state, job.message] if job else None
 out["relaunched"] = engine_process() is not first
+out["engine_tls"] = (link.engine or {}).get("tls")
 out["drains"] = len(drains)
 out["drain_max_s"] = max(drains)
 out["probe_pending"] = any(t.get("purpose") == "probe" for t in link.pending_tags())

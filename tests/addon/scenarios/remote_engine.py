@@ -132,6 +132,13 @@ out["last_error"] = st.last_error
 servers[0].stop()
 _blender.drain_until(sync, lambda: "reconnecting" in st.connection_message, 10)
 out["closed"] = [st.connection, st.connection_message]
+# a request the engine does not come back for in time fails with a clear message (bound shortened here)
+engine_link = _blender.submodule("engine_link")
+engine_link.QUEUE_LIMIT = 0.3
+sync.link().request("engine.info", {}, {"purpose": "doomed", "label": "Doomed request"})
+_blender.drain_until(sync, lambda: "was not sent" in st.last_error, 10)
+out["expired"] = st.last_error
+engine_link.QUEUE_LIMIT = 60.0
 sync.link().request("engine.info", {}, {"purpose": "probe"})
 drains = []
 gone_until = time.monotonic() + 1.5

@@ -16,6 +16,7 @@ source_clip, shot_clip, engine_ws, project = sys.argv[1:5]
 sync = _blender.enable()
 live_preview = _blender.submodule("live_preview")
 matte = _blender.submodule("matte")
+results = _blender.submodule("remote_results")
 scene = _blender.new_scene(fps=12)
 editor = scene.sequence_editor
 src = editor.strips.new_movie(name="Src", filepath=source_clip, channel=1, frame_start=1)
@@ -43,7 +44,7 @@ sync.wait_for_connection(timeout=60)
 
 def extract(which):
     """Extract and wait, noting the upload lines the job list shows meanwhile."""
-    before = len(sync.transfers())
+    before = len(results.transfers())
     out.setdefault("extract_ops", []).append(sorted(bpy.ops.swapline.extract(which=which)))
     deadline = time.monotonic() + 300
     while sync._busy("extract") and time.monotonic() < deadline:
@@ -54,7 +55,7 @@ def extract(which):
         time.sleep(0.01)
     jobs = sync.wait_for_jobs("extract", timeout=60)
     return [[j["state"], j["params"]["video"], (j.get("result") or {}).get("faces")] for j in jobs], \
-        sync.transfers()[before:]
+        results.transfers()[before:]
 
 
 out["first"], out["first_transfers"] = extract("BOTH")
@@ -71,7 +72,7 @@ out["merge_op"] = sorted(bpy.ops.swapline.merge_shot())
 [merged] = sync.wait_for_jobs("merge", timeout=400)
 out["merge_s"] = time.monotonic() - t
 out["merged"] = {k: merged.get(k) for k in ("id", "state", "error", "params", "result")}
-out["merge_transfers"] = [t for t in sync.transfers() if t["key"].startswith("download-")]
+out["merge_transfers"] = [t for t in results.transfers() if t["key"].startswith("download-")]
 layer = live_preview.layer_strip(scene, shot)
 found = matte.matte_of(scene, "Shot")
 out["layer"] = None if layer is None else {
