@@ -91,7 +91,7 @@ def _connect(specs: list[str], shared: queue.Queue, tls_ca: str = "") -> list[En
     return engines
 
 
-def _distribute(engines: list[Engine], args: argparse.Namespace, video: Path, staging: Path,
+def _distribute(engines: list[Engine], args: argparse.Namespace, video: Path, digest: str, staging: Path,
                 mask_model: str | None) -> None:
     """Give every engine the video, the model, the faceset and the mask model the settings name (the
     first has all but the video). An engine that cannot take them is left out of the merge."""
@@ -106,7 +106,6 @@ def _distribute(engines: list[Engine], args: argparse.Namespace, video: Path, st
     local = download_files(first.client, packed["path"], staging / "bundle")[0]
     if file_hash(local) != packed["hash"]:
         raise EngineError("hash_mismatch", "the bundle changed while it was downloaded; run again")
-    digest = file_hash(video)
     for e in engines[1:]:
         try:
             e.video = upload_file(e.client, video, digest=digest)["path"]
@@ -137,7 +136,8 @@ def run_farm(args: argparse.Namespace) -> int:
     mask_model = wanted.seg_model if "seg-" in wanted.mask else None  # the other engines need it too
     output = Path(args.output).resolve()
     output.mkdir(parents=True, exist_ok=True)
-    run = hashlib.sha256(json.dumps([file_hash(video), args.model, args.faceset, params["settings"],
+    digest = file_hash(video)
+    run = hashlib.sha256(json.dumps([digest, args.model, args.faceset, params["settings"],
                                      params.get("outputs"), start, end], sort_keys=True).encode()).hexdigest()[:12]
     shared: queue.Queue = queue.Queue()
     engines = _connect(args.engines, shared, args.tls_ca or "")
@@ -145,7 +145,7 @@ def run_farm(args: argparse.Namespace) -> int:
                 start, end, radius, run, output, steal=not args.no_steal, events=shared)
     began = time.monotonic()
     try:
-        _distribute(engines, args, video, output / ".farm", mask_model)
+        _distribute(engines, args, video, digest, output / ".farm", mask_model)
         farm.run()
     except KeyboardInterrupt:
         farm.cancel()

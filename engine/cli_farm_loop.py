@@ -22,6 +22,7 @@ from bridge.transfer import download_files
 
 from .errors import EngineError
 from .farm_plan import Piece, job_range, split, steal_point
+from .files import atomic_write
 
 SEQUENCES = ("layer", "matte", "frames")
 PATTERN = "frame_%06d.png"
@@ -273,5 +274,5 @@ class Farm:
                       "engines": sorted(self.placed, key=lambda p: p["first_frame"])})
         if template["engine"] != 0:
             state["model_stamp"] = None  # another engine's file: a local re-run must not trust it
-        (self.output / STATE).write_text(json.dumps(state, indent=1))
+        atomic_write(self.output / STATE, json.dumps(state, indent=1).encode())
         return state
