@@ -239,7 +239,8 @@ def _fetch(client: BridgeClient, pool: ThreadPoolExecutor, remote: str, target: 
            chunk: int, should_stop: Callable[[], bool] | None, progress: Callable[[int], None] | None) -> None:
     """One file by `files.read`, `window` reads in flight (the answers are written in order)."""
     def read(offset: int) -> bytes:
-        return client.call("files.read", {"path": remote, "offset": offset, "size": chunk}, timeout=ANSWER_TIMEOUT)["data"]
+        answer = client.call("files.read", {"path": remote, "offset": offset, "size": chunk}, timeout=ANSWER_TIMEOUT)
+        return answer["data"]
 
     size, h = entry["size"], hashlib.sha256()
     target.parent.mkdir(parents=True, exist_ok=True)

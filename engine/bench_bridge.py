@@ -137,8 +137,10 @@ def bench_bridge(seconds: float) -> dict:
         data = source.read_bytes()
         reference = measure(lambda: loopback_copy(data), RUNS)
     result = {"size_mb": size / MB, "latency": latency, "upload": {"unit": "MB/s", **up},
-              "download": {"unit": "MB/s", **down}, "reference": {"name": "raw loopback TCP", "unit": "MB/s", **reference},
-              "upload_ratio": up["median"] / reference["median"], "download_ratio": down["median"] / reference["median"]}
+              "download": {"unit": "MB/s", **down},
+              "reference": {"name": "raw loopback TCP", "unit": "MB/s", **reference},
+              "upload_ratio": up["median"] / reference["median"],
+              "download_ratio": down["median"] / reference["median"]}
     for name in ("upload", "download", "reference"):
         r = result[name]
         print(f"  {name} of {size / MB:.0f} MB: median {r['median']:.0f} MB/s (min {r['min']:.0f}, max {r['max']:.0f})")

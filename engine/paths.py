@@ -46,9 +46,25 @@ JOB_PATHS: dict[str, dict[str, str]] = {
 }
 
 
+# the engine's own files in the workspace: no client path may name them, whatever the op (the TLS
+# private key must not be read, the catalog must not be overwritten by an export)
+PRIVATE = frozenset({"tls", "jobs.lock", "catalog.sqlite", "catalog.sqlite-wal", "catalog.sqlite-shm",
+                     "catalog.sqlite-journal"})
+
+
+def is_private(root: Path, path: Path) -> bool:
+    """Whether `path` (absolute, resolved) is one of the engine's own files or inside one's folder."""
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        return False
+    return bool(parts) and parts[0] in PRIVATE
+
+
 def client_path(root: Path, value: str, *, confine: bool, base: str = "", what: str = "path") -> Path:
     """The absolute path a client's `value` names: relative ones under root/base; with `confine`,
-    resolved (symlinks followed) and refused with `forbidden_path` unless inside `root`."""
+    resolved (symlinks followed) and refused with `forbidden_path` unless inside `root` and clear
+    of the engine's own files (PRIVATE)."""
     if not isinstance(value, str) or not value or "\0" in value:
         raise EngineError("bad_request", f"{what!r} must be a non-empty path")
     path = Path(value)
@@ -64,6 +80,8 @@ def client_path(root: Path, value: str, *, confine: bool, base: str = "", what: 
     if not resolved.is_relative_to(root):
         raise EngineError("forbidden_path", f"{what!r} must be inside this engine's workspace; {value!r} "
                                             "is outside it (upload the file by content hash instead)")
+    if is_private(root, resolved):
+        raise EngineError("forbidden_path", f"{what!r} names the engine's own files ({value!r}); choose another path")
     return resolved
 
 

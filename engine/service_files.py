@@ -1,8 +1,8 @@
 """Service layer: media by content hash (chunked, resumable uploads) and reading workspace files back.
 
-Each handler takes (service, args); the service holds a MediaStore (`media`) and a HashCache (`hashes`). Paths in `files.*` arguments arrive already made absolute and
-confined to the workspace by EngineService.handle (engine/paths.py); the media ops take a hash,
-never a path. docs/protocol.md, "Media and files", describes the ops for a client.
+Each handler takes (service, args); the service holds a MediaStore (`media`) and a HashCache
+(`hashes`). Paths in `files.*` arguments arrive already made absolute and confined to the workspace
+by EngineService.handle (engine/paths.py); the media ops take a hash, never a path. docs/protocol.md, "Media and files", describes the ops for a client.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from .errors import EngineError
 from .files import content_hash
 from .mediastore import MediaStore, check_hash
+from .paths import is_private
 from .service_args import arg
 
 READ_MAX = 8 * 2**20          # bytes per files.read
@@ -68,16 +69,17 @@ def _relative(service, path: Path) -> str:
 def files_manifest(service, args: dict) -> dict:
     """{path} -> {root, files: [{path, size, hash}]}: a folder's regular files (recursive, sorted,
     symlinks left out), or one file; `root` is workspace-relative, each file's path relative to it."""
-    path = Path(arg(args, "path", str))
+    path, ws = Path(arg(args, "path", str)), service.workspace.root
     if path.is_file():
         root, found = path.parent, [path]
     elif path.is_dir():
         root, found = path, []
         for folder, dirs, files in os.walk(path):  # does not follow linked folders
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # .partial uploads are not results
+            # .partial uploads are not results; the engine's own files (TLS key, catalog) are not served
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not is_private(ws, Path(folder) / d))
             for name in sorted(files):
                 file = Path(folder) / name
-                if not name.startswith(".") and not file.is_symlink():
+                if not name.startswith(".") and not file.is_symlink() and not is_private(ws, file):
                     found.append(file)
             if len(found) > MANIFEST_MAX:
                 raise EngineError("bad_request", f"{_relative(service, path)} holds more than {MANIFEST_MAX} "

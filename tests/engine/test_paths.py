@@ -141,3 +141,11 @@ def test_a_confined_engine_refuses_an_op_that_declared_no_paths(tmp_path, monkey
         assert err.value.code == "unknown_op"
     finally:
         svc.stop()
+
+
+def test_no_client_path_names_the_engines_own_files(root):
+    (root / "tls").mkdir()
+    for value in ("tls/engine-key.pem", "tls", "catalog.sqlite", str(root / "jobs.lock"), "media/../tls/x"):
+        assert "own files" in _refused(root, value)
+    assert client_path(root, "exports/catalog.sqlite", confine=True) == root / "exports" / "catalog.sqlite"
+    assert client_path(root, str(root / "tls" / "k"), confine=False) == root / "tls" / "k"  # a local engine's user

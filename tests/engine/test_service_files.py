@@ -223,7 +223,8 @@ def test_read_returns_a_slice_and_the_whole_size(service):
     r = service.handle("files.read", {"path": "renders/job1/a.png", "offset": 1000, "size": 500}, None)
     assert r == {"data": data[1000:1500], "size": 3000}
     assert service.handle("files.read", {"path": "renders/job1/a.png", "offset": 5000}, None)["data"] == b""
-    assert _code(service.handle, "files.read", {"path": "renders/job1/a.png", "size": 9 * 2**20}, None).code == "bad_request"
+    too_big = {"path": "renders/job1/a.png", "size": 9 * 2**20}
+    assert _code(service.handle, "files.read", too_big, None).code == "bad_request"
     assert _code(service.handle, "files.read", {"path": "renders/job1"}, None).code == "not_found"
 
 
@@ -235,8 +236,12 @@ def test_files_ops_stay_inside_the_workspace(service, tmp_path):
         for path in ("../secret.txt", str(secret), "up/secret.txt", "/etc/hostname"):
             err = _code(service.handle, op, {"path": path}, None)
             assert err.code == "forbidden_path", (op, path)
-    listed = service.handle("files.manifest", {"path": "."}, None)["files"]
-    assert not any("secret" in f["path"] for f in listed)  # the symlinked folder is not walked
+    (service.workspace.root / "tls").mkdir()
+    (service.workspace.root / "tls" / "engine-key.pem").write_text("private")
+    assert _code(service.handle, "files.read", {"path": "tls/engine-key.pem"}, None).code == "forbidden_path"
+    listed = [f["path"] for f in service.handle("files.manifest", {"path": "."}, None)["files"]]
+    assert not any("secret" in p for p in listed)  # the symlinked folder is not walked
+    assert not any(p.startswith(("tls", "catalog", "jobs.lock")) for p in listed)  # nor the engine's own files
 
 
 def test_download_fetches_checks_and_skips_what_is_already_here(engine, service, tmp_path):
