@@ -244,3 +244,24 @@ def test_a_mask_model_the_merge_names_travels_along(first, portrait_clips, tmp_p
     with pytest.raises(EngineError) as err:
         pack_bundle(first, "m", "dst", portrait_clips["astronaut"], mask_model="absent")
     assert err.value.code == "not_found"
+
+
+def test_every_track_travels_and_the_chosen_person_stays_chosen(fill_faceset, tmp_path):
+    first = Workspace(tmp_path / "first")
+    second = Workspace(tmp_path / "second")
+    try:
+        faces = fill_faceset(first, "crowd", frames=4, people=2)
+        first.facesets.choose_people("crowd", [2])
+        first.model_dir("m").mkdir(parents=True)
+        (first.model_dir("m") / "model.safetensors").write_bytes(b"weights")
+        names = unpack_bundle(second, pack_bundle(first, "m", "crowd", first.root / "clip.mp4"))
+        assert names["faces"] == len(faces) == 8
+        assert [t["track"] for t in second.facesets.tracks("crowd") if t["chosen"]] == [2]
+        assert [(f.frame, f.track) for f in second.facesets.faces("crowd")] == [(i, 2) for i in range(4)]
+        # the video is known by content: a copy under another name finds the faces
+        copy = tmp_path / "elsewhere.mp4"
+        copy.write_bytes((first.root / "clip.mp4").read_bytes())
+        assert len(second.facesets.faces("crowd", second.media_id(copy), everyone=True)) == 8
+    finally:
+        first.close()
+        second.close()
