@@ -121,8 +121,11 @@ class MediaStore:
 
     def _check_room(self, size: int) -> None:
         # a clip that cannot fit is refused before its first byte, not after minutes of upload
-        self.partial_folder.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(self.partial_folder).free
+        try:
+            self.partial_folder.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(self.partial_folder).free
+        except OSError as exc:
+            raise EngineError("io_error", f"cannot use the media folder {self.folder}: {exc.strerror or exc}") from None
         if size > free:
             raise EngineError("disk_full", f"the engine's disk has {free / 2**20:.0f} MiB free; this file "
                                            f"needs {size / 2**20:.0f} MiB. Free some space and upload again")
