@@ -118,6 +118,9 @@ class EngineLink:
             pending = self._pending[seq] = _Pending(op, dict(args or {}), dict(tag or {}))
             worker, outbox = self._transfers, self._outbox
         files = transfers.local_files(op, pending.args) if worker is not None else {}
+        output = transfers.remote_output(op, pending.args) if worker is not None else None
+        if output is not None:  # written on the engine's machine; remote_results fetches it when done
+            pending.args, pending.tag["fetch"] = output
         if files:
             remote = worker.remote_paths(files)
             if remote is None:

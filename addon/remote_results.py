@@ -4,11 +4,13 @@ Uploads and downloads (transfers.py) show as lines of their own in the job list 
 they run (queued, with progress, a message and a cancel button). A finished merge or matte that a
 scene waits for is, from a remote engine, first downloaded into `strips.results_folder` (next to
 the .blend), and its result's paths are moved there, so it is placed like a local engine's result.
+A file a job wrote for the user (an exported .dfm) is fetched to the path the user gave.
 Called from the drain in sync.py only.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import bpy
@@ -22,6 +24,7 @@ _downloads: dict[str, dict] = {}  # job id -> the remote engine's job, while its
 _fetched: dict[str, dict] = {}  # job id -> its result with the paths on this machine
 _log: list[dict] = []  # every upload and download that ended in this session, oldest first
 _started: dict[str, float] = {}  # key -> when it was first shown (its place in the job list)
+_fetch_to: dict[str, str] = {}  # job id -> the local path its output file goes to (remote engine)
 
 
 def reset() -> None:
@@ -29,6 +32,13 @@ def reset() -> None:
     _fetched.clear()
     _log.clear()
     _started.clear()
+    _fetch_to.clear()
+
+
+def adopt(job_id: str, tag: dict) -> None:
+    """The answer to our own job.start: remember where its output file goes (engine_link set it)."""
+    if tag.get("fetch"):
+        _fetch_to[job_id] = str(tag["fetch"])
 
 
 def transfers() -> list[dict]:
@@ -57,13 +67,16 @@ def result_here(job: dict, link: EngineLink) -> dict | None:
     job_id = str(job.get("id"))
     if job_id in _fetched:
         return dict(job, result=_fetched[job_id]) if job.get("state") == "done" else job
-    if job.get("kind") not in RESULT_KINDS or job.get("state") != "done" or not link.remote:
+    if job.get("state") != "done" or not link.remote:
         return job
-    remote_dir = str((job.get("result") or {}).get("directory") or "")
-    if not remote_dir or not _wanted(job):
+    result = job.get("result") or {}
+    if job_id in _fetch_to and isinstance(result.get("output"), str):  # one file, to where the user asked
+        remote, local = result["output"], os.path.dirname(_fetch_to[job_id])
+    elif job.get("kind") in RESULT_KINDS and result.get("directory") and _wanted(job):
+        remote, local = str(result["directory"]), strips.results_folder(job_id)
+    else:
         return job
-    if job_id not in _downloads and not link.download(job_id, str(job["kind"]), mirror.job_label(job), remote_dir,
-                                                      strips.results_folder(job_id)):
+    if job_id not in _downloads and not link.download(job_id, str(job["kind"]), mirror.job_label(job), remote, local):
         return job
     _downloads[job_id] = job
     return None
@@ -93,5 +106,7 @@ def apply_transfer(status, message: Transfer) -> tuple[dict | None, str]:
     if message.state != "done":
         return None, f"Could not fetch the result of {mirror.job_label(job)}: {message.message}"
     remote, local = message.result["remote"], message.result["local"]
+    if _fetch_to.pop(str(job["id"]), None) is not None:  # a file: it keeps its name in the folder
+        local = os.path.join(local, os.path.basename(remote.replace("\\", "/")))
     result = _fetched[str(job["id"])] = localize(job.get("result") or {}, remote, local)
     return dict(job, result=result), ""

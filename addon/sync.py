@@ -207,6 +207,7 @@ def _adopt(job_id: str, tag: dict) -> None:
         _ours.append(job_id)
         mirror.mark_ours(status(), job_id)
     matte.adopt(job_id, tag)
+    remote_results.adopt(job_id, tag)
     if tag.get("purpose") == "merge":
         live_preview.merge_started(tag)  # the job's own state holds the shot's live preview off from now on
     if tag.get("purpose") == "merge" and tag.get("scene") in bpy.data.scenes:

@@ -25,6 +25,9 @@ from ..bridge.tls import TLSConfig
 # params for job.start, the args otherwise).
 LOCAL_FILES = {("job.start", "extract"): ("video",), ("job.start", "merge"): ("video",),
                ("job.start", "mask_matte"): ("video",), ("merge.preview", None): ("video",)}
+# Files a job writes where the user asked: a remote engine writes them in its workspace under the
+# file's name, and the add-on fetches them to the asked place when the job is done.
+LOCAL_OUTPUTS = {("job.start", "export_dfm"): "output"}
 RETRY_CODES = ("unreachable", "timeout")  # a broken connection: try again; anything else is final
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
 PROGRESS_SECONDS = 0.1  # at most this often a progress message per transfer
@@ -69,6 +72,17 @@ def local_files(op: str, args: dict) -> dict[str, str]:
     if not isinstance(holder, dict):
         return {}
     return {key: holder[key] for key in keys if isinstance(holder.get(key), str) and os.path.isabs(holder[key])}
+
+
+def remote_output(op: str, args: dict) -> tuple[dict, str] | None:
+    """For a job that writes a file at a local path: (args naming only the file's name, which a remote
+    engine writes in its workspace; the local path to fetch it to). None for any other request."""
+    key = LOCAL_OUTPUTS.get((op, args.get("kind")))
+    params = args.get("params")
+    if key is None or not isinstance(params, dict) or not isinstance(params.get(key), str) \
+            or not os.path.isabs(params[key]):
+        return None
+    return dict(args, params=dict(params, **{key: os.path.basename(params[key])})), params[key]
 
 
 def with_remote_paths(op: str, args: dict, remote: dict[str, str]) -> dict:

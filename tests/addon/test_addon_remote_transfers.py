@@ -89,11 +89,14 @@ def test_clips_go_up_once_and_the_merge_comes_back_next_to_the_blend(run_scenari
 def test_an_upload_resumes_after_the_connection_breaks(run_scenario, tmp_path):
     clip = tmp_path / "big.mp4"
     clip.write_bytes(np.random.default_rng(0).integers(0, 256, 10 * 2**20 + 12345, np.uint8).tobytes())
-    out = run_scenario("remote_resume", clip, timeout=180)
+    out = run_scenario("remote_resume", clip, tmp_path / "out" / "m.dfm", timeout=180)
     # every byte accepted once, in order: nothing sent before the break was sent again
     assert out["contiguous"] and out["accepted"][0][0] == 0
     assert sum(n for _, n in out["accepted"]) == out["size"] and out["blobs"] == 1
-    [upload] = out["transfers"]
+    upload, download = out["transfers"]
     assert upload["state"] == "done" and 0 < upload["sent"] < out["size"], upload
-    assert out["params"] == [{"video": f"media/{out['digest']}.mp4", "faceset": "f"}]
+    assert out["params"][0] == {"video": f"media/{out['digest']}.mp4", "faceset": "f"}
     assert out["jobs"] == ["done"]
+    # the .dfm is written in the engine's workspace under its name, then fetched to the asked path
+    assert out["params"][1] == {"model": "m", "output": "m.dfm"}
+    assert download["state"] == "done" and out["exported"] == ["done"] and out["dfm_ok"]
