@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge import BridgeClient, BridgeError
+from bridge import PROTOCOL_VERSION, BridgeClient, BridgeError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,7 +48,7 @@ def test_extract_job_over_the_bridge_streams_events(engine, portrait_clips):
     proc, port = engine
     client = _client(port)
     info = client.call("engine.info")
-    assert info["protocol"] == 1
+    assert info["protocol"] == PROTOCOL_VERSION
     assert info["device"].startswith("CPU") or "GiB" in info["device"]
     job = client.call("job.start", {"kind": "extract", "params": {
         "video": str(portrait_clips["hopper"]), "faceset": "src", "size": 128}})
@@ -76,7 +76,7 @@ def test_errors_cross_as_codes_and_the_engine_survives(engine, tmp_path):
     failed = _wait_done(client, job["id"])
     assert failed["state"] == "failed" and failed["error"]["code"] == "not_found"
     assert "nope.mp4" in failed["error"]["message"]
-    assert client.call("engine.info")["protocol"] == 1
+    assert client.call("engine.info")["protocol"] == PROTOCOL_VERSION
     client.close()
 
 

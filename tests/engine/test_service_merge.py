@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bridge import BridgeClient, BridgeError
+from bridge import PROTOCOL_VERSION, BridgeClient, BridgeError
 from engine.errors import EngineError
 from engine.jobs import JobRunner
 from engine.media.decode import probe
@@ -101,7 +101,7 @@ def test_preview_errors_cross_as_codes(engine, portrait_clips, change, code):
     with pytest.raises(BridgeError) as err:
         engine.call("merge.preview", args, timeout=120)
     assert err.value.code == code
-    assert engine.call("engine.info")["protocol"] == 1  # the engine is fine
+    assert engine.call("engine.info")["protocol"] == PROTOCOL_VERSION  # the engine is fine
 
 
 class _Service:
