@@ -110,12 +110,11 @@ def _serve(args) -> int:
     print(f"swapline-engine listening on {args.host}:{port}", flush=True)
     advertiser = None
     if args.advertise:  # LAN discovery is opt-in: a laptop engine should not announce itself
-        from bridge import EngineAdvertiser
+        from bridge.discovery import advertise_engine
 
         addresses = None if args.host in ("0.0.0.0", "") else [args.host]
-        advertiser = EngineAdvertiser(service.info["name"], port, {
-            "version": service.info["version"], "device": service.info["device"][:200]}, addresses=addresses)
-        advertiser.start()
+        # The TXT record says name, device, version, TLS and load; a thread keeps the load current.
+        advertiser = advertise_engine(service.info, port, service.load, addresses=addresses)
     signal.signal(signal.SIGTERM, lambda *a: service.server.stop())
     try:
         service.serve_forever()
