@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from .bench_bridge import bench_bridge
+from .bench_load import bench_load
 from .benchstats import decode_rate, measure, scaled_clip
 
 RUNS = 3
@@ -308,6 +309,7 @@ BENCHMARKS: dict[str, Callable[[float], dict]] = {
     "merge": bench_merge, "flicker": bench_flicker, "preview": bench_preview, "mask-temporal": bench_mask_temporal,
     "occlusion": bench_occlusion,
     "bridge": bench_bridge,
+    "load": bench_load,
 }
 
 

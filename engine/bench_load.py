@@ -1,0 +1,298 @@
+"""Service layer: `python -m engine bench load`, training speed while many clients poll the engine.
+
+An engine subprocess trains a small model on faces extracted from a generated clip. A load-generator
+subprocess (so the clients' work and interpreter lock are not the engine's) runs N clients, each its
+own BridgeClient with its own connection and handshake, calling job.get, job.list and engine.info in
+turn at a set pace (a Blender add-on polls at most ~10 times a second). Training iterations/s come
+from the job's progress events over each window: baseline, paced load, baseline, flat-out load
+(every client calling again as soon as answered), baseline. The load's figure is compared with the
+mean of the baselines on either side of it. `--seconds` scales every window: at the default 10 the
+paced load lasts 60 s and each baseline and the flat-out load 20 s.
+
+`python -m engine.bench_load --port P --token-file F --job ID ...` is the load generator itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bridge import BridgeClient, BridgeError
+
+from .benchstats import summary
+
+CLIENTS = 32
+RATE = 10.0          # requests/s per client when paced
+LOAD_FACTOR = 6      # paced load window = 6 x --seconds
+BASE_FACTOR = 2      # each baseline and the flat-out window = 2 x --seconds
+MAX_DROP = 0.10      # the paced load may cost training at most this share of its speed
+WARMUP_S = 3.0       # training's first seconds (model build, first batches) are not a baseline
+# Small enough to train at a steady pace on a CPU, big enough that a step is real work (tens of ms).
+TRAIN = {"resolution": 64, "arch": "df", "ae_dims": 64, "e_dims": 16, "d_dims": 16, "d_mask_dims": 8,
+         "batch_size": 4, "workers": 0, "seed": 0, "report_every_s": 0.25, "preview_every_s": 0,
+         "save_every_s": 3600.0, "iterations": 10**9}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _extract_faces(workspace: Path) -> int:
+    """Faceset "f": the faces of a short generated portrait clip (source and destination both)."""
+    from .faces.extract import ExtractParams, extract_faces
+    from .media.synthetic import make_clip
+    from .workspace import Workspace
+
+    clip = make_clip("hopper", workspace.parent / "load.mp4", seconds=1.0, fps=12, size=(320, 240))
+    ws = Workspace(workspace)
+    try:
+        found = extract_faces(ws, ExtractParams(video=str(clip), faceset="f", size=128), lambda *a: None,
+                              lambda: False)["faces"]
+    finally:
+        ws.close()
+    if not found:
+        raise RuntimeError("bench load: no faces found in the generated clip")
+    return found
+
+
+def _start_engine(workspace: Path, token_file: Path) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "serve", "--workspace", str(workspace), "--port", "0",
+                             "--token-file", str(token_file)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:  # the engine prints where it listens once it is ready
+        if match := re.search(r"listening on \S+:(\d+)", line):
+            # the rest is read away: a full pipe would stall the engine
+            threading.Thread(target=shutil.copyfileobj, args=(proc.stdout, open(os.devnull, "w")), daemon=True).start()
+            return proc, int(match.group(1))
+    proc.wait(timeout=30)
+    raise RuntimeError(f"bench load: the engine did not start (exit code {proc.returncode})")
+
+
+class Progress:
+    """(arrival time, iteration) of each progress event of one job, read off a client's inbox."""
+
+    def __init__(self, client: BridgeClient, job_id: str) -> None:
+        self.samples: list[tuple[float, int]] = []
+        self.failed: dict | None = None
+        self._job, self._inbox, self._lock = job_id, client.inbox, threading.Lock()
+        threading.Thread(target=self._read, daemon=True, name="bench-load-progress").start()
+
+    def _read(self) -> None:
+        while True:
+            message = self._inbox.get()
+            if message.kind == "closed":
+                return
+            job = message.payload.get("job") if message.kind == "event" else None
+            if not job or job.get("id") != self._job:
+                continue
+            if job["state"] in ("failed", "cancelled", "done"):
+                self.failed = job
+            iteration = (job.get("stats") or {}).get("iteration")
+            if isinstance(iteration, int):
+                with self._lock:
+                    self.samples.append((time.monotonic(), iteration))
+
+    def wait_for(self, seconds_of_training: float, timeout: float) -> None:
+        """Block until training has reported for `seconds_of_training` (its start-up is over)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.failed is not None:
+                raise RuntimeError(f"bench load: the training job ended: {self.failed.get('error')}")
+            with self._lock:
+                first = self.samples[0][0] if self.samples else None
+            if first is not None and time.monotonic() - first >= seconds_of_training:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"bench load: training did not get going within {timeout:g} s")
+            time.sleep(0.1)  # polling our own list; the events arrive on their own thread
+
+    def rate(self, start: float, end: float) -> float:
+        """Iterations/s between the first and the last event inside [start, end]."""
+        with self._lock:
+            inside = [(t, i) for t, i in self.samples if start <= t <= end]
+        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+            raise RuntimeError(f"bench load: fewer than two progress events in a {end - start:.1f} s window")
+        (t0, i0), (t1, i1) = inside[0], inside[-1]
+        return (i1 - i0) / (t1 - t0)
+
+
+def _baseline(progress: Progress, seconds: float) -> float:
+    start = time.monotonic()
+    time.sleep(seconds)  # a measuring window: training runs meanwhile, nothing is waited for
+    return progress.rate(start, time.monotonic())
+
+
+def _load(progress: Progress, port: int, token_file: Path, job_id: str, clients: int, rate: float,
+          seconds: float) -> dict:
+    """Run the load generator for `seconds`; its figures and training's rate over its window."""
+    cmd = [sys.executable, "-m", "engine.bench_load", "--port", str(port), "--token-file", str(token_file),
+           "--job", job_id, "--clients", str(clients), "--rate", str(rate), "--seconds", str(seconds)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=seconds + 300)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench load: the load generator failed: {done.stderr.strip()[-2000:]}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["train_rate"] = progress.rate(figures.pop("start"), figures.pop("end"))
+    return figures
+
+
+def bench_load(seconds: float, clients: int = CLIENTS, rate: float = RATE, flat_out: bool = True) -> dict:
+    """Training iterations/s with `clients` polling clients (paced, then flat out) against baselines."""
+    base_s, load_s = BASE_FACTOR * seconds, LOAD_FACTOR * seconds
+    with tempfile.TemporaryDirectory(prefix="swapline-bench-load-") as d:
+        tmp = Path(d)
+        faces = _extract_faces(tmp / "ws")
+        token_file = tmp / "token"
+        token_file.write_text(secrets.token_urlsafe(24))
+        proc, port = _start_engine(tmp / "ws", token_file)
+        monitor = None
+        try:
+            monitor = BridgeClient("127.0.0.1", port, token_file.read_text(), client_name="bench-load", timeout=60)
+            monitor.connect()
+            monitor.start()
+            engine = monitor.call("engine.info", timeout=60)
+            job = monitor.call("job.start", {"kind": "train", "params": {
+                "model": "m", "source": "f", "destination": "f", **TRAIN}}, timeout=60)
+            progress = Progress(monitor, job["id"])
+            progress.wait_for(WARMUP_S, timeout=600)
+            baselines = [_baseline(progress, base_s)]
+            paced = _load(progress, port, token_file, job["id"], clients, rate, load_s)
+            baselines.append(_baseline(progress, base_s))
+            result = {"clients": clients, "rate_per_client": rate, "seconds": {"baseline": base_s, "load": load_s},
+                      "device": engine.get("device"), "faces": faces, "train": {"unit": "iterations/s", **TRAIN}}
+            result["paced"] = _judge(paced, baselines[0], baselines[1])
+            if flat_out:
+                flat = _load(progress, port, token_file, job["id"], clients, 0.0, base_s)
+                baselines.append(_baseline(progress, base_s))
+                result["flat_out"] = _judge(flat, baselines[1], baselines[2])
+            result["baselines"] = baselines
+            result["ok"] = result["paced"]["train_drop"] < MAX_DROP and result["paced"]["failed"] == 0
+            monitor.call("job.cancel", {"id": job["id"]}, timeout=60)
+        finally:
+            if monitor is not None:
+                monitor.close()
+            proc.terminate()
+            proc.wait(timeout=60)
+    _print(result)
+    return result
+
+
+def _judge(load: dict, before: float, after: float) -> dict:
+    baseline = (before + after) / 2
+    return {**load, "train_baseline": baseline, "train_drop": 1 - load["train_rate"] / baseline if baseline else None}
+
+
+def _print(result: dict) -> None:
+    for name in ("paced", "flat_out"):
+        r = result.get(name)
+        if r is None:
+            continue
+        lat = r["latency_ms"]
+        pace = f"{result['rate_per_client']:g}/s each" if name == "paced" else "flat out"
+        print(f"  {name} ({result['clients']} clients, {pace}): {r['requests_per_s']:.0f} requests/s, latency median "
+              f"{lat['median']:.2f} ms p90 {lat['p90']:.2f} p99 {lat['p99']:.2f} max {lat['max']:.1f}; "
+              f"{r['failed']} failed, {r['connection_failures']} connection failures; training "
+              f"{r['train_rate']:.2f} it/s vs {r['train_baseline']:.2f} baseline ({100 * r['train_drop']:+.1f}% drop)")
+    print(f"  baselines {', '.join(f'{b:.2f}' for b in result['baselines'])} it/s; "
+          f"paced drop under {100 * MAX_DROP:.0f}%: {'yes' if result['ok'] else 'NO'}")
+
+
+# -- the load generator (its own process) -----------------------------------------------------
+
+OPS = ("job.get", "job.list", "engine.info")
+
+
+def _client_loop(port: int, token: str, job_id: str, rate: float, start: float, end: float, out: dict) -> None:
+    """One polling client: connect (again after a failure), then call in turn until `end`; paced
+    clients start at `start` (staggered by the caller), each call 1/rate after the last was due."""
+    latencies, failed, refused = out["latencies"], out["failed"], 0
+    args = {"job.get": {"id": job_id}, "job.list": {}, "engine.info": {}}
+    client, turn, due = None, 0, start - (1.0 / rate if rate > 0 else 0.0)
+    while time.monotonic() < end:
+        if client is None:
+            try:
+                client = BridgeClient("127.0.0.1", port, token, client_name="load", timeout=10)
+                client.connect()
+                client.start()
+            except BridgeError:
+                refused += 1
+                client = None
+                time.sleep(0.2)  # a retry pace, as the add-on's reconnect would keep
+                continue
+        if rate > 0:
+            # A client that fell behind (a slow answer) goes on from now rather than catching up in a burst.
+            due = max(due + 1.0 / rate, time.monotonic() - 1.0 / rate)
+            if (pause := due - time.monotonic()) > 0:
+                time.sleep(pause)  # the client's polling pace
+            if time.monotonic() >= end:
+                break
+        op = OPS[turn % len(OPS)]
+        turn += 1
+        sent = time.perf_counter()
+        try:
+            client.call(op, args[op], timeout=30)
+            latencies.append((time.perf_counter() - sent) * 1000)
+        except BridgeError as err:
+            failed[err.code] = failed.get(err.code, 0) + 1
+            if not client.connected:
+                client = None
+    if client is not None:
+        client.close()
+    out["connection_failures"] += refused
+
+
+def generate(port: int, token: str, job_id: str, clients: int, rate: float, seconds: float) -> dict:
+    """Run `clients` polling clients for `seconds`; requests/s, latency, failures and the window's
+    start and end (time.monotonic(), the same clock as the bench's on one machine)."""
+    outs = [{"latencies": [], "failed": {}, "connection_failures": 0} for _ in range(clients)]
+    # Every client starts at once, after a moment for the threads to exist: the window is the load's.
+    start = time.monotonic() + 0.5
+    end = start + seconds
+    # Paced clients are spread over one period, as independent add-ons would be, not in lock-step.
+    spread = [start + (i / clients) / rate if rate > 0 else start for i in range(clients)]
+    threads = [threading.Thread(target=_client_loop, args=(port, token, job_id, rate, first, end, out), daemon=True)
+               for first, out in zip(spread, outs)]
+    for t in threads:
+        t.start()
+    time.sleep(max(0.0, start - time.monotonic()))
+    for t in threads:
+        t.join()
+    latencies = [x for out in outs for x in out["latencies"]]
+    failed: dict[str, int] = {}
+    for out in outs:
+        for code, n in out["failed"].items():
+            failed[code] = failed.get(code, 0) + n
+    ordered = sorted(latencies) or [float("nan")]
+    lat = summary(ordered)
+    del lat["values"]  # tens of thousands of numbers say less than their percentiles
+    lat["p99"] = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    lat["mean"] = statistics.fmean(ordered)
+    return {"requests": len(latencies), "requests_per_s": len(latencies) / seconds, "latency_ms": lat,
+            "failed": sum(failed.values()), "failed_by_code": failed,
+            "connection_failures": sum(out["connection_failures"] for out in outs), "start": start, "end": end}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m engine.bench_load", description="bench load's load generator")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--token-file", required=True)
+    p.add_argument("--job", required=True, help="the job id that job.get asks about")
+    p.add_argument("--clients", type=int, default=CLIENTS)
+    p.add_argument("--rate", type=float, default=RATE, help="requests/s per client; 0 = flat out")
+    p.add_argument("--seconds", type=float, default=60.0)
+    a = p.parse_args(argv)
+    token = Path(a.token_file).read_text().strip()
+    print(json.dumps(generate(a.port, token, a.job, a.clients, a.rate, a.seconds)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Tests for bench load: a short real run (engine subprocess, load-generator subprocess) gives its figures."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from engine.bench import BENCHMARKS
+from engine.bench_load import bench_load, generate
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def test_load_is_a_registered_benchmark():
+    assert BENCHMARKS["load"] is bench_load
+
+
+def test_a_short_run_measures_requests_latency_and_training_under_load():
+    # 4 clients, 3 s of paced load (6 x 0.5 s), 1 s baselines and flat-out window
+    result = bench_load(0.5, clients=4, rate=10.0)
+    assert result["clients"] == 4 and result["seconds"] == {"baseline": 1.0, "load": 3.0}
+    assert len(result["baselines"]) == 3 and all(b > 0 for b in result["baselines"])
+    for name in ("paced", "flat_out"):
+        figures = result[name]
+        assert figures["failed"] == 0 and figures["connection_failures"] == 0, figures
+        assert figures["requests"] > 0 and figures["requests_per_s"] > 0
+        latency = figures["latency_ms"]
+        assert 0 < latency["min"] <= latency["median"] <= latency["p90"] <= latency["p99"] <= latency["max"]
+        assert figures["train_rate"] > 0 and math.isfinite(figures["train_drop"])
+    # 4 clients at 10 requests/s for 3 s: about 120 calls, whatever the machine (a tenth of it at worst)
+    assert 12 <= result["paced"]["requests"] <= 130
+    assert result["flat_out"]["requests_per_s"] > result["paced"]["requests_per_s"]
+    assert isinstance(result["ok"], bool)
+
+
+def test_the_generator_counts_refused_connections():
+    """Nothing listens on the port: every client's connection fails, no request is counted as made."""
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    figures = generate(port, "token", "job", clients=2, rate=10.0, seconds=0.5)
+    assert figures["requests"] == 0 and figures["connection_failures"] >= 2
+    assert figures["end"] - figures["start"] == pytest.approx(0.5)
