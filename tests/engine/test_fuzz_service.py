@@ -148,10 +148,14 @@ def _tidy(service: EngineService, result) -> None:
 
 
 @examples(600)
-@given(op=st.sampled_from(ALL_OPS), args=args_maps)
-def test_every_op_answers_or_refuses_with_a_known_code(held_service, op, args):
+@given(op=st.sampled_from(ALL_OPS), args=args_maps, confine=st.booleans())
+def test_every_op_answers_or_refuses_with_a_known_code(held_service, op, args, confine):
     count_case(f"service: {op}")
-    _tidy(held_service, _answer(held_service, op, args))
+    held_service.confine = confine  # as a remote engine (or `serve --confine`) would be
+    try:
+        _tidy(held_service, _answer(held_service, op, args))
+    finally:
+        held_service.confine = False
 
 
 @examples(100)
@@ -167,13 +171,17 @@ def test_unknown_and_misspelt_ops_are_refused(held_service, op, args):
 @examples(150)
 @given(op=st.sampled_from(ALL_OPS), faceset=st.sampled_from(["f", "g", ""]), face=st.integers(-2, 5),
        faces=st.lists(st.integers(-2, 5), max_size=4), model=st.sampled_from(["m", "f", "../m", ""]),
-       polygons=values, args=args_maps)
-def test_plausible_arguments_on_real_faces(held_service, op, faceset, face, faces, model, polygons, args):
-    """Well-typed names and ids of faces that exist, so the handlers go past their argument checks."""
+       polygons=values, path=st.sampled_from(PATHS), args=args_maps)
+def test_plausible_arguments_on_real_faces(held_service, op, faceset, face, faces, model, polygons, path, args):
+    """Well-typed names, paths and ids of faces that exist, so the handlers go past their argument checks."""
     count_case(f"service: {op} (plausible)")
     plausible = {"faceset": faceset, "face": face, "faces": faces, "model": model, "polygons": polygons,
-                 "tracks": faces, "count": face, **args}
-    _tidy(held_service, _answer(held_service, op, plausible))
+                 "tracks": faces, "count": face, "path": path, "video": path, "offset": 0, "size": 100, **args}
+    held_service.confine = True
+    try:
+        _tidy(held_service, _answer(held_service, op, plausible))
+    finally:
+        held_service.confine = False
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +237,8 @@ def test_the_fuzzing_reached_every_op_and_saw_refusals():
     """Runs after the fuzz tests above (file order): every op was tried, and refusals were seen."""
     tried = {name.removeprefix("service: ").removesuffix(" (plausible)") for name in fuzz_cases_seen()}
     assert set(ALL_OPS) <= tried, sorted(set(ALL_OPS) - tried)
-    assert SEEN_CODES.get("bad_request", 0) > 0 and SEEN_CODES.get("unknown_op", 0) > 0, SEEN_CODES
+    assert all(SEEN_CODES.get(code, 0) > 0 for code in ("bad_request", "unknown_op", "not_found", "forbidden_path")), \
+        SEEN_CODES
     print(f"error codes seen: {SEEN_CODES}")
 
 
