@@ -176,8 +176,7 @@ class EngineLink:
             outbox.put(seq)
 
         def failed(code: str, text: str) -> None:
-            self._answer(seq, pending.op, None, code, f"Upload to the engine {code}: {text}"
-                         if code == "cancelled" else text)
+            self._answer(seq, pending.op, None, code, text)
 
         kind = str(pending.tag.get("kind") or pending.args.get("kind") or pending.op)
         worker.upload(f"upload-{seq}", kind, str(pending.tag.get("label") or pending.op), files, finished, failed)
@@ -382,8 +381,9 @@ class EngineLink:
         if self._local is not None:
             self._local.stop()
             self._local = None
-        if self._transfers is not None:
-            self._transfers.close()
+        worker, self._transfers = self._transfers, None  # a later download or upload has no engine to go to
+        if worker is not None:
+            worker.close()
         if stop.is_set():
             state, text = DISCONNECTED, "Disconnected"
         with self._lock:  # posting under the lock: no request slips in between, none is lost

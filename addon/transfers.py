@@ -30,6 +30,7 @@ LOCAL_FILES = {("job.start", "extract"): ("video",), ("job.start", "merge"): ("v
 LOCAL_OUTPUTS = {("job.start", "export_dfm"): "output"}
 RETRY_CODES = ("unreachable", "timeout")  # a broken connection: try again; anything else is final
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
+GIVE_UP_SECONDS = 60.0  # a transfer that gets no further for this long fails (the link's queue bound)
 PROGRESS_SECONDS = 0.1  # at most this often a progress message per transfer
 
 _digests: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256: hash a file once
@@ -182,15 +183,20 @@ class TransferWorker:
     def upload(self, key: str, kind: str, label: str, files: dict[str, str],
                finished: Callable[[dict], None], failed: Callable[[str, str], None]) -> None:
         """Put `files` on the engine; `finished({key: engine path})` or `failed(code, message)` follows."""
-        task = _Task(key, kind, label, self._upload, finished, failed, extra={"files": dict(files)})
-        self._tasks.put(task)
+        self._submit(_Task(key, kind, label, self._upload, finished, failed, extra={"files": dict(files)}))
 
     def download(self, key: str, kind: str, label: str, remote_dir: str, local_dir: str,
                  finished: Callable[[list], None], failed: Callable[[str, str], None]) -> None:
         """Copy the engine's folder `remote_dir` into `local_dir` (files already there and equal stay)."""
-        task = _Task(key, kind, label, self._download, finished, failed,
-                     extra={"remote": remote_dir, "local": local_dir})
-        self._tasks.put(task)
+        self._submit(_Task(key, kind, label, self._download, finished, failed,
+                           extra={"remote": remote_dir, "local": local_dir}))
+
+    def _submit(self, task: _Task) -> None:
+        with self._lock:
+            if not self._stop.is_set():
+                self._tasks.put(task)
+                return
+        self._end(task, "cancelled", self._stop_reason(task))
 
     def cancel(self, key: str) -> None:
         with self._lock:
@@ -198,13 +204,15 @@ class TransferWorker:
         self._wake.set()
 
     def close(self) -> None:
-        """Stop: the running transfer ends as cancelled, queued ones too (the link is gone)."""
-        self._stop.set()
+        """Stop: the running transfer ends as cancelled, queued ones too (the link is gone). Never
+        blocks: the connection is closed on a thread of its own (closing waits for its reader)."""
+        with self._lock:
+            self._stop.set()
+            self._tasks.put(None)
         self._wake.set()
-        self._tasks.put(None)
         client = self._client
         if client is not None:
-            client.close()
+            threading.Thread(target=client.close, name="swapline-transfers-close", daemon=True).start()
 
     # Worker thread ---------------------------------------------------------------------------
 
@@ -225,27 +233,34 @@ class TransferWorker:
             except queue.Empty:
                 break
             if task is not None:
-                self._end(task, "cancelled", "The engine link was closed")
+                self._end(task, "cancelled", self._stop_reason(task))
 
     def _perform(self, task: _Task) -> None:
-        attempt = 0
+        attempt, lost_since, done_then = 0, None, -1
         while True:
             if self._stopped(task.key):
-                self._end(task, "cancelled", "Cancelled" if not self._stop.is_set() else "The engine link was closed")
+                self._end(task, "cancelled", self._stop_reason(task))
                 return
             try:
                 result = task.run(self._connected(), task)
             except BridgeError as exc:
                 if exc.code == "cancelled" or self._stopped(task.key):
-                    self._end(task, "cancelled", "Cancelled" if not self._stop.is_set() else "The engine link was closed")
+                    self._end(task, "cancelled", self._stop_reason(task))
                     return
                 if exc.code not in RETRY_CODES:
                     self._end(task, "failed", exc.message)
                     return
                 self._drop_client()
+                done = task.extra.get("done", 0)
+                if done != done_then:  # it got further since the last break: a fresh bound
+                    lost_since, done_then, attempt = time.monotonic(), done, 0
+                if time.monotonic() - lost_since > GIVE_UP_SECONDS:
+                    self._end(task, "failed", f"The engine has been unreachable for {GIVE_UP_SECONDS:.0f} s "
+                                              f"({exc.message}); asked again, it carries on where it stopped")
+                    return
                 delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
                 attempt += 1
-                self._progress(task, task.extra.get("done", 0), task.extra.get("total", 0), force=True,
+                self._progress(task, done, task.extra.get("total", 0), force=True,
                                text=f"Connection lost ({exc.message}); retrying in {delay:g} s…")
                 self._wake.clear()
                 self._wake.wait(delay)
@@ -253,11 +268,22 @@ class TransferWorker:
             except OSError as exc:
                 self._end(task, "failed", f"{task.label}: {exc.strerror or exc}")
                 return
+            except Exception as exc:  # noqa: BLE001 - one bad transfer must not end the worker for all
+                self._end(task, "failed", f"{task.label}: {type(exc).__name__}: {exc}")
+                return
+            if self._stopped(task.key):  # cancelled as the last answer came: the request stays unsent
+                self._end(task, "cancelled", self._stop_reason(task))
+                return
             task.finished(result)
             self._post(Transfer(task.key, task.kind, task.label, "done", task.extra.get("total", 0),
                                 task.extra.get("total", 0), "Done", task.extra.get("sent", 0),
                                 task.extra.get("result")))
             return
+
+    def _stop_reason(self, task: _Task) -> str:
+        if self._stop.is_set():
+            return "The engine link was closed"
+        return "Upload cancelled" if task.key.startswith("upload") else "Download cancelled"
 
     def _end(self, task: _Task, state: str, message: str) -> None:
         task.failed(state if state == "cancelled" else "transfer_failed", message)

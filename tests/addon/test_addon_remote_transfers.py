@@ -93,10 +93,16 @@ def test_an_upload_resumes_after_the_connection_breaks(run_scenario, tmp_path):
     # every byte accepted once, in order: nothing sent before the break was sent again
     assert out["contiguous"] and out["accepted"][0][0] == 0
     assert sum(n for _, n in out["accepted"]) == out["size"] and out["blobs"] == 1
-    upload, download = out["transfers"]
+    upload, download, stopped = out["transfers"]
     assert upload["state"] == "done" and 0 < upload["sent"] < out["size"], upload
     assert out["params"][0] == {"video": f"media/{out['digest']}.mp4", "faceset": "f"}
     assert out["jobs"] == ["done"]
     # the .dfm is written in the engine's workspace under its name, then fetched to the asked path
     assert out["params"][1] == {"model": "m", "output": "m.dfm"}
     assert download["state"] == "done" and out["exported"] == ["done"] and out["dfm_ok"]
+    # a slow upload: a line in the extract job list, with progress; cancelled from there
+    kind, state, message = out["shown"]
+    assert (kind, state) == ("extract", "queued") and message.startswith("Uploading slow.mp4: "), out["shown"]
+    assert out["cancel"] == ["FINISHED"] and stopped["state"] == "cancelled", stopped
+    assert out["last_error"] == "Extract g failed: Upload cancelled" and out["lines_left"] == []
+    assert out["cancelled"] == [] and not out["slow_present"] and out["slow_received"] < 24 * 2**20
