@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 LONG = os.environ.get("SWAPLINE_FUZZ", "") == "long"
-LONG_FACTOR = 25
+LONG_FACTOR = 10
 CASES: Counter[str] = Counter()
 _PLUGIN = "swapline-fuzz-cases"
 
