@@ -38,6 +38,7 @@ __all__ = ["EngineLink", "LinkConfig", "LinkError", "Connection", "JobUpdate", "
 POLL_SECONDS = 0.25
 RETRY_DELAYS = transfers.RETRY_DELAYS
 QUEUE_LIMIT = 60.0  # seconds a request may wait for a lost engine before it fails
+STEADY_SECONDS = 30.0  # a connection that lasted this long starts the backoff afresh when it ends
 
 
 _JOB_OPS = ("job.start", "job.get", "job.cancel", "job.control")
@@ -202,7 +203,7 @@ class EngineLink:
                     break
                 attempt += 1
                 continue
-            attached_once, attempt = True, 1
+            attached_once, connected_at = True, time.monotonic()
             with self._lock:
                 self.state, self.engine = CONNECTED, dict(engine or {})
             self._post(Connection(CONNECTED, f"Connected to {where}", dict(engine or {})))
@@ -223,8 +224,11 @@ class EngineLink:
             if stop.is_set():
                 break
             self._lost(in_flight, reason)
-            if not self._pause(f"Engine connection lost: {reason}", 0, stop, outbox, unsent):
+            # an engine that keeps dying soon after it is reached is tried less and less often
+            attempt = 0 if time.monotonic() - connected_at > STEADY_SECONDS else attempt
+            if not self._pause(f"Engine connection lost: {reason}", attempt, stop, outbox, unsent):
                 break
+            attempt += 1
         self._fail("Disconnected", stop, state=DISCONNECTED)
 
     def _open(self, config: LinkConfig, stop: threading.Event, outbox: queue.Queue,
