@@ -47,8 +47,8 @@ class Transfer(NamedTuple):
     done: int         # bytes so far
     total: int        # bytes in all
     message: str
-    sent: int = 0     # bytes that actually crossed the wire (0: the engine had them already)
-    result: Any = None  # a finished download: {"job", "remote", "local"}
+    sent: int = 0     # bytes sent by the attempt that finished it (0: the engine had them already)
+    result: Any = None  # a finished download: {"remote": engine folder or file, "local": folder here}
 
 
 @dataclass(frozen=True)
