@@ -54,7 +54,7 @@ class DiscoveredEngine:
     @property
     def protocol(self) -> int | None:
         text = self.properties.get("protocol", "")
-        return int(text) if text.isdigit() else None
+        return int(text) if _is_number(text) else None
 
     @property
     def tls(self) -> bool:
@@ -64,9 +64,14 @@ class DiscoveredEngine:
     def load(self) -> tuple[int, int] | None:
         """(running, queued) jobs when the engine announced them."""
         running, _, queued = self.properties.get("load", "").partition("/")
-        if running.isdigit() and queued.isdigit():
+        if _is_number(running) and _is_number(queued):
             return int(running), int(queued)
         return None
+
+
+def _is_number(text: str) -> bool:
+    # isdigit() alone passes "²" and other Unicode digits that int() refuses; a LAN peer writes these.
+    return text.isascii() and text.isdigit()
 
 
 def load_text(load: dict) -> str:

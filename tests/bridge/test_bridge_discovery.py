@@ -131,6 +131,13 @@ def test_engine_properties_and_accessors_tolerate_missing_keys():
         "old", "", "", None, False, None)
 
 
+def test_accessors_read_non_ascii_digits_as_missing():
+    # "²".isdigit() is true but int("²") fails: a hostile TXT record must not break the engine list
+    odd = DiscoveredEngine("odd", "10.0.0.2", 5000, {"load": "1/²", "protocol": "²"})
+    assert (odd.load, odd.protocol) == (None, None)
+    assert DiscoveredEngine("odd", "10.0.0.2", 5000, {"load": "٣/1"}).load is None
+
+
 def test_instance_names_are_made_into_one_dns_label():
     assert _instance_label("a.b.c") == "a-b-c"
     assert _instance_label("   ") == "swapline"
