@@ -202,8 +202,11 @@ def _send_chunks(client: BridgeClient, path: Path, digest: str, size: int, state
 def _local_name(local_dir: Path, name: str) -> Path:
     """Where a manifest's file goes: refused unless it stays under local_dir (an engine is not
     trusted to write the user's disk anywhere it likes)."""
+    # ":" is a drive ("C:evil" leaves local_dir on Windows) or an alternate data stream there
+    if not isinstance(name, str) or not name or any(c in name for c in ("\\", ":", "\0")):
+        raise BridgeError("protocol", f"the engine listed a file outside the folder asked for: {name!r}")
     rel = PurePosixPath(name)
-    if not name or rel.is_absolute() or any(part in ("", ".", "..") for part in name.split("/")) or "\\" in name:
+    if rel.is_absolute() or any(part in ("", ".", "..") for part in name.split("/")):
         raise BridgeError("protocol", f"the engine listed a file outside the folder asked for: {name!r}")
     return local_dir.joinpath(*rel.parts)
 

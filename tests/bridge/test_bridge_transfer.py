@@ -196,7 +196,8 @@ def test_download_refuses_a_corrupt_file_and_names_outside_the_folder(engine, cl
     assert err.value.code == "hash_mismatch"
     assert not list((tmp_path / "out").iterdir())  # neither the file nor its .part
     engine.corrupt = False
-    for name in ("../evil", "/etc/evil", "a/../../evil", "a\\..\\evil"):
+    for name in ("../evil", "/etc/evil", "a/../../evil", "a\\..\\evil", "C:evil", "C:/evil", "a.png:stream",
+                 "a\0b", 7):
         engine.manifest_extra = [{"path": name, "size": 1, "hash": "0" * 64}]
         with pytest.raises(BridgeError) as err:
             download_files(client, "r", tmp_path / "out")
