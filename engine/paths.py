@@ -58,7 +58,9 @@ def is_private(root: Path, path: Path) -> bool:
         parts = path.relative_to(root).parts
     except ValueError:
         return False
-    return bool(parts) and parts[0] in PRIVATE
+    # case-insensitive, trailing dots and spaces dropped: "TLS/..." or "tls./..." is the key folder on
+    # a macOS or Windows disk, and resolve() does not give back the stored spelling there
+    return bool(parts) and parts[0].rstrip(". ").lower() in PRIVATE
 
 
 def client_path(root: Path, value: str, *, confine: bool, base: str = "", what: str = "path") -> Path:

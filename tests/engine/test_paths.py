@@ -145,7 +145,9 @@ def test_a_confined_engine_refuses_an_op_that_declared_no_paths(tmp_path, monkey
 
 def test_no_client_path_names_the_engines_own_files(root):
     (root / "tls").mkdir()
-    for value in ("tls/engine-key.pem", "tls", "catalog.sqlite", str(root / "jobs.lock"), "media/../tls/x"):
+    for value in ("tls/engine-key.pem", "tls", "catalog.sqlite", str(root / "jobs.lock"), "media/../tls/x",
+                  # the same files on a case-insensitive disk (macOS, Windows), and Windows' trailing dots
+                  "TLS/engine-key.pem", "Catalog.SQLite", "JOBS.LOCK", "tls./engine-key.pem", "tls /k"):
         assert "own files" in _refused(root, value)
     assert client_path(root, "exports/catalog.sqlite", confine=True) == root / "exports" / "catalog.sqlite"
     assert client_path(root, str(root / "tls" / "k"), confine=False) == root / "tls" / "k"  # a local engine's user
