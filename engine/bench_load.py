@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
-import queue
 import re
 import secrets
 import shutil
@@ -82,47 +82,64 @@ class Progress:
 
     def __init__(self, client: BridgeClient, job_id: str) -> None:
         self.samples: list[tuple[float, int]] = []
-        self.failed: dict | None = None
-        self._job, self._inbox, self._lock = job_id, client.inbox, threading.Lock()
+        self.ended: dict | None = None
+        self._job, self._inbox, self._changed = job_id, client.inbox, threading.Condition()
         threading.Thread(target=self._read, daemon=True, name="bench-load-progress").start()
 
     def _read(self) -> None:
         while True:
             message = self._inbox.get()
+            job = message.payload.get("job") if message.kind == "event" else None
+            with self._changed:
+                if message.kind == "closed":
+                    self.ended = self.ended or {"error": {"code": "closed", "message": message.payload}}
+                elif job and job.get("id") == self._job:
+                    if job["state"] in ("failed", "cancelled", "done"):
+                        self.ended = job
+                    iteration = (job.get("stats") or {}).get("iteration")
+                    if isinstance(iteration, int):
+                        self.samples.append((time.monotonic(), iteration))
+                self._changed.notify_all()
             if message.kind == "closed":
                 return
-            job = message.payload.get("job") if message.kind == "event" else None
-            if not job or job.get("id") != self._job:
-                continue
-            if job["state"] in ("failed", "cancelled", "done"):
-                self.failed = job
-            iteration = (job.get("stats") or {}).get("iteration")
-            if isinstance(iteration, int):
-                with self._lock:
-                    self.samples.append((time.monotonic(), iteration))
 
     def wait_for(self, seconds_of_training: float, timeout: float) -> None:
         """Block until training has reported for `seconds_of_training` (its start-up is over)."""
         deadline = time.monotonic() + timeout
-        while True:
-            if self.failed is not None:
-                raise RuntimeError(f"bench load: the training job ended: {self.failed.get('error')}")
-            with self._lock:
-                first = self.samples[0][0] if self.samples else None
-            if first is not None and time.monotonic() - first >= seconds_of_training:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"bench load: training did not get going within {timeout:g} s")
-            time.sleep(0.1)  # polling our own list; the events arrive on their own thread
+        with self._changed:
+            while not (self.samples and self.samples[-1][0] - self.samples[0][0] >= seconds_of_training):
+                if self.ended is not None:
+                    raise RuntimeError(f"bench load: the training job ended: {self.ended.get('error')}")
+                if not self._changed.wait(deadline - time.monotonic()):
+                    raise RuntimeError(f"bench load: training did not get going within {timeout:g} s")
+
+    def wait_for_events(self, since: float, count: int, timeout: float) -> None:
+        """Block until `count` events have arrived since `since`, the job ended or the timeout passed."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while sum(t >= since for t, _ in self.samples) < count and self.ended is None:
+                if not self._changed.wait(deadline - time.monotonic()):
+                    return
 
     def rate(self, start: float, end: float) -> float:
-        """Iterations/s between the first and the last event inside [start, end]."""
-        with self._lock:
-            inside = [(t, i) for t, i in self.samples if start <= t <= end]
-        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
-            raise RuntimeError(f"bench load: fewer than two progress events in a {end - start:.1f} s window")
-        (t0, i0), (t1, i1) = inside[0], inside[-1]
-        return (i1 - i0) / (t1 - t0)
+        """Iterations/s over [start, end]: the count at each edge interpolated between the events either
+        side of it, so a load that slows training to a step a second is still measured over its window."""
+        self.wait_for_events(end, 1, timeout=120)  # without one, training is taken to have stopped at `end`
+        with self._changed:
+            samples = list(self.samples)
+        return (_iteration_at(samples, end) - _iteration_at(samples, start)) / (end - start)
+
+
+def _iteration_at(samples: list[tuple[float, int]], when: float) -> float:
+    before = [s for s in samples if s[0] <= when]
+    after = [s for s in samples if s[0] > when]
+    if not before:
+        raise RuntimeError("bench load: no progress event before the window began")
+    (t0, i0) = before[-1]
+    if not after:
+        return float(i0)
+    (t1, i1) = after[0]
+    return i0 + (i1 - i0) * (when - t0) / (t1 - t0)
 
 
 def _baseline(progress: Progress, seconds: float) -> float:
@@ -187,7 +204,8 @@ def bench_load(seconds: float, clients: int = CLIENTS, rate: float = RATE, flat_
 
 def _judge(load: dict, before: float, after: float) -> dict:
     baseline = (before + after) / 2
-    return {**load, "train_baseline": baseline, "train_drop": 1 - load["train_rate"] / baseline if baseline else None}
+    drop = 1 - load["train_rate"] / baseline if baseline > 0 else math.nan  # nan: training stood still
+    return {**load, "train_baseline": baseline, "train_drop": drop}
 
 
 def _print(result: dict) -> None:
@@ -262,7 +280,6 @@ def generate(port: int, token: str, job_id: str, clients: int, rate: float, seco
                for first, out in zip(spread, outs)]
     for t in threads:
         t.start()
-    time.sleep(max(0.0, start - time.monotonic()))
     for t in threads:
         t.join()
     latencies = [x for out in outs for x in out["latencies"]]
