@@ -33,11 +33,13 @@ OP_PATHS: dict[str, dict[str, str]] = {
 # ops that reach files by path on every engine, local or not: they serve or unpack workspace files only
 ALWAYS_CONFINED = frozenset({"files.manifest", "files.read", "bundle.unpack"})
 
-# job kind -> {param: base folder of a relative path}; names (faceset, model) are checked as plain
-# names by the recipes themselves
-JOB_PATHS: dict[str, dict[str, str]] = {
+NAME = None  # in JOB_PATHS: a param that names a folder of the workspace and must be a plain name
+
+# job kind -> {param: base folder of a relative path, or NAME}; the other names (faceset, model) are
+# checked as plain names by the recipes themselves
+JOB_PATHS: dict[str, dict[str, str | None]] = {
     "extract": {"video": ""},
-    "merge": {"video": "", "output": ""},
+    "merge": {"video": "", "output": "", "model": NAME},  # the merge reads models/<model> unchecked
     "mask_matte": {"video": "", "output": ""},
     "import_faceset": {"folder": ""},
     "export_faceset": {"output": ""},
@@ -87,8 +89,16 @@ def client_path(root: Path, value: str, *, confine: bool, base: str = "", what: 
     return resolved
 
 
-def confine_paths(root: Path, values: dict, keys: dict[str, str], *, confine: bool) -> dict:
-    """A copy of `values` with each path named in `keys` made absolute (and checked with `confine`).
+def check_plain_name(value: str, what: str) -> str:
+    """A name that becomes one folder of the workspace: never a path (the rule training names obey)."""
+    if not value.strip() or value in (".", "..") or any(c in value for c in "/\\\0"):
+        raise EngineError("bad_request", f"{what!r} must be a plain name, not a path: {value!r}")
+    return value
+
+
+def confine_paths(root: Path, values: dict, keys: dict[str, str | None], *, confine: bool) -> dict:
+    """A copy of `values` with each path named in `keys` made absolute (and checked with `confine`),
+    and each NAME checked as a plain name on every engine.
 
     Missing or nil values stay as they are (an optional output folder); a value of the wrong type is
     left for the op or recipe to refuse with its own message.
@@ -97,5 +107,8 @@ def confine_paths(root: Path, values: dict, keys: dict[str, str], *, confine: bo
     for key, base in keys.items():
         value = out.get(key)
         if isinstance(value, str):
-            out[key] = str(client_path(root, value, confine=confine, base=base, what=key))
+            if base is NAME:
+                check_plain_name(value, key)
+            else:
+                out[key] = str(client_path(root, value, confine=confine, base=base, what=key))
     return out

@@ -151,3 +151,21 @@ def test_no_client_path_names_the_engines_own_files(root):
         assert "own files" in _refused(root, value)
     assert client_path(root, "exports/catalog.sqlite", confine=True) == root / "exports" / "catalog.sqlite"
     assert client_path(root, str(root / "tls" / "k"), confine=False) == root / "tls" / "k"  # a local engine's user
+
+
+def test_a_merge_job_names_its_model_by_plain_name_on_every_engine(tmp_path):
+    # the merge reads models/<model>: "../../elsewhere" would load weights from outside the workspace
+    for confine in (True, False):
+        svc = EngineService(tmp_path / f"ws{confine}", confine=confine)
+        try:
+            for model in ("../../outside", "a/b", "a\\b", "..", "", "x\0y"):
+                with pytest.raises(BridgeError) as err:
+                    svc.handle("job.start", {"kind": "merge", "params": {"model": model, "video": "media/a.mp4",
+                                                                         "faceset": "f"}}, None)
+                assert err.value.code == "bad_request" and "plain name" in err.value.message, model
+            assert svc.jobs.list() == []
+            args = svc.client_paths("job.start", {"kind": "merge", "params": {"model": "m-1", "video": "a.mp4",
+                                                                              "faceset": "f"}})
+            assert args["params"]["model"] == "m-1"
+        finally:
+            svc.stop()
