@@ -24,6 +24,10 @@ __all__ = ["HandshakeFailed", "Greeting", "secure_server_side", "accept_client",
 
 Stream = socket.socket | TLSStream
 
+# The largest handshake frame the server holds while it waits for the rest: a real hello is about
+# 100 bytes. Without it each unauthenticated connection could make the engine buffer a 64 MiB frame.
+MAX_HELLO = 64 * 1024
+
 
 class HandshakeFailed(Exception):
     """The server ends a connection in its handshake: `error` is for the peer (see refuse()), or
@@ -76,6 +80,9 @@ def secure_server_side(sock: socket.socket, context: ssl.SSLContext, deadline: f
 def _next_frame(stream: Stream, greeting: Greeting, deadline: float) -> dict:
     try:
         while (frame := next(greeting.frames, None)) is None:
+            # Every complete frame has been taken: what is buffered is the start of the awaited hello.
+            if greeting.decoder.buffered > MAX_HELLO:
+                raise HandshakeFailed(f"a handshake frame of more than {MAX_HELLO} bytes")
             stream.settimeout(_remaining(deadline))
             data = stream.recv(RECV_SIZE)
             if not data:

@@ -11,7 +11,8 @@ import pytest
 
 from bridge import MAX_FRAME, PROTOCOL_VERSION, BridgeClient, BridgeError, BridgeServer
 from bridge.auth import client_proof, server_proof
-from bridge.framing import encode_frame
+from bridge.framing import RECV_SIZE, encode_frame
+from bridge.handshake import MAX_HELLO
 from bridge.protocol import hello_proof, hello_request, request
 
 pytestmark = pytest.mark.timeout(15)
@@ -180,6 +181,19 @@ def test_oversized_length_before_handshake_closes_and_server_serves_on(raw_peer)
     peer = raw_peer()
     peer.send_bytes(struct.pack(">I", MAX_FRAME + 1))
     assert peer.read_until_closed() == []
+    assert_server_still_serves(raw_peer)
+
+
+def test_a_big_frame_before_the_handshake_is_not_buffered(server, raw_peer):
+    # Within the frame limit but far over any hello: closed as soon as that much has arrived, long
+    # before the handshake deadline, so unauthenticated peers cannot make the engine hold 64 MiB each.
+    server.handshake_timeout = 60.0
+    peer = raw_peer()
+    try:
+        peer.send_bytes(struct.pack(">I", MAX_FRAME) + b"\0" * (MAX_HELLO + RECV_SIZE))
+    except OSError:
+        pass  # the server may already have closed while we were still sending
+    assert peer.read_until_closed() == []  # the peer's 3 s timeout would raise if it waited for the deadline
     assert_server_still_serves(raw_peer)
 
 
