@@ -24,10 +24,12 @@ class Session:
 
     Frames leave through a queue drained by this session's own writer thread, so send_event() and
     BridgeServer.broadcast() never wait on a slow client's socket. A client that stops reading until
-    MAX_QUEUED frames pile up is disconnected rather than allowed to grow the engine's memory.
+    MAX_QUEUED frames or MAX_QUEUED_BYTES pile up is disconnected rather than allowed to grow the
+    engine's memory (bytes too: 4096 answers of files.read would be 32 GiB).
     """
 
     MAX_QUEUED = 4096
+    MAX_QUEUED_BYTES = 256 * 2**20  # a frame counts until it is sent; one frame is at most 64 MiB
 
     def __init__(self, session_id: int, sock: socket.socket, peer: str, client: str) -> None:
         self.id = session_id
@@ -37,6 +39,7 @@ class Session:
         self._queue: queue.Queue[bytes | None] = queue.Queue()
         self._lock = threading.Lock()
         self._closed = False
+        self._queued_bytes = 0
         self._writer = threading.Thread(target=self._write_loop, daemon=True,
                                         name=f"swapline-bridge-send-{session_id}")
 
@@ -56,11 +59,14 @@ class Session:
         with self._lock:
             if self._closed:
                 return
-            if self._queue.qsize() < self.MAX_QUEUED:
+            if self._queue.qsize() < self.MAX_QUEUED and \
+                    self._queued_bytes + len(frame) <= self.MAX_QUEUED_BYTES:
+                self._queued_bytes += len(frame)
                 self._queue.put(frame)
                 return
-        logger.warning("session %d (%s) stopped reading; %d frames queued, disconnecting",
-                       self.id, self.peer, self.MAX_QUEUED)
+            frames, size = self._queue.qsize(), self._queued_bytes
+        logger.warning("session %d (%s) stopped reading; %d frames (%d bytes) queued, disconnecting",
+                       self.id, self.peer, frames, size)
         self.abort()
 
     def start(self) -> None:
@@ -89,6 +95,8 @@ class Session:
         try:
             while (frame := self._queue.get()) is not None:
                 self._sock.sendall(frame)
+                with self._lock:
+                    self._queued_bytes -= len(frame)
         except OSError as exc:
             logger.debug("session %d: send failed: %s", self.id, exc)
             self.abort()

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bridge import MAX_FRAME, PROTOCOL_VERSION, BridgeClient, BridgeError, BridgeServer
+from bridge import MAX_FRAME, PROTOCOL_VERSION, BridgeClient, BridgeError, BridgeServer, Session
 from bridge.auth import client_proof, server_proof
 from bridge.framing import RECV_SIZE, encode_frame
 from bridge.handshake import MAX_HELLO
@@ -352,3 +352,32 @@ def test_serve_forever_returns_after_stop_from_another_thread(handler):
 def test_unencodable_engine_info_fails_at_construction(handler):
     with pytest.raises(BridgeError):
         BridgeServer(handler, token="t", engine_info={"bad": object()})
+
+
+class _StuckSocket:
+    """A peer that never reads: sendall blocks until the session shuts the socket down."""
+
+    def __init__(self) -> None:
+        self.shut = threading.Event()
+
+    def sendall(self, data: bytes) -> None:
+        self.shut.wait(10.0)
+
+    def shutdown(self, how: int) -> None:
+        self.shut.set()
+
+
+def test_a_session_is_dropped_when_the_bytes_queued_for_it_pass_the_limit(monkeypatch):
+    # Few frames but big ones (files.read answers are 8 MiB): the frame count alone would let a
+    # client that stops reading grow the engine's memory by gigabytes.
+    monkeypatch.setattr(Session, "MAX_QUEUED_BYTES", 8 * 2**20)
+    sock = _StuckSocket()
+    session = Session(1, sock, "127.0.0.1:1", "stuck")  # type: ignore[arg-type]
+    session.start()
+    frame = b"x" * 2**20
+    for _ in range(8):  # the one the writer is stuck sending still counts
+        session.send_frame(frame)
+    assert not sock.shut.is_set() and not session.closed
+    session.send_frame(frame)
+    assert sock.shut.is_set() and session.closed
+    assert session.join_writer(5.0)
