@@ -203,6 +203,9 @@ class EngineLink:
                     break
                 attempt += 1
                 continue
+            if stop.is_set():  # Disconnect was pressed during the handshake: send nothing queued
+                client.close()
+                break
             attached_once, connected_at = True, time.monotonic()
             with self._lock:
                 self.state, self.engine = CONNECTED, dict(engine or {})
