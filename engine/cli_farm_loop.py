@@ -148,8 +148,15 @@ class Farm:
     def lost(self, e: Engine, reason: str) -> None:
         if e.alive:
             print(f"\n{e.label}: {reason}; its frames go to another engine", file=sys.stderr)
-        piece, e.job, e.piece, e.cut = e.piece, None, None, None
+        job, piece, e.job, e.piece, e.cut = e.job, e.piece, None, None, None
         e.alive = False
+        if job is not None:
+            # A failed download or a slow answer leaves the connection up: its job would go on merging
+            # frames another engine now merges (a closed connection refuses at once).
+            try:
+                e.client.call("job.cancel", {"id": job["id"]}, timeout=5.0)
+            except BridgeError:
+                pass
         if piece is not None:
             self.retry(piece, reason)
 

@@ -254,3 +254,29 @@ def test_a_lost_engines_range_is_merged_by_another(tmp_path, monkeypatch):
     farm, frames = _simulate(tmp_path, monkeypatch, [_SimulatedEngine("steady", 5), lost], 90, steal=False)
     assert sorted(frames) == [f"frame_{i:06d}.png" for i in range(90)]
     assert {p["engine"] for p in farm.placed} == {"steady"} and not farm.engines[1].alive
+
+
+def test_an_engine_dropped_for_a_failed_download_has_its_running_job_cancelled(tmp_path, monkeypatch):
+    """Its connection still works, so the job it was given meanwhile must not go on merging frames
+    that another engine now merges (and keep that engine busy after farm-merge has ended)."""
+    import threading
+
+    second_started = threading.Event()
+
+    class Flaky(_SimulatedEngine):
+        def call(self, op, args=None, timeout=30.0):
+            if op == "job.start" and self.jobs:  # its second job (a stolen range) gets nowhere
+                self.speed = 0
+                second_started.set()
+            return super().call(op, args, timeout)
+
+        def download(self, out, stage):
+            second_started.wait(30)
+            raise ValueError("merge.json is not JSON")
+
+    flaky, slow = Flaky("flaky", 10), _SimulatedEngine("slow", 1)
+    farm, frames = _simulate(tmp_path, monkeypatch, [flaky, slow], 400)
+    assert second_started.is_set() and not farm.engines[0].alive
+    assert sorted(frames) == [f"frame_{i:06d}.png" for i in range(400)]
+    assert {p["engine"] for p in farm.placed} == {"slow"}
+    assert flaky.jobs["flaky-1"].get("cancel"), flaky.jobs["flaky-1"]
