@@ -268,8 +268,10 @@ def browse_engines(timeout: float = 2.0, *, interfaces: list[str] | None = None)
         deadline = time.monotonic() + _RESOLVE_BUDGET
         for name in found:
             if name not in resolved:
-                wait_ms = max(100, int((deadline - time.monotonic()) * 1000))
-                resolved[name] = zeroconf.get_service_info(SERVICE_TYPE, name, timeout=wait_ms)
+                # Past the budget a straggler is left out: at 100 ms each, a LAN peer announcing
+                # a thousand names that never resolve would otherwise hold the search for minutes.
+                wait_ms = int((deadline - time.monotonic()) * 1000)
+                resolved[name] = zeroconf.get_service_info(SERVICE_TYPE, name, timeout=wait_ms) if wait_ms > 0 else None
         engines = [engine for name in found
                    if (engine := _engine_from_info(name, resolved[name])) is not None]
     finally:

@@ -153,3 +153,62 @@ def test_discovered_engine_is_an_immutable_value():
 
 def test_stopping_an_advertiser_that_never_started_is_harmless():
     EngineAdvertiser("idle", 1).stop()
+
+
+class _FakeClock:
+    """Stands in for the time module of bridge.discovery: sleeping moves the clock, nothing waits."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_names_that_never_resolve_cannot_stretch_a_search_past_its_budget(monkeypatch):
+    # A LAN peer announcing many names whose records never come: each resolve waits its whole timeout.
+    import zeroconf
+
+    from bridge import discovery
+
+    clock = _FakeClock()
+    asked: list[int] = []
+
+    class Zeroconf:
+        def __init__(self, interfaces=None) -> None:
+            pass
+
+        def get_service_info(self, service_type: str, name: str, timeout: int):
+            asked.append(timeout)
+            clock.sleep(timeout / 1000)
+            return None
+
+        def close(self) -> None:
+            pass
+
+    class ServiceBrowser:
+        def __init__(self, zc, service_type: str, handlers) -> None:
+            for n in range(1000):
+                handlers[0](zeroconf=zc, service_type=service_type, name=f"fake{n}.{service_type}",
+                            state_change=zeroconf.ServiceStateChange.Added)
+
+        def cancel(self) -> None:
+            pass
+
+    class ServiceInfo:
+        def __init__(self, service_type: str, name: str) -> None:
+            pass
+
+        def load_from_cache(self, zc) -> bool:
+            return False
+
+    monkeypatch.setattr(discovery, "time", clock)
+    monkeypatch.setattr(zeroconf, "Zeroconf", Zeroconf)
+    monkeypatch.setattr(zeroconf, "ServiceBrowser", ServiceBrowser)
+    monkeypatch.setattr(zeroconf, "ServiceInfo", ServiceInfo)
+    assert browse_engines(2.0) == []
+    assert clock.now <= 2.0 + discovery._RESOLVE_BUDGET + 0.2
+    assert asked and all(t > 0 for t in asked)
