@@ -98,7 +98,8 @@ def _distribute(engines: list[Engine], args: argparse.Namespace, video: Path, di
     first = engines[0]
     first.model, first.faceset = args.model, args.faceset
     # an unconfined engine is on this machine and reads the file where it is
-    first.video = str(video) if not first.info.get("confined") else upload_file(first.client, video)["path"]
+    first.video = str(video) if not first.info.get("confined") \
+        else upload_file(first.client, video, digest=digest)["path"]
     if len(engines) == 1:
         return
     packed = first.client.call("bundle.pack", {"model": args.model, "faceset": args.faceset, "video": first.video,

@@ -280,3 +280,28 @@ def test_an_engine_dropped_for_a_failed_download_has_its_running_job_cancelled(t
     assert sorted(frames) == [f"frame_{i:06d}.png" for i in range(400)]
     assert {p["engine"] for p in farm.placed} == {"slow"}
     assert flaky.jobs["flaky-1"].get("cancel"), flaky.jobs["flaky-1"]
+
+
+def test_a_confined_first_engine_gets_the_video_without_hashing_it_again(tmp_path, monkeypatch):
+    """farm-merge hashes the video once, before anything else; a long clip takes seconds a hash."""
+    import argparse
+
+    from bridge import transfer
+
+    from engine import cli_farm
+
+    video = tmp_path / "shot.mp4"
+    video.write_bytes(b"the shot's frames")
+    digest = hashlib.sha256(video.read_bytes()).hexdigest()
+    hashed = []
+    monkeypatch.setattr(transfer, "file_hash", lambda path: hashed.append(path) or digest)
+
+    class Confined:  # an engine that has the clip already: only media.status is asked
+        def call(self, op, args=None, timeout=30.0):
+            assert (op, args["hash"]) == ("media.status", digest), (op, args)
+            return {"hash": digest, "present": True, "received": 0, "path": f"media/{digest}.mp4"}
+
+    first = cli_farm.Engine(0, "confined", Confined(), {"confined": True})
+    cli_farm._distribute([first], argparse.Namespace(model="m", faceset="d"), video, digest, tmp_path / ".farm", None)
+    assert first.video == f"media/{digest}.mp4"
+    assert hashed == []
