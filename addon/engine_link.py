@@ -366,21 +366,21 @@ class EngineLink:
 
     def _answer(self, seq: int, op: str, result: Any, code: str | None = None, text: str = "") -> None:
         # Post first, forget second: a headless waiter that sees no pending request must also
-        # find the answer already in the inbox.
+        # find the answer already in the inbox. Both under the lock: the link's end (_fail) and an
+        # upload's failure may answer the same request at once, and only one of them may.
         with self._lock:
             pending = self._pending.get(seq)
-        if pending is None:  # answered already (the link ended, say)
-            return
-        tag = pending.tag
-        if code is not None:
-            self._post(RequestFailed(op, code, text or code, tag))
-        elif op == "job.list":
-            self._post(JobList(list((result or {}).get("jobs", []))))
-        elif op in _JOB_OPS and isinstance(result, dict):
-            self._post(JobUpdate(result, tag))
-        else:
-            self._post(Reply(op, result, tag))
-        with self._lock:
+            if pending is None:  # answered already (the link ended, say)
+                return
+            tag = pending.tag
+            if code is not None:
+                self._post(RequestFailed(op, code, text or code, tag))
+            elif op == "job.list":
+                self._post(JobList(list((result or {}).get("jobs", []))))
+            elif op in _JOB_OPS and isinstance(result, dict):
+                self._post(JobUpdate(result, tag))
+            else:
+                self._post(Reply(op, result, tag))
             self._pending.pop(seq, None)
 
     def _fail(self, text: str, stop: threading.Event, state: str = FAILED) -> None:

@@ -11,3 +11,9 @@ def test_a_disconnect_during_a_reconnect_handshake_sends_nothing_queued(run_scen
     # ...and is answered once, as not sent
     assert len(out["failed"]) == 1 and out["failed"][0][1] == "job.start", out["seen"]
     assert out["pending"] == []
+
+
+def test_a_request_waiting_for_its_upload_is_answered_once_on_disconnect(run_scenario, tiny_clips):
+    out = run_scenario("reconnect_upload_disconnect", tiny_clips["a"], timeout=120)
+    assert out["state"] == "DISCONNECTED" and out["pending"] == []
+    assert len(out["failed"]) == 1, out["seen"]
