@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import threading
 import time
@@ -112,3 +113,13 @@ class FailureLimiter:
                 del self._records[address]
         while len(self._records) > self.max_peers:  # a flood of addresses: forget the oldest
             del self._records[next(iter(self._records))]
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a peer address is this machine's own (127.0.0.0/8, ::1, or ::ffff:127.x)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1 on a dual-stack listener
+    return (mapped or ip).is_loopback

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-from .auth import FailureLimiter, server_proof
+from .auth import FailureLimiter, is_loopback, server_proof
 from .framing import RECV_SIZE, FrameDecoder, encode_frame, shutdown_socket
 from .handshake import Greeting, HandshakeFailed, Stream, accept_client, refuse, secure_server_side
 from .protocol import (HANDSHAKE_TIMEOUT, BridgeError, hello_accepted, message_kind, protocol_error,
@@ -43,6 +43,10 @@ class BridgeServer:
 
     handshake_timeout = HANDSHAKE_TIMEOUT
     max_connections = 64      # bounds the threads an unauthenticated flood can make us start
+    # Connections one address may have in the handshake at once, else one peer holding 64 silent ones
+    # locks everyone out. Loopback is exempt (a local user could stop the engine; load tests log in 32).
+    max_handshakes_per_address = 8
+    exempt_loopback = True
     accept_poll = 0.2         # accept() wakes this often to notice stop() where shutdown() won't
     close_grace = 2.0         # how long a closing connection may take to flush its last frames
     linger = 1.0              # how long we drain a closing peer's input (see _close_socket)
@@ -65,6 +69,7 @@ class BridgeServer:
         self._sockets: set[socket.socket] = set()        # every live connection, authenticated or not
         self._threads: set[threading.Thread] = set()
         self._sessions: dict[int, Session] = {}
+        self._handshaking: dict[str, int] = {}           # address -> its connections still logging in
         self._ids = itertools.count(1)
 
     @property
@@ -157,13 +162,18 @@ class BridgeServer:
                 continue
             thread = threading.Thread(target=self._serve_connection, args=(sock, address[0], peer),
                                       daemon=True, name=f"swapline-bridge-conn-{peer}")
+            limited = not (self.exempt_loopback and is_loopback(address[0]))
             with self._lock:
-                admitted = not self._stopping.is_set() and len(self._sockets) < self.max_connections
+                pending = self._handshaking.get(address[0], 0)
+                crowded = limited and pending >= self.max_handshakes_per_address
+                admitted = not self._stopping.is_set() and len(self._sockets) < self.max_connections and not crowded
                 if admitted:
                     self._sockets.add(sock)
                     self._threads.add(thread)
+                    self._handshaking[address[0]] = pending + 1
             if not admitted:
-                logger.warning("bridge refused %s: %d connections open", peer, self.max_connections)
+                why = f"{pending} of its connections logging in" if crowded else f"{self.max_connections} open"
+                logger.warning("bridge refused %s: %s", peer, why)
                 sock.close()
                 continue
             thread.start()
@@ -171,6 +181,7 @@ class BridgeServer:
     def _serve_connection(self, sock: socket.socket, address: str, peer: str) -> None:
         session: Session | None = None
         stream: Stream = sock
+        logging_in = True
         try:
             # One deadline for TLS and the whole handshake, from the moment of accepting.
             deadline = time.monotonic() + self.handshake_timeout
@@ -178,6 +189,8 @@ class BridgeServer:
             if self._tls is not None:
                 stream = secure_server_side(sock, self._tls, deadline)
             greeting = accept_client(stream, self._token, deadline)
+            logging_in = False
+            self._logged_in(address)
             self.limiter.success(address)
             session = self._open_session(stream, peer, greeting)
             if session is not None:
@@ -196,7 +209,16 @@ class BridgeServer:
         except Exception:  # noqa: BLE001 - one broken connection must not take the server down
             logger.exception("bridge connection %s failed", peer)
         finally:
+            if logging_in:
+                self._logged_in(address)
             self._end_connection(sock, stream, session)
+
+    def _logged_in(self, address: str) -> None:
+        """One connection of `address` has left the handshake (in or out)."""
+        with self._lock:
+            left = self._handshaking.pop(address, 1) - 1
+            if left > 0:
+                self._handshaking[address] = left
 
     def _handshake_failed(self, address: str, peer: str, failed: HandshakeFailed) -> None:
         # Counted before the refusal goes out, so no retry can overtake its own failure.

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 
 import pytest
 
 from bridge import BridgeClient, BridgeError
-from bridge.auth import FailureLimiter, client_proof, server_proof
+from bridge.auth import FailureLimiter, client_proof, is_loopback, server_proof
+from bridge.handshake import connect_engine
+from bridge.protocol import hello_proof
 
 pytestmark = pytest.mark.timeout(15)
 
@@ -188,3 +191,50 @@ def test_the_token_never_crosses_the_wire(server, token):
         client.close()
         proxy.close()
     assert len(proxy.sent) > 100 and token.encode() not in bytes(proxy.sent)
+
+
+def _login_from(source: str, port: int, token: str) -> dict:
+    """A whole handshake from a chosen loopback source address; returns the engine info."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=3.0, source_address=(source, 0))
+    try:
+        _, engine = connect_engine(sock, token=token, client_name=source, host="127.0.0.1", tls=None,
+                                   deadline=time.monotonic() + 3.0)
+        return engine
+    finally:
+        sock.close()
+
+
+def test_one_address_cannot_fill_the_server_with_silent_connections(server, raw_peer, token):
+    # Silent connections hold a slot until the handshake deadline; one peer must not take them all.
+    server.exempt_loopback = False  # loopback stands in for a network peer here
+    server.max_handshakes_per_address = 2
+    server.handshake_timeout = 60.0  # so nothing below is closed by the deadline
+    silent = [raw_peer(), raw_peer()]
+    try:
+        silent[0].challenge_me()  # in the handshake: sockets the server has surely accepted
+        silent[1].challenge_me()
+        third = raw_peer()
+        assert third.read_until_closed() == []  # turned away at once (its 3 s timeout would raise)
+        try:
+            assert _login_from("127.0.0.2", server.port, token)["name"] == "test-engine"  # another address
+        except OSError as exc:  # 127.0.0.2 is not a local address on every system
+            pytest.skip(f"no second loopback address here: {exc}")
+        # one that logs in leaves the handshake, so the address may start another
+        silent[0].send(hello_proof(client_proof(token, silent[0].challenge, silent[0].nonce)))
+        assert silent[0].recv()["hello"]["ok"] is True
+        assert _login_from("127.0.0.1", server.port, token)["name"] == "test-engine"
+    finally:
+        for peer in silent:
+            peer.close()
+
+
+def test_loopback_is_exempt_from_the_per_address_limit(server, raw_peer, connect):
+    server.max_handshakes_per_address = 1
+    waiting = raw_peer()
+    waiting.challenge_me()
+    assert connect().call("echo", {"n": 1}) == {"n": 1}
+
+
+def test_loopback_addresses_are_recognised():
+    assert all(map(is_loopback, ("127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1")))
+    assert not any(map(is_loopback, ("10.0.0.1", "192.168.1.2", "fe80::1%eth0", "::ffff:10.0.0.1", "nonsense")))
