@@ -88,8 +88,11 @@ def files_manifest(service, args: dict) -> dict:
         raise EngineError("not_found", f"{_relative(service, path)} is not in the workspace")
     cache, listed = service.hashes, []
     for file in found:
-        st = file.stat()
-        listed.append({"path": file.relative_to(root).as_posix(), "size": st.st_size, "hash": cache.hash(file, st)})
+        try:
+            st = file.stat()
+            listed.append({"path": file.relative_to(root).as_posix(), "size": st.st_size, "hash": cache.hash(file, st)})
+        except FileNotFoundError:
+            continue  # deleted while listed (a job cleaning up): not a result, and not an `internal` error
     return {"root": _relative(service, root), "files": listed}
 
 

@@ -217,6 +217,19 @@ def test_manifest_lists_and_hashes_a_folder_once(service, monkeypatch):
     assert _code(service.handle, "files.manifest", {"path": "renders/none"}, None).code == "not_found"
 
 
+def test_a_file_deleted_while_it_is_listed_is_left_out(service, monkeypatch):
+    folder = _results(service.workspace.root)
+    real = service.hashes.hash
+
+    def hash_then_delete(path, st):
+        (folder / "frames" / "000001.png").unlink(missing_ok=True)  # a job removes it meanwhile
+        return real(path, st)
+
+    monkeypatch.setattr(service.hashes, "hash", hash_then_delete)
+    m = service.handle("files.manifest", {"path": "renders/job1"}, None)
+    assert [f["path"] for f in m["files"]] == ["a.png", "frames/empty.txt"]
+
+
 def test_read_returns_a_slice_and_the_whole_size(service):
     _results(service.workspace.root)
     data = (service.workspace.root / "renders" / "job1" / "a.png").read_bytes()
