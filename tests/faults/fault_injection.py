@@ -5,7 +5,8 @@ extract, train and merge jobs, restarted on the same workspace, and checked afte
 
 --kills is per job kind. A job is restarted by the engine at most 3 times (engine.jobs.MAX_RESTARTS),
 so kills beyond 3 go to the next round's jobs (a new faceset, the same model trained further, a new
-merge). Checked after every kill, with the engine down, and at the end:
+merge); a job that ends before its next kill is followed by another of its kind (3 jobs at most).
+Checked after every kill, with the engine down, and at the end:
 - the catalog passes `PRAGMA integrity_check`; no face is stored twice; every face row's image exists,
   is not a temp file and decodes;
 - every model checkpoint loads; every frame a merge.json lists is there once and decodes;
@@ -16,7 +17,8 @@ merge). Checked after every kill, with the engine down, and at the end:
   once;
 - an extraction ends with one face per frame of the clip (its portraits show one face each).
 The last line is the summary: `kills survived: S/K (extract a, train b, merge c), invariant failures: F`
-(exit status 0 when F is 0 and every kill landed).
+(exit status 0 when F is 0 and every kill landed). The clips, the engine's log and the default
+workspace live in a temp folder, removed after a clean run unless --keep.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import json
 import os
 import random
 import secrets
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -38,21 +41,21 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bridge import BridgeClient  # noqa: E402  (the repository root goes on the path first)
+from engine.jobs import MAX_RESTARTS, RESUMED  # noqa: E402
 
 KINDS = ("extract", "train", "merge")
-PER_JOB = 3  # engine.jobs.MAX_RESTARTS: a job killed more often is given up, by design
+PER_JOB = MAX_RESTARTS  # a job killed more often is given up, by design
 TINY = {"resolution": 32, "ae_dims": 32, "e_dims": 8, "d_dims": 8, "d_mask_dims": 4, "batch_size": 4,
         "workers": 0, "preview_every_s": 0.0, "save_every_s": 0.3, "report_every_s": 0.0}
 TERMINAL = ("done", "failed", "cancelled")
-RESUMED = "resumed after the engine stopped"
 
 
 class Engine:
     """One workspace's engine process: started, killed (SIGKILL to its process group) and started again."""
 
-    def __init__(self, workspace: Path, log: Path) -> None:
-        self.workspace, self.log = workspace, log
-        self.token_file = workspace.parent / "token"
+    def __init__(self, workspace: Path, base: Path) -> None:
+        self.workspace, self.log = workspace, base / "engine.log"
+        self.token_file = base / "token"
         self.token_file.write_text(secrets.token_urlsafe(24))
         self.proc: subprocess.Popen | None = None
         self.client: BridgeClient | None = None
@@ -179,17 +182,21 @@ class Run:
         self.survived = {k: 0 for k in KINDS}
         self.missed = 0
 
-    def job(self, kind: str, params: dict, kills: int, absolute: bool = False) -> tuple[dict, list]:
+    def job(self, kind: str, params: dict, kills: int, absolute: float | None = None) -> tuple[dict, list]:
         """Start a job, kill the engine `kills` times while it runs, and return the finished job and
         what each kill left (snapshot). `absolute`: the job's progress counts from its very start
-        (training), so the kill marks rise; otherwise each run after a restart counts from zero."""
+        (training, which starts at this fraction), so the kill marks rise from there; otherwise each
+        run after a restart counts from zero."""
         begun = time.monotonic()
         job = self.engine.call("job.start", {"kind": kind, "params": params})
         job_id, snapshots = job["id"], []
-        marks = sorted(self.rng.uniform(0.1, 0.85) for _ in range(kills)) if absolute else \
-            [self.rng.uniform(0.05, 0.8) for _ in range(kills)]
+        if absolute is not None:
+            marks = sorted(absolute + (1 - absolute) * self.rng.uniform(0.1, 0.85) for _ in range(kills))
+        else:
+            marks = [self.rng.uniform(0.05, 0.8) for _ in range(kills)]
         for n, mark in enumerate(marks, 1):
-            job = wait_job(self.engine, job_id, lambda j: j["state"] == "running" and j["progress"] >= mark)
+            job = wait_job(self.engine, job_id, lambda j: j["state"] == "running" and j["progress"] >= mark
+                           and not j["message"].startswith(("starting", RESUMED)))  # this run's own progress
             if job["state"] in TERMINAL:
                 self.missed += 1  # it ended before the mark: no kill to count
                 break
@@ -203,6 +210,10 @@ class Run:
             self.inv.check(when)
             self.engine.start()
             back = self.engine.call("job.get", {"id": job_id})
+            if back["state"] == "done" and back["restarts"] == n - 1:  # it ended in the moment past the mark
+                self.kills[kind] -= 1
+                self.missed += 1
+                break
             if back["restarts"] != n or back["state"] not in ("queued", "running", "done"):
                 self.inv.fail(when, f"the job did not come back queued: {back['state']}, {back['error']}, "
                                     f"restarts {back.get('restarts')}")
@@ -248,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workspace", help="a new or empty folder for the workspace (default: a temp folder)")
     p.add_argument("--clip", help="a talking-head clip to extract from (default: one made from a bundled portrait)")
     p.add_argument("--iterations", type=int, default=60, help="training iterations per round")
-    p.add_argument("--seconds", type=float, default=3.0, help="length of the made clip extracted from (12 fps)")
+    p.add_argument("--seconds", type=float, default=8.0, help="length of the made clip extracted from (12 fps)")
+    p.add_argument("--keep", action="store_true", help="keep the temp folder (clips, engine log) after a clean run")
+    p.add_argument("--merge-seconds", type=float, default=6.0, help="length of the made clip merged into (12 fps)")
     args = p.parse_args(argv)
 
     base = Path(tempfile.mkdtemp(prefix="swapline-faults-"))
@@ -260,8 +273,9 @@ def main(argv: list[str] | None = None) -> int:
 
     source = Path(args.clip).resolve() if args.clip else \
         make_clip("hopper", base / "hopper.mp4", seconds=args.seconds, fps=12, size=(320, 240))
-    destination = make_clip("astronaut", base / "astronaut.mp4", seconds=2.0, fps=12, size=(320, 240), seed=1)
-    engine = Engine(workspace, base / "engine.log")
+    destination = make_clip("astronaut", base / "astronaut.mp4", seconds=args.merge_seconds, fps=12,
+                            size=(480, 360), seed=1)
+    engine = Engine(workspace, base)
     inv = Invariants(workspace)
     run = Run(engine, inv, random.Random(args.seed))
     started = time.monotonic()
@@ -269,18 +283,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         engine.start()
         run.job("extract", {"video": str(destination), "faceset": "dst", "size": 64}, 0)
+        trained = [0]  # iterations the model "m" is trained to so far
         for r, kills in enumerate(plan(args.kills)):
-            faceset = f"src{r}"
-            job, _ = run.job("extract", {"video": str(source), "faceset": faceset, "size": 64}, kills)
-            if job["state"] == "done" and not args.clip:
-                check_one_face_per_frame(inv, faceset, job)
-            iterations = args.iterations * (r + 1)
-            job, kept = run.job("train", {"model": "m", "source": "src0", "destination": "dst",
-                                          "iterations": iterations, **TINY}, kills, absolute=True)
-            check_training(inv, workspace / "models" / "m", iterations, kept)
-            job, kept = run.job("merge", {"model": "m", "video": str(destination), "faceset": "dst",
-                                          "outputs": ["layer", "matte"], "batch_size": 2}, kills)
-            check_merge(inv, workspace / "renders" / job["id"], job, kept)
+            for kind in KINDS:
+                landed, attempt = 0, 0
+                while attempt == 0 or (landed < kills and attempt < 3):  # a job that ended first: another
+                    before = run.kills[kind]
+                    one_job(run, kind, f"{r}" + (f"-{attempt}" if attempt else ""), kills - landed, args,
+                            source, destination, trained)
+                    landed += run.kills[kind] - before
+                    attempt += 1
         engine.stop()
         inv.check("at the end")
     except Exception as exc:  # noqa: BLE001 - reported as a failure with the summary line
@@ -292,7 +304,30 @@ def main(argv: list[str] | None = None) -> int:
           f"{time.monotonic() - started:.0f} s", flush=True)
     print(f"kills survived: {survived}/{total} ({', '.join(f'{k} {run.survived[k]}' for k in KINDS)}), "
           f"invariant failures: {len(inv.failures)}", flush=True)
-    return 0 if not inv.failures and survived == total == args.kills * len(KINDS) else 1
+    clean = not inv.failures and survived == total == args.kills * len(KINDS)
+    if clean and not args.keep:
+        shutil.rmtree(base, ignore_errors=True)
+    return 0 if clean else 1
+
+
+def one_job(run: Run, kind: str, name: str, kills: int, args, source: Path, destination: Path,
+            trained: list[int]) -> None:
+    """One job of `kind` killed up to `kills` times, then checked for what it must have kept."""
+    ws = run.inv.ws
+    if kind == "extract":
+        job, _ = run.job("extract", {"video": str(source), "faceset": f"src{name}", "size": 64}, kills)
+        if job["state"] == "done" and not args.clip:
+            check_one_face_per_frame(run.inv, f"src{name}", job)
+    elif kind == "train":  # the same model trained further each time: resuming a finished model too
+        floor = trained[0] / (trained[0] + args.iterations)
+        trained[0] += args.iterations
+        _, kept = run.job("train", {"model": "m", "source": "src0", "destination": "dst",
+                                    "iterations": trained[0], **TINY}, kills, absolute=floor)
+        check_training(run.inv, ws / "models" / "m", trained[0], kept)
+    else:
+        job, kept = run.job("merge", {"model": "m", "video": str(destination), "faceset": "dst",
+                                      "outputs": ["layer", "matte", "frames"], "batch_size": 1}, kills)
+        check_merge(run.inv, ws / "renders" / job["id"], job, kept)
 
 
 def check_one_face_per_frame(inv: Invariants, faceset: str, job: dict) -> None:
@@ -320,6 +355,8 @@ def check_training(inv: Invariants, model_dir: Path, iterations: int, kept: list
 
 
 def check_merge(inv: Invariants, out: Path, job: dict, kept: list) -> None:
+    if job["state"] != "done":
+        return  # already a failure
     state = json.loads((out / "merge.json").read_text())
     first, count = job["result"]["first_frame"], job["result"]["count"]
     if state["done"] != list(range(first, first + count)) or not state["complete"]:

@@ -11,8 +11,8 @@ SCRIPT = Path(__file__).with_name("fault_injection.py")
 
 def test_one_kill_per_job_kind_loses_nothing(tmp_path):
     run = subprocess.run(
-        [sys.executable, str(SCRIPT), "--kills", "1", "--seed", "7", "--iterations", "24", "--seconds", "2",
-         "--workspace", str(tmp_path / "ws")],
+        [sys.executable, str(SCRIPT), "--kills", "1", "--seed", "7", "--iterations", "24", "--seconds", "6",
+         "--merge-seconds", "4", "--workspace", str(tmp_path / "ws")],
         capture_output=True, text=True, timeout=900)
     summary = re.search(r"kills survived: (\d+)/(\d+) \(extract (\d+), train (\d+), merge (\d+)\), "
                         r"invariant failures: (\d+)", run.stdout)
