@@ -63,7 +63,7 @@ def feed_all(decoder: FrameDecoder, pieces: list[bytes]) -> tuple[list[dict], Br
     return out, None
 
 
-@examples(300)
+@examples(200)
 @given(data=st.binary(max_size=2000), cuts=st.lists(st.integers(0, 4000), max_size=8))
 def test_random_bytes_give_maps_or_a_protocol_error(data, cuts):
     count_case("framing: random bytes")
@@ -76,7 +76,7 @@ def test_random_bytes_give_maps_or_a_protocol_error(data, cuts):
         assert again.value.code == "protocol" and decoder.buffered == 0
 
 
-@examples(120)
+@examples(60)
 @given(messages=st.lists(maps, min_size=1, max_size=4), cuts=st.lists(st.integers(0, 10**6), max_size=10),
        keep=st.integers(0, 10**6))
 def test_valid_frames_in_any_chunks_come_back_equal_and_a_cut_stream_keeps_the_rest(messages, cuts, keep):
@@ -198,7 +198,7 @@ def test_a_big_value_just_inside_the_limit_comes_back_whole():
     assert error is None and got[0]["args"]["data"] == blob and decoder.buffered == 0
 
 
-@examples(200)
+@examples(120)
 @given(value=values | st.dictionaries(st.sampled_from(["event", "hello", "op", "ok", "error", "id", "args", "x"]),
                                       values, max_size=5))
 def test_message_kind_names_a_kind_or_raises_protocol(value):

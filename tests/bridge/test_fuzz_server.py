@@ -49,7 +49,7 @@ class Fuzzed:
 
     def __init__(self) -> None:
         self.server = BridgeServer(handler, token=TOKEN, engine_info={"name": "fuzz"})
-        self.server.handshake_timeout = 3.0  # a silent client costs this long; keep the run short
+        self.server.handshake_timeout = 1.5  # a silent client costs this long; keep the run short
         self.port = self.server.start()
 
 
@@ -121,7 +121,7 @@ def logged_in(port: int):
 
 # -- before the handshake ---------------------------------------------------------------------
 
-@examples(60)
+@examples(40)
 @given(data=st.binary(max_size=3000) | st.binary(max_size=20).map(lambda b: struct.pack(">I", len(b) + 7) + b))
 def test_garbage_before_the_handshake_is_closed_without_an_answer(fuzzed, data):
     count_case("server: bytes before the handshake")
@@ -143,7 +143,7 @@ hello_fields = st.fixed_dictionaries({}, optional={
 })
 
 
-@examples(60)
+@examples(40)
 @given(hello=hello_fields, second=st.none() | hello_fields | st.binary(max_size=100))
 def test_malformed_hellos_get_a_hello_or_nothing_then_a_close(fuzzed, hello, second):
     count_case("server: malformed hellos")
@@ -190,7 +190,7 @@ requests = st.fixed_dictionaries({"id": st.integers(0, 2**63), "op": st.sampled_
                                  optional={"args": st.dictionaries(st.text(max_size=6), message_values, max_size=4)})
 
 
-@examples(80)
+@examples(50)
 @given(sent=st.lists(requests | messages, min_size=1, max_size=6))
 def test_after_the_handshake_requests_are_answered_in_order_and_anything_else_ends_it(fuzzed, sent):
     count_case("server: messages after the handshake")
@@ -222,7 +222,7 @@ def test_after_the_handshake_requests_are_answered_in_order_and_anything_else_en
     well_behaved(fuzzed.port)
 
 
-@examples(60)
+@examples(40)
 @given(data=st.binary(max_size=3000), cut=st.booleans())
 def test_raw_bytes_after_the_handshake_end_in_answers_a_protocol_error_or_a_close(fuzzed, data, cut):
     count_case("server: bytes after the handshake")

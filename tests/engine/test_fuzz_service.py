@@ -147,7 +147,7 @@ def _tidy(service: EngineService, result) -> None:
         assert service.jobs.cancel(result["id"])["state"] == "cancelled"
 
 
-@examples(600)
+@examples(300)
 @given(op=st.sampled_from(ALL_OPS), args=args_maps, confine=st.booleans())
 def test_every_op_answers_or_refuses_with_a_known_code(held_service, op, args, confine):
     count_case(f"service: {op}")
@@ -158,7 +158,7 @@ def test_every_op_answers_or_refuses_with_a_known_code(held_service, op, args, c
         held_service.confine = False
 
 
-@examples(100)
+@examples(60)
 @given(op=st.sampled_from(ALL_OPS) | st.text(max_size=40), args=args_maps)
 def test_unknown_and_misspelt_ops_are_refused(held_service, op, args):
     count_case("service: any op name")
@@ -168,7 +168,7 @@ def test_unknown_and_misspelt_ops_are_refused(held_service, op, args):
     _tidy(held_service, result)
 
 
-@examples(150)
+@examples(100)
 @given(op=st.sampled_from(ALL_OPS), faceset=st.sampled_from(["f", "g", ""]), face=st.integers(-2, 5),
        faces=st.lists(st.integers(-2, 5), max_size=4), model=st.sampled_from(["m", "f", "../m", ""]),
        polygons=values, path=st.sampled_from(PATHS), args=args_maps)
@@ -200,7 +200,7 @@ JOB_PARAMS = ["video", "faceset", "model", "source", "destination", "folder", "o
               "frame_end", "size", "dfl", "iterations", "settings", "outputs", "preset", "resolution", "device"]
 
 
-@examples(40)
+@examples(25)
 @given(kind=st.sampled_from(["extract", "merge", "import_faceset", "export_faceset", "train", "pretrain",
                              "export_dfm", "mask_matte", "mask_train", "mask_apply", "nope", ""]),
        params=st.dictionaries(st.sampled_from(JOB_PARAMS) | st.text(max_size=6),
