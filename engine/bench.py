@@ -193,7 +193,7 @@ def _merge_shot(seconds: float):
     ws = Workspace(d / "ws")
     extracted = extract_faces(ws, ExtractParams(video=str(clip), faceset="f", size=256, frame_end=MERGE_FRAMES),
                               lambda *a: None, lambda: False)
-    runner = JobRunner(ws, STAGES)
+    runner = JobRunner(ws, STAGES, recover=False)
 
     def train(limits: dict) -> dict:
         job = runner.wait(runner.submit("train", {"model": "m", "source": "f", "destination": "f", **limits,

@@ -52,7 +52,7 @@ def run_job(workspace: str, kind: str, params: dict) -> int:
     from .workspace import Workspace
 
     ws = Workspace(workspace)
-    runner = JobRunner(ws, STAGES, on_change=_progress_printer())
+    runner = JobRunner(ws, STAGES, on_change=_progress_printer(), recover=False)
     job = runner.submit(kind, params)
     try:
         job = runner.wait(job["id"])
