@@ -142,21 +142,44 @@ def _iteration_at(samples: list[tuple[float, int]], when: float) -> float:
     return i0 + (i1 - i0) * (when - t0) / (t1 - t0)
 
 
-def _baseline(progress: Progress, seconds: float) -> float:
-    start = time.monotonic()
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system, all threads) a process has used so far; None where /proc is not there."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+class EngineCPU:
+    """The engine's CPU use over a window, in cores (1.0 = one core busy throughout)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.start, self.cpu = pid, time.monotonic(), _cpu_seconds(pid)
+
+    def cores(self) -> float | None:
+        now = _cpu_seconds(self.pid)
+        return None if now is None or self.cpu is None else (now - self.cpu) / (time.monotonic() - self.start)
+
+
+def _baseline(progress: Progress, pid: int, seconds: float) -> dict:
+    cpu = EngineCPU(pid)
     time.sleep(seconds)  # a measuring window: training runs meanwhile, nothing is waited for
-    return progress.rate(start, time.monotonic())
+    cores = cpu.cores()
+    return {"train_rate": progress.rate(cpu.start, cpu.start + seconds), "engine_cpu_cores": cores}
 
 
-def _load(progress: Progress, port: int, token_file: Path, job_id: str, clients: int, rate: float,
+def _load(progress: Progress, pid: int, port: int, token_file: Path, job_id: str, clients: int, rate: float,
           seconds: float) -> dict:
     """Run the load generator for `seconds`; its figures and training's rate over its window."""
+    cpu = EngineCPU(pid)  # from the generator's start-up on: a second more than its window, at most
     cmd = [sys.executable, "-m", "engine.bench_load", "--port", str(port), "--token-file", str(token_file),
            "--job", job_id, "--clients", str(clients), "--rate", str(rate), "--seconds", str(seconds)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=seconds + 300)
     if done.returncode != 0:
         raise RuntimeError(f"bench load: the load generator failed: {done.stderr.strip()[-2000:]}")
     figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["engine_cpu_cores"] = cpu.cores()
     figures["train_rate"] = progress.rate(figures.pop("start"), figures.pop("end"))
     return figures
 
@@ -180,15 +203,15 @@ def bench_load(seconds: float, clients: int = CLIENTS, rate: float = RATE, flat_
                 "model": "m", "source": "f", "destination": "f", **TRAIN}}, timeout=60)
             progress = Progress(monitor, job["id"])
             progress.wait_for(WARMUP_S, timeout=600)
-            baselines = [_baseline(progress, base_s)]
-            paced = _load(progress, port, token_file, job["id"], clients, rate, load_s)
-            baselines.append(_baseline(progress, base_s))
+            baselines = [_baseline(progress, proc.pid, base_s)]
+            paced = _load(progress, proc.pid, port, token_file, job["id"], clients, rate, load_s)
+            baselines.append(_baseline(progress, proc.pid, base_s))
             result = {"clients": clients, "rate_per_client": rate, "seconds": {"baseline": base_s, "load": load_s},
                       "device": engine.get("device"), "faces": faces, "train": {"unit": "iterations/s", **TRAIN}}
             result["paced"] = _judge(paced, baselines[0], baselines[1])
             if flat_out:
-                flat = _load(progress, port, token_file, job["id"], clients, 0.0, base_s)
-                baselines.append(_baseline(progress, base_s))
+                flat = _load(progress, proc.pid, port, token_file, job["id"], clients, 0.0, base_s)
+                baselines.append(_baseline(progress, proc.pid, base_s))
                 result["flat_out"] = _judge(flat, baselines[1], baselines[2])
             result["baselines"] = baselines
             result["ok"] = result["paced"]["train_drop"] < MAX_DROP and result["paced"]["failed"] == 0
@@ -202,8 +225,8 @@ def bench_load(seconds: float, clients: int = CLIENTS, rate: float = RATE, flat_
     return result
 
 
-def _judge(load: dict, before: float, after: float) -> dict:
-    baseline = (before + after) / 2
+def _judge(load: dict, before: dict, after: dict) -> dict:
+    baseline = (before["train_rate"] + after["train_rate"]) / 2
     drop = 1 - load["train_rate"] / baseline if baseline > 0 else math.nan  # nan: training stood still
     return {**load, "train_baseline": baseline, "train_drop": drop}
 
@@ -218,9 +241,16 @@ def _print(result: dict) -> None:
         print(f"  {name} ({result['clients']} clients, {pace}): {r['requests_per_s']:.0f} requests/s, latency median "
               f"{lat['median']:.2f} ms p90 {lat['p90']:.2f} p99 {lat['p99']:.2f} max {lat['max']:.1f}; "
               f"{r['failed']} failed, {r['connection_failures']} connection failures; training "
-              f"{r['train_rate']:.2f} it/s vs {r['train_baseline']:.2f} baseline ({100 * r['train_drop']:+.1f}% drop)")
-    print(f"  baselines {', '.join(f'{b:.2f}' for b in result['baselines'])} it/s; "
+              f"{r['train_rate']:.2f} it/s vs {r['train_baseline']:.2f} baseline ({100 * r['train_drop']:+.1f}% drop); "
+              f"CPU in cores: engine {_cores(r['engine_cpu_cores'])}, load generator {_cores(r['generator_cpu_cores'])}")
+    rates = ", ".join(f"{b['train_rate']:.2f}" for b in result["baselines"])
+    cores = ", ".join(_cores(b["engine_cpu_cores"]) for b in result["baselines"])
+    print(f"  baselines {rates} it/s, engine CPU {cores} cores; "
           f"paced drop under {100 * MAX_DROP:.0f}%: {'yes' if result['ok'] else 'NO'}")
+
+
+def _cores(value: float | None) -> str:
+    return "?" if value is None else f"{value:.2f}"
 
 
 # -- the load generator (its own process) -----------------------------------------------------
@@ -280,8 +310,11 @@ def generate(port: int, token: str, job_id: str, clients: int, rate: float, seco
                for first, out in zip(spread, outs)]
     for t in threads:
         t.start()
+    time.sleep(max(0.0, start - time.monotonic()))  # the window's CPU count starts with the window
+    cpu = _own_cpu()
     for t in threads:
         t.join()
+    cpu_cores = None if cpu is None else (_own_cpu() - cpu) / (time.monotonic() - start)
     latencies = [x for out in outs for x in out["latencies"]]
     failed: dict[str, int] = {}
     for out in outs:
@@ -294,7 +327,17 @@ def generate(port: int, token: str, job_id: str, clients: int, rate: float, seco
     lat["mean"] = statistics.fmean(ordered)
     return {"requests": len(latencies), "requests_per_s": len(latencies) / seconds, "latency_ms": lat,
             "failed": sum(failed.values()), "failed_by_code": failed,
-            "connection_failures": sum(out["connection_failures"] for out in outs), "start": start, "end": end}
+            "connection_failures": sum(out["connection_failures"] for out in outs), "generator_cpu_cores": cpu_cores,
+            "start": start, "end": end}
+
+
+def _own_cpu() -> float | None:
+    try:
+        import resource  # Unix only
+    except ImportError:
+        return None
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:

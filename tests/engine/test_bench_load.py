@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 
@@ -20,7 +21,10 @@ def test_a_short_run_measures_requests_latency_and_training_under_load():
     # 4 clients, 6 s of paced load (6 x 1 s), 2 s baselines and flat-out window
     result = bench_load(1.0, clients=4, rate=10.0)
     assert result["clients"] == 4 and result["seconds"] == {"baseline": 2.0, "load": 6.0}
-    assert len(result["baselines"]) == 3 and all(b > 0 for b in result["baselines"])
+    assert len(result["baselines"]) == 3 and all(b["train_rate"] > 0 for b in result["baselines"])
+    if sys.platform == "linux":  # CPU use is read from /proc and getrusage there
+        assert all(b["engine_cpu_cores"] > 0 for b in result["baselines"])
+        assert result["paced"]["engine_cpu_cores"] > 0 and result["flat_out"]["generator_cpu_cores"] > 0
     for name in ("paced", "flat_out"):
         figures = result[name]
         assert figures["failed"] == 0 and figures["connection_failures"] == 0, figures

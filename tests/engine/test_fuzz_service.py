@@ -171,12 +171,16 @@ def test_unknown_and_misspelt_ops_are_refused(held_service, op, args):
 @examples(100)
 @given(op=st.sampled_from(ALL_OPS), faceset=st.sampled_from(["f", "g", ""]), face=st.integers(-2, 5),
        faces=st.lists(st.integers(-2, 5), max_size=4), model=st.sampled_from(["m", "f", "../m", ""]),
-       polygons=values, path=st.sampled_from(PATHS), args=args_maps)
-def test_plausible_arguments_on_real_faces(held_service, op, faceset, face, faces, model, polygons, path, args):
-    """Well-typed names, paths and ids of faces that exist, so the handlers go past their argument checks."""
+       polygons=values, path=st.sampled_from(PATHS), digest=st.sampled_from(["0" * 64, "ab" * 32, "0" * 63]),
+       data=st.binary(max_size=120), args=args_maps)
+def test_plausible_arguments_on_real_faces(held_service, op, faceset, face, faces, model, polygons, path, digest,
+                                           data, args):
+    """Well-typed names, paths, hashes and ids of faces that exist, so the handlers go past their
+    argument checks (an upload of up to 120 bytes of a 100-byte file, say)."""
     count_case(f"service: {op} (plausible)")
     plausible = {"faceset": faceset, "face": face, "faces": faces, "model": model, "polygons": polygons,
-                 "tracks": faces, "count": face, "path": path, "video": path, "offset": 0, "size": 100, **args}
+                 "tracks": faces, "count": face, "path": path, "video": path, "hash": digest, "data": data,
+                 "name": "clip.mp4", "offset": 0, "size": 100, **args}
     held_service.confine = True
     try:
         _tidy(held_service, _answer(held_service, op, plausible))
