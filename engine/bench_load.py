@@ -5,23 +5,22 @@ subprocess (so the clients' work and interpreter lock are not the engine's) runs
 own BridgeClient with its own connection and handshake, calling job.get, job.list and engine.info in
 turn at a set pace (a Blender add-on polls at most ~10 times a second). Training iterations/s come
 from the job's progress events over each window: baseline, paced load, baseline, flat-out load
-(every client calling again as soon as answered), baseline. The load's figure is compared with the
-mean of the baselines on either side of it. `--seconds` scales every window: at the default 10 the
-paced load lasts 60 s and each baseline and the flat-out load 20 s.
-
-`python -m engine.bench_load --port P --token-file F --job ID ...` is the load generator itself.
+(every client calling again as soon as answered), baseline; then, with training stopped, the paced
+load once more, for what answering it costs the engine alone (CPU ms a request). The load's figure
+is compared with the mean of the baselines on either side of it; CPU use (in cores) of the engine
+and of the load generator is reported for each window, as on a small machine they share the cores.
+`--seconds` scales every window: at the default 10 the paced load lasts 60 s and each baseline, the
+flat-out load and the idle engine's window 20 s. The load generator is engine/bench_load_clients.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import re
 import secrets
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,12 +28,10 @@ import threading
 import time
 from pathlib import Path
 
-from bridge import BridgeClient, BridgeError
+from bridge import BridgeClient
 
-from .benchstats import summary
+from .bench_load_clients import CLIENTS, RATE
 
-CLIENTS = 32
-RATE = 10.0          # requests/s per client when paced
 LOAD_FACTOR = 6      # paced load window = 6 x --seconds
 BASE_FACTOR = 2      # each baseline and the flat-out window = 2 x --seconds
 MAX_DROP = 0.10      # the paced load may cost training at most this share of its speed
@@ -113,6 +110,12 @@ class Progress:
                 if not self._changed.wait(deadline - time.monotonic()):
                     raise RuntimeError(f"bench load: training did not get going within {timeout:g} s")
 
+    def wait_ended(self, timeout: float) -> None:
+        """Block until the job has ended (cancelled, failed or done)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.ended is not None, timeout):
+                raise RuntimeError(f"bench load: the training job did not end within {timeout:g} s")
+
     def wait_for_events(self, since: float, count: int, timeout: float) -> None:
         """Block until `count` events have arrived since `since`, the job ended or the timeout passed."""
         deadline = time.monotonic() + timeout
@@ -169,18 +172,19 @@ def _baseline(progress: Progress, pid: int, seconds: float) -> dict:
     return {"train_rate": progress.rate(cpu.start, cpu.start + seconds), "engine_cpu_cores": cores}
 
 
-def _load(progress: Progress, pid: int, port: int, token_file: Path, job_id: str, clients: int, rate: float,
+def _load(progress: Progress | None, pid: int, port: int, token_file: Path, job_id: str, clients: int, rate: float,
           seconds: float) -> dict:
     """Run the load generator for `seconds`; its figures and training's rate over its window."""
     cpu = EngineCPU(pid)  # from the generator's start-up on: a second more than its window, at most
-    cmd = [sys.executable, "-m", "engine.bench_load", "--port", str(port), "--token-file", str(token_file),
+    cmd = [sys.executable, "-m", "engine.bench_load_clients", "--port", str(port), "--token-file", str(token_file),
            "--job", job_id, "--clients", str(clients), "--rate", str(rate), "--seconds", str(seconds)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=seconds + 300)
     if done.returncode != 0:
         raise RuntimeError(f"bench load: the load generator failed: {done.stderr.strip()[-2000:]}")
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     figures["engine_cpu_cores"] = cpu.cores()
-    figures["train_rate"] = progress.rate(figures.pop("start"), figures.pop("end"))
+    start, end = figures.pop("start"), figures.pop("end")
+    figures["train_rate"] = progress.rate(start, end) if progress is not None else None
     return figures
 
 
@@ -216,6 +220,12 @@ def bench_load(seconds: float, clients: int = CLIENTS, rate: float = RATE, flat_
             result["baselines"] = baselines
             result["ok"] = result["paced"]["train_drop"] < MAX_DROP and result["paced"]["failed"] == 0
             monitor.call("job.cancel", {"id": job["id"]}, timeout=60)
+            progress.wait_ended(timeout=120)
+            # The same paced load on the idle engine: what answering it costs the engine, alone.
+            idle = _load(None, proc.pid, port, token_file, job["id"], clients, rate, base_s)
+            idle.pop("train_rate")
+            cpu_ms = idle["engine_cpu_cores"] * 1000 / idle["requests_per_s"] if idle["engine_cpu_cores"] else None
+            result["idle_engine"] = {**idle, "engine_cpu_ms_per_request": cpu_ms}
         finally:
             if monitor is not None:
                 monitor.close()
@@ -242,7 +252,13 @@ def _print(result: dict) -> None:
               f"{lat['median']:.2f} ms p90 {lat['p90']:.2f} p99 {lat['p99']:.2f} max {lat['max']:.1f}; "
               f"{r['failed']} failed, {r['connection_failures']} connection failures; training "
               f"{r['train_rate']:.2f} it/s vs {r['train_baseline']:.2f} baseline ({100 * r['train_drop']:+.1f}% drop); "
-              f"CPU in cores: engine {_cores(r['engine_cpu_cores'])}, load generator {_cores(r['generator_cpu_cores'])}")
+              f"CPU in cores: engine {_cores(r['engine_cpu_cores'])}, "
+              f"load generator {_cores(r['generator_cpu_cores'])}")
+    idle = result["idle_engine"]
+    cpu_ms = "?" if idle["engine_cpu_ms_per_request"] is None else f"{idle['engine_cpu_ms_per_request']:.3f}"
+    print(f"  idle engine, same paced load: {idle['requests_per_s']:.0f} requests/s cost it "
+          f"{_cores(idle['engine_cpu_cores'])} cores ({cpu_ms} ms CPU a request); load generator "
+          f"{_cores(idle['generator_cpu_cores'])} cores")
     rates = ", ".join(f"{b['train_rate']:.2f}" for b in result["baselines"])
     cores = ", ".join(_cores(b["engine_cpu_cores"]) for b in result["baselines"])
     print(f"  baselines {rates} it/s, engine CPU {cores} cores; "
@@ -251,108 +267,3 @@ def _print(result: dict) -> None:
 
 def _cores(value: float | None) -> str:
     return "?" if value is None else f"{value:.2f}"
-
-
-# -- the load generator (its own process) -----------------------------------------------------
-
-OPS = ("job.get", "job.list", "engine.info")
-
-
-def _client_loop(port: int, token: str, job_id: str, rate: float, start: float, end: float, out: dict) -> None:
-    """One polling client: connect (again after a failure), then call in turn until `end`; paced
-    clients start at `start` (staggered by the caller), each call 1/rate after the last was due."""
-    latencies, failed, refused = out["latencies"], out["failed"], 0
-    args = {"job.get": {"id": job_id}, "job.list": {}, "engine.info": {}}
-    client, turn, due = None, 0, start - (1.0 / rate if rate > 0 else 0.0)
-    while time.monotonic() < end:
-        if client is None:
-            try:
-                client = BridgeClient("127.0.0.1", port, token, client_name="load", timeout=10)
-                client.connect()
-                client.start()
-            except BridgeError:
-                refused += 1
-                client = None
-                time.sleep(0.2)  # a retry pace, as the add-on's reconnect would keep
-                continue
-        if rate > 0:
-            # A client that fell behind (a slow answer) goes on from now rather than catching up in a burst.
-            due = max(due + 1.0 / rate, time.monotonic() - 1.0 / rate)
-            if (pause := due - time.monotonic()) > 0:
-                time.sleep(pause)  # the client's polling pace
-            if time.monotonic() >= end:
-                break
-        op = OPS[turn % len(OPS)]
-        turn += 1
-        sent = time.perf_counter()
-        try:
-            client.call(op, args[op], timeout=30)
-            latencies.append((time.perf_counter() - sent) * 1000)
-        except BridgeError as err:
-            failed[err.code] = failed.get(err.code, 0) + 1
-            if not client.connected:
-                client = None
-    if client is not None:
-        client.close()
-    out["connection_failures"] += refused
-
-
-def generate(port: int, token: str, job_id: str, clients: int, rate: float, seconds: float) -> dict:
-    """Run `clients` polling clients for `seconds`; requests/s, latency, failures and the window's
-    start and end (time.monotonic(), the same clock as the bench's on one machine)."""
-    outs = [{"latencies": [], "failed": {}, "connection_failures": 0} for _ in range(clients)]
-    # Every client starts at once, after a moment for the threads to exist: the window is the load's.
-    start = time.monotonic() + 0.5
-    end = start + seconds
-    # Paced clients are spread over one period, as independent add-ons would be, not in lock-step.
-    spread = [start + (i / clients) / rate if rate > 0 else start for i in range(clients)]
-    threads = [threading.Thread(target=_client_loop, args=(port, token, job_id, rate, first, end, out), daemon=True)
-               for first, out in zip(spread, outs)]
-    for t in threads:
-        t.start()
-    time.sleep(max(0.0, start - time.monotonic()))  # the window's CPU count starts with the window
-    cpu = _own_cpu()
-    for t in threads:
-        t.join()
-    cpu_cores = None if cpu is None else (_own_cpu() - cpu) / (time.monotonic() - start)
-    latencies = [x for out in outs for x in out["latencies"]]
-    failed: dict[str, int] = {}
-    for out in outs:
-        for code, n in out["failed"].items():
-            failed[code] = failed.get(code, 0) + n
-    ordered = sorted(latencies) or [float("nan")]
-    lat = summary(ordered)
-    del lat["values"]  # tens of thousands of numbers say less than their percentiles
-    lat["p99"] = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-    lat["mean"] = statistics.fmean(ordered)
-    return {"requests": len(latencies), "requests_per_s": len(latencies) / seconds, "latency_ms": lat,
-            "failed": sum(failed.values()), "failed_by_code": failed,
-            "connection_failures": sum(out["connection_failures"] for out in outs), "generator_cpu_cores": cpu_cores,
-            "start": start, "end": end}
-
-
-def _own_cpu() -> float | None:
-    try:
-        import resource  # Unix only
-    except ImportError:
-        return None
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m engine.bench_load", description="bench load's load generator")
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--token-file", required=True)
-    p.add_argument("--job", required=True, help="the job id that job.get asks about")
-    p.add_argument("--clients", type=int, default=CLIENTS)
-    p.add_argument("--rate", type=float, default=RATE, help="requests/s per client; 0 = flat out")
-    p.add_argument("--seconds", type=float, default=60.0)
-    a = p.parse_args(argv)
-    token = Path(a.token_file).read_text().strip()
-    print(json.dumps(generate(a.port, token, a.job, a.clients, a.rate, a.seconds)), flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from engine.bench import BENCHMARKS
-from engine.bench_load import bench_load, generate
+from engine.bench_load import bench_load
+from engine.bench_load_clients import generate
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -35,6 +36,10 @@ def test_a_short_run_measures_requests_latency_and_training_under_load():
     # 4 clients at 10 requests/s for 6 s: about 240 calls, whatever the machine (a tenth of it at worst)
     assert 24 <= result["paced"]["requests"] <= 250
     assert result["flat_out"]["requests_per_s"] > result["paced"]["requests_per_s"]
+    idle = result["idle_engine"]
+    assert idle["failed"] == 0 and idle["requests"] > 0 and "train_rate" not in idle
+    if sys.platform == "linux":
+        assert idle["engine_cpu_ms_per_request"] > 0
     assert isinstance(result["ok"], bool)
 
 
