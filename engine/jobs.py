@@ -13,6 +13,7 @@ jobs.lock does this, so a second process opening the same workspace never runs a
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -127,6 +128,10 @@ class JobRunner:
             raise EngineError("bad_request", f"unknown job kind {kind!r}; expected one of {', '.join(self.stages)}")
         if not isinstance(params, dict):
             raise EngineError("bad_request", "job params must be a map")
+        try:  # the catalog keeps params as JSON: msgpack's bytes (or a NaN) cannot be stored or resumed
+            json.dumps(params, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise EngineError("bad_request", f"job params must be plain data (text, numbers, lists, maps): {exc}") from None
         job = {
             "id": uuid.uuid4().hex[:12], "kind": kind, "state": "queued", "params": params, "progress": 0.0,
             "message": "waiting for earlier jobs", "eta": None, "stats": {}, "result": None, "error": None,

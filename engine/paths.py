@@ -65,12 +65,20 @@ def is_private(root: Path, path: Path) -> bool:
     return bool(parts) and parts[0].rstrip(". ").lower() in PRIVATE
 
 
+MAX_NAME, MAX_PATH = 255, 4096  # bytes: the limits of Linux, macOS and Windows file systems
+
+
 def client_path(root: Path, value: str, *, confine: bool, base: str = "", what: str = "path") -> Path:
     """The absolute path a client's `value` names: relative ones under root/base; with `confine`,
     resolved (symlinks followed) and refused with `forbidden_path` unless inside `root` and clear
     of the engine's own files (PRIVATE)."""
     if not isinstance(value, str) or not value or "\0" in value:
         raise EngineError("bad_request", f"{what!r} must be a non-empty path")
+    # Refused here, not by the OS later: stat() on such a path raises ENAMETOOLONG wherever it is used.
+    if len(value.encode(errors="replace")) > MAX_PATH or any(
+            len(part.encode(errors="replace")) > MAX_NAME for part in Path(value).parts):
+        raise EngineError("bad_request", f"{what!r} is longer than a path may be ({MAX_NAME} bytes a name, "
+                                         f"{MAX_PATH} in all)")
     path = Path(value)
     if not path.is_absolute():
         path = root / base / path
