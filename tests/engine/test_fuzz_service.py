@@ -20,11 +20,10 @@ import cv2
 import msgpack
 import numpy as np
 import pytest
-from hypothesis import assume, given, strategies as st
+from hypothesis import given, strategies as st
 
 from bridge import BridgeError
 from engine.facesets import FaceRecord
-from engine.paths import JOB_PATHS, OP_PATHS
 from engine.geometry.align import FACE_TYPES, align_transform, template_points
 from engine.service import FACESET_OPS, EngineService
 from engine.service_bundle import BUNDLE_OPS
@@ -121,26 +120,8 @@ def held_service(tmp_path_factory):
     service.stop()
 
 
-def _has_bytes(value) -> bool:
-    if isinstance(value, dict):
-        return any(_has_bytes(k) or _has_bytes(v) for k, v in value.items())
-    return isinstance(value, (bytes, bytearray)) or (isinstance(value, list) and any(map(_has_bytes, value)))
-
-
-def _too_long_path(op: str, args: dict) -> bool:
-    """A path argument with a part longer than a file name may be (255 bytes on Linux)."""
-    keys, values = OP_PATHS.get(op, {}), args
-    if op == "job.start" and isinstance(args.get("params"), dict):
-        keys, values = JOB_PATHS.get(args.get("kind"), {}) if isinstance(args.get("kind"), str) else {}, args["params"]
-    return any(isinstance(values.get(k), str) and any(len(part.encode(errors="replace")) > 255
-                                                       for part in values[k].split("/")) for k in keys)
-
-
 def _answer(service: EngineService, op: str, args: dict):
     """handle()'s answer (checked to be encodable) or its BridgeError, whose code must be known."""
-    # Known bugs, kept out of the fuzzing until fixed (the strict xfail tests below say when they are).
-    assume(not (op == "job.start" and isinstance(args.get("params"), dict) and _has_bytes(args["params"])))
-    assume(not _too_long_path(op, args))
     try:
         result = service.handle(op, args, _Session())
     except BridgeError as err:
@@ -239,27 +220,32 @@ def test_fuzzed_jobs_are_refused_or_fail_cleanly(bare_service, kind, params):
         assert code in KNOWN_CODES, f"job {kind} {params!r:.300} failed with {code}: {job['error']['message']}"
 
 
-@pytest.mark.xfail(strict=True, reason="engine/jobs.py submit stores params with json.dumps, which "
-                   "raises TypeError on bytes: the client gets `internal`, not `bad_request`")
-def test_job_params_with_bytes_are_refused(held_service):
-    """Found by the fuzzing: msgpack carries bytes, the job catalog (JSON) does not."""
+@pytest.mark.parametrize("params", [{"video": b"clip"}, {"video": "v.mp4", "x": [math.nan]}])
+def test_job_params_json_cannot_hold_are_refused(held_service, params):
+    """Found by the fuzzing: msgpack carries bytes (and NaN), the job catalog (JSON) does not; the job
+    was answered with `internal`."""
     with pytest.raises(BridgeError) as err:
-        held_service.handle("job.start", {"kind": "extract", "params": {"video": b"clip"}}, _Session())
+        held_service.handle("job.start", {"kind": "extract", "params": params}, _Session())
     assert err.value.code == "bad_request"
 
 
-@pytest.mark.xfail(strict=True, reason="a path argument with a part over 255 bytes raises OSError(ENAMETOOLONG) "
-                   "from Path.is_file()/is_dir()/stat(): `internal` instead of `bad_request` (engine/paths.py "
-                   "client_path could refuse it for every op and job)")
 @pytest.mark.parametrize("op, args", [
     ("files.manifest", {"path": "x" * 300}), ("files.read", {"path": "x" * 300, "offset": 0, "size": 1}),
     ("bundle.pack", {"video": "x" * 300, "model": "m", "faceset": "f"}), ("bundle.unpack", {"path": "x" * 300}),
-    ("merge.preview", {"model": "m", "video": "x" * 300, "faceset": "f", "frame": 0})])
+    ("merge.preview", {"model": "m", "video": "x" * 300, "faceset": "f", "frame": 0}),
+    ("job.start", {"kind": "extract", "params": {"video": "x" * 300, "faceset": "f"}}),
+    ("job.start", {"kind": "import_faceset", "params": {"folder": "x" * 300, "faceset": "f"}})])
 def test_a_path_part_longer_than_a_file_name_is_refused(held_service, op, args):
-    """Found by the fuzzing (long profile); extract and import_faceset jobs fail with `internal` on it too."""
-    with pytest.raises(BridgeError) as err:
-        held_service.handle(op, args, _Session())
-    assert err.value.code in ("bad_request", "not_found")
+    """Found by the fuzzing (long profile): stat() raised ENAMETOOLONG, answered as `internal` (or a
+    job failed with it)."""
+    for confine in (False, True):
+        held_service.confine = confine
+        try:
+            with pytest.raises(BridgeError) as err:
+                held_service.handle(op, args, _Session())
+        finally:
+            held_service.confine = False
+        assert err.value.code == "bad_request", err.value
 
 
 def test_the_fuzzing_reached_every_op_and_saw_refusals():
