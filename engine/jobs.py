@@ -77,7 +77,7 @@ class JobRunner:
     def __init__(self, workspace: Workspace, stages: dict[str, StageFn], on_change: Callable[[dict], None] | None = None,
                  recover: bool = True):
         self.workspace = workspace
-        self.stages = stages
+        self.stages = dict(stages)  # its own table: adding a kind to one runner changes no other
         self.on_change = on_change or (lambda job: None)
         self._jobs: dict[str, dict] = {}
         self._contexts: dict[str, JobContext] = {}
