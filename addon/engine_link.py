@@ -74,7 +74,6 @@ class EngineLink:
     inbox: queue.Queue = field(default_factory=queue.Queue)
     state: str = DISCONNECTED
     engine: dict | None = None
-    config: LinkConfig | None = None
     _outbox: queue.Queue = field(default_factory=queue.Queue)
     _pending: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -92,7 +91,7 @@ class EngineLink:
         with self._lock:
             if self.state in (CONNECTING, CONNECTED):
                 return False
-            self.state, self.config = CONNECTING, config
+            self.state = CONNECTING
             self._stop = threading.Event()
             self._outbox = queue.Queue()
             # A remote engine cannot read this machine's files: they go up first, on their own thread.
