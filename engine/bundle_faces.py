@@ -9,7 +9,6 @@ float32 and float64 exactly. The video is named by its content hash, not by a me
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from .errors import EngineError
 from .facesets import FaceRecord
+from .files import content_hash
 from .geometry.align import FACE_TYPES
 from .workspace import Workspace
 
@@ -45,13 +45,6 @@ def media_by_hash(ws: Workspace, digest: str, info: dict) -> int:
         return ws._x("INSERT INTO media (path, width, height, fps, frames, hash) VALUES (?,?,?,?,?,?)",
                      (f"bundle:{digest}", int(info["width"]), int(info["height"]), float(info["fps"]),
                       int(info["frames"]), digest))
-
-
-def _sha(path: Path) -> str:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError as exc:
-        raise EngineError("io_error", f"could not read {path}: {exc.strerror or exc}") from exc
 
 
 def describe(ws: Workspace, faceset: str, media_id: int) -> tuple[dict, dict[str, Path]]:
@@ -91,7 +84,7 @@ def describe(ws: Workspace, faceset: str, media_id: int) -> tuple[dict, dict[str
     for entry in entries:
         for member in (entry["image"], entry["extra"].get("mask"), entry["learned"]):
             if member:
-                entry["files"][member] = _sha(files[member])
+                entry["files"][member] = content_hash(files[member])
     doc = {"face_type": fs["face_type"], "size": fs["size"], "people": chosen, "faces": entries}
     return doc, files
 
