@@ -78,11 +78,7 @@ class MediaStore:
         if blob is not None:
             return {"hash": digest, "present": True, "received": blob.stat().st_size,
                     "path": blob.relative_to(self.root).as_posix()}
-        try:
-            received = (self.partial_folder / digest).stat().st_size
-        except FileNotFoundError:
-            received = 0
-        return {"hash": digest, "present": False, "received": received, "path": None}
+        return self._partial_status(digest) or {"hash": digest, "present": False, "received": 0, "path": None}
 
     def _partial_status(self, digest: str) -> dict | None:
         """The status of an upload under way, from its partial alone; None when there is none. A
