@@ -110,6 +110,18 @@ def raw(port: int) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=CASE_TIMEOUT)
 
 
+def before_handshake(port: int, data: bytes) -> list[dict]:
+    """Send `data` on a fresh connection; only a hello may be answered before the handshake, and
+    only with a hello (challenge or refusal). Returns the frames that came back."""
+    sock = raw(port)
+    try:
+        frames, error = exchange(sock, data)
+    finally:
+        sock.close()
+    assert error is None and all(message_kind(f) == "hello" for f in frames), frames
+    return frames
+
+
 def logged_in(port: int):
     """A stream past the handshake, by the client's own handshake code."""
     sock = raw(port)
@@ -125,13 +137,7 @@ def logged_in(port: int):
 @given(data=st.binary(max_size=3000) | st.binary(max_size=20).map(lambda b: struct.pack(">I", len(b) + 7) + b))
 def test_garbage_before_the_handshake_is_closed_without_an_answer(fuzzed, data):
     count_case("server: bytes before the handshake")
-    sock = raw(fuzzed.port)
-    try:
-        frames, error = exchange(sock, data)
-    finally:
-        sock.close()
-    # Only a hello may be answered before the handshake, and only with a hello (challenge or refusal).
-    assert error is None and all(message_kind(f) == "hello" for f in frames), frames
+    before_handshake(fuzzed.port, data)
     well_behaved(fuzzed.port)
 
 
@@ -152,12 +158,7 @@ def test_malformed_hellos_get_a_hello_or_nothing_then_a_close(fuzzed, hello, sec
         data += encode_frame({"hello": second})
     elif isinstance(second, bytes):
         data += second
-    sock = raw(fuzzed.port)
-    try:
-        frames, error = exchange(sock, data)
-    finally:
-        sock.close()
-    assert error is None and all(message_kind(f) == "hello" for f in frames), frames
+    frames = before_handshake(fuzzed.port, data)
     assert not any(f["hello"].get("ok") is True for f in frames), "a login without the token was accepted"
     well_behaved(fuzzed.port)
 
