@@ -11,7 +11,7 @@ from pathlib import Path
 from .errors import EngineError
 
 
-def atomic_write(path: Path, data: bytes, sync_folder: bool = True) -> None:
+def atomic_write(path: Path, data: bytes, sync_folder: bool = True, mode: int | None = None) -> None:
     """Write `data` so that `path` holds either the old content or all of the new, never a mix.
 
     Temp file in the same folder, fsync, rename, then fsync the folder so the rename itself
@@ -20,12 +20,16 @@ def atomic_write(path: Path, data: bytes, sync_folder: bool = True) -> None:
     and `path` keeps its old content.
     A writer of many files in one folder passes `sync_folder=False` and calls `sync_folder()`
     once before it records them (one folder fsync per batch instead of per file).
+    `mode` sets the file's permissions before any byte is written (a private key: 0o600).
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
+        opener = None if mode is None else (lambda name, flags: os.open(name, flags, 0o600))
+        with open(tmp, "wb", opener=opener) as f:
+            if mode is not None and hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import logging
-import os
 import socket
-import tempfile
 from pathlib import Path
+
+from .files import atomic_write
 
 log = logging.getLogger("swapline.engine")
 
@@ -33,8 +33,8 @@ def ensure_certificate(folder: Path | str) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     key_pem, cert_pem = _make_self_signed()
     # The key first: the certificate appearing is what marks a finished pair.
-    _write_atomic(key_path, key_pem, 0o600)
-    _write_atomic(cert_path, cert_pem, 0o644)
+    atomic_write(key_path, key_pem, mode=0o600)
+    atomic_write(cert_path, cert_pem, mode=0o644)
     return cert_path, key_path
 
 
@@ -76,19 +76,3 @@ def _make_self_signed() -> tuple[bytes, bytes]:
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     return key_pem, cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write beside the target and rename: a crash leaves the old file or none, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        if hasattr(os, "fchmod"):  # before any byte of the key is written (mkstemp made it 0600)
-            os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
