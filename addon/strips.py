@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-import tempfile
 import zlib
 
 import bpy
+
+from . import preferences
 
 MAX_CHANNEL = 128
 # Copied from the destination so the result sits exactly on top of it.
@@ -29,11 +30,7 @@ class NotOnThisMachine(ValueError):
 def results_folder(job_id: str) -> str:
     """Where a remote engine's result of `job_id` is downloaded: `<blend>_swapline/results/<job id>`
     next to the .blend (under the temp folder for an unsaved file), so it travels with the project."""
-    if bpy.data.filepath:
-        base = os.path.splitext(bpy.path.abspath(bpy.data.filepath))[0] + "_swapline"
-    else:
-        base = os.path.join(bpy.app.tempdir or tempfile.gettempdir(), f"swapline-{os.getpid()}")
-    return os.path.join(base, "results", job_id)
+    return os.path.join(preferences.workspace_dir(None), "results", job_id)
 
 
 def sequencer_scene(context):
