@@ -32,9 +32,10 @@ CALLS = 2000
 MB = 1e6
 
 
-def _start_engine(workspace: Path, token: str) -> tuple[subprocess.Popen, int]:
+def start_engine(workspace: Path, auth: list[str], bench: str = "bench bridge") -> tuple[subprocess.Popen, int]:
+    """`engine serve` on a free loopback port with `auth` (["--token", t] or ["--token-file", f]); (process, port)."""
     proc = subprocess.Popen([sys.executable, "-m", "engine", "serve", "--workspace", str(workspace), "--port", "0",
-                             "--token", token], cwd=Path(__file__).resolve().parents[1],
+                             *auth], cwd=Path(__file__).resolve().parents[1],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     for line in proc.stdout:  # the engine prints what it listens on once it is ready
         if match := re.search(r"listening on \S+:(\d+)", line):
@@ -42,7 +43,7 @@ def _start_engine(workspace: Path, token: str) -> tuple[subprocess.Popen, int]:
             threading.Thread(target=shutil.copyfileobj, args=(proc.stdout, open(os.devnull, "w")), daemon=True).start()
             return proc, int(match.group(1))
     proc.wait(timeout=30)
-    raise RuntimeError(f"bench bridge: the engine did not start (exit code {proc.returncode})")
+    raise RuntimeError(f"{bench}: the engine did not start (exit code {proc.returncode})")
 
 
 def _write_random(path: Path, size: int) -> None:
@@ -100,7 +101,7 @@ def bench_bridge(seconds: float) -> dict:
         workspace, source, back = tmp / "ws", tmp / "bench.bin", tmp / "back"
         _write_random(source, size)
         digest = file_hash(source)
-        proc, port = _start_engine(workspace, token)
+        proc, port = start_engine(workspace, ["--token", token])
         client = None
         try:
             client = BridgeClient("127.0.0.1", port, token, client_name="bench", timeout=300)

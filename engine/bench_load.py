@@ -18,9 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +28,7 @@ from pathlib import Path
 
 from bridge import BridgeClient
 
+from .bench_bridge import start_engine
 from .bench_load_clients import CLIENTS, RATE
 
 LOAD_FACTOR = 6      # paced load window = 6 x --seconds
@@ -60,19 +59,6 @@ def _extract_faces(workspace: Path) -> int:
     if not found:
         raise RuntimeError("bench load: no faces found in the generated clip")
     return found
-
-
-def _start_engine(workspace: Path, token_file: Path) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "serve", "--workspace", str(workspace), "--port", "0",
-                             "--token-file", str(token_file)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    for line in proc.stdout:  # the engine prints where it listens once it is ready
-        if match := re.search(r"listening on \S+:(\d+)", line):
-            # the rest is read away: a full pipe would stall the engine
-            threading.Thread(target=shutil.copyfileobj, args=(proc.stdout, open(os.devnull, "w")), daemon=True).start()
-            return proc, int(match.group(1))
-    proc.wait(timeout=30)
-    raise RuntimeError(f"bench load: the engine did not start (exit code {proc.returncode})")
 
 
 class Progress:
@@ -224,7 +210,7 @@ def bench_load(seconds: float, clients: int = CLIENTS, rate: float = RATE, flat_
         faces = _extract_faces(tmp / "ws")
         token_file = tmp / "token"
         token_file.write_text(secrets.token_urlsafe(24))
-        proc, port = _start_engine(tmp / "ws", token_file)
+        proc, port = start_engine(tmp / "ws", ["--token-file", str(token_file)], "bench load")
         monitor = None
         try:
             monitor = BridgeClient("127.0.0.1", port, token_file.read_text(), client_name="bench-load", timeout=60)
