@@ -78,3 +78,32 @@ def tiny_clips(tmp_path_factory) -> dict[str, Path]:
     """Two 40-frame 64x48 clips (30 fps): 'a' and 'b'."""
     folder = tmp_path_factory.mktemp("addon_clips")
     return {"a": write_clip(folder / "a.mp4"), "b": write_clip(folder / "b.mp4")}
+
+
+TINY_TRAIN = {"resolution": 32, "ae_dims": 32, "e_dims": 8, "d_dims": 8, "d_mask_dims": 4, "batch_size": 4,
+              "iterations": 12, "workers": 0}
+
+
+@pytest.fixture
+def train_tiny_pair():
+    """train(workspace, source, shot): faces of both clips (facesets 'src', 'dst') and a tiny model
+    'm' trained on them, in an engine workspace built in-process, for tests against a real engine."""
+    def train(workspace: Path, source: Path, shot: Path) -> None:
+        from engine.errors import EngineError
+        from engine.jobs import JobRunner
+        from engine.recipes import STAGES
+        from engine.workspace import Workspace
+
+        ws = Workspace(workspace)
+        runner = JobRunner(ws, STAGES, recover=False)
+        try:
+            for kind, params in (("extract", {"video": str(source), "faceset": "src", "size": 128}),
+                                 ("extract", {"video": str(shot), "faceset": "dst", "size": 128}),
+                                 ("train", {"model": "m", "source": "src", "destination": "dst", **TINY_TRAIN})):
+                job = runner.wait(runner.submit(kind, params)["id"], timeout=600)
+                if job["state"] != "done":
+                    raise EngineError(job["error"]["code"], job["error"]["message"])
+        finally:
+            runner.shutdown()
+            ws.close()
+    return train

@@ -201,42 +201,19 @@ def test_merge_panel_keys_result_and_preview_with_a_recording_link(run_scenario,
     assert out["reset_result"] == ["FINISHED"] and out["reset"] == [0.04, "overlay", 0]
 
 
-TINY = {"resolution": 32, "ae_dims": 32, "e_dims": 8, "d_dims": 8, "d_mask_dims": 4, "batch_size": 4,
-        "iterations": 12, "workers": 0}
 PREVIEW_CHANGES = 50
 
 
-def _trained_workspace(workspace: Path, clips: Path) -> Path:
-    """A workspace with a tiny trained model 'm' and the faceset 'dst' of a 1080p shot (returned)."""
-    from engine.errors import EngineError
-    from engine.jobs import JobRunner
-    from engine.media.synthetic import make_clip
-    from engine.recipes import STAGES
-    from engine.workspace import Workspace
-
-    source = make_clip("hopper", clips / "hopper.mp4", seconds=1.0, fps=12, size=(320, 240))
-    shot = make_clip("astronaut", clips / "shot_1080p.mp4", seconds=2.5, fps=24, size=(1920, 1080), seed=1)
-    ws = Workspace(workspace)
-    runner = JobRunner(ws, STAGES)
-    try:
-        for kind, params in (("extract", {"video": str(source), "faceset": "src", "size": 128}),
-                             ("extract", {"video": str(shot), "faceset": "dst", "size": 128}),
-                             ("train", {"model": "m", "source": "src", "destination": "dst", **TINY})):
-            job = runner.wait(runner.submit(kind, params)["id"], timeout=600)
-            if job["state"] != "done":
-                raise EngineError(job["error"]["code"], job["error"]["message"])
-    finally:
-        runner.shutdown()
-        ws.close()
-    return shot
-
-
 @pytest.mark.skipif(not (REPO / ".venv" / "bin" / "python").is_file(), reason="no .venv with the engine")
-def test_live_preview_and_merge_shot_against_the_engine_at_1080p(run_scenario, tmp_path):
+def test_live_preview_and_merge_shot_against_the_engine_at_1080p(run_scenario, train_tiny_pair, tmp_path):
+    from engine.media.synthetic import make_clip
+
     clips = tmp_path / "clips"
     clips.mkdir()
     workspace = tmp_path / "workspace"
-    shot = _trained_workspace(workspace, clips)
+    source = make_clip("hopper", clips / "hopper.mp4", seconds=1.0, fps=12, size=(320, 240))
+    shot = make_clip("astronaut", clips / "shot_1080p.mp4", seconds=2.5, fps=24, size=(1920, 1080), seed=1)
+    train_tiny_pair(workspace, source, shot)
     out = run_scenario("merge_engine", shot, workspace, PREVIEW_CHANGES, timeout=900)
     assert out["size"] == [1920, 1080]
     latencies = out["latencies_ms"]

@@ -7,42 +7,24 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = {"resolution": 32, "ae_dims": 32, "e_dims": 8, "d_dims": 8, "d_mask_dims": 4, "batch_size": 4,
-        "iterations": 12, "workers": 0}
 
 
-def _engine_with_a_model(workspace: Path, clips: Path) -> tuple[Path, Path]:
-    """The engine's workspace with a tiny trained model 'm'; returns (source clip, shot clip), which
-    stay on "this machine" (the engine gets them by upload)."""
-    from engine.errors import EngineError
-    from engine.jobs import JobRunner
+def _clips(clips: Path) -> tuple[Path, Path]:
+    """A source clip and a shot, which stay on "this machine" (the engine gets them by upload)."""
     from engine.media.synthetic import make_clip
-    from engine.recipes import STAGES
-    from engine.workspace import Workspace
 
     source = make_clip("hopper", clips / "hopper.mp4", seconds=1.0, fps=12, size=(320, 240))
     shot = make_clip("astronaut", clips / "shot.mp4", seconds=1.0, fps=12, size=(320, 240), seed=1)
-    ws = Workspace(workspace)
-    runner = JobRunner(ws, STAGES)
-    try:
-        for kind, params in (("extract", {"video": str(source), "faceset": "src", "size": 128}),
-                             ("extract", {"video": str(shot), "faceset": "dst", "size": 128}),
-                             ("train", {"model": "m", "source": "src", "destination": "dst", **TINY})):
-            job = runner.wait(runner.submit(kind, params)["id"], timeout=600)
-            if job["state"] != "done":
-                raise EngineError(job["error"]["code"], job["error"]["message"])
-    finally:
-        runner.shutdown()
-        ws.close()
     return source, shot
 
 
 @pytest.mark.skipif(not (REPO / ".venv" / "bin" / "python").is_file(), reason="no .venv with the engine")
-def test_clips_go_up_once_and_the_merge_comes_back_next_to_the_blend(run_scenario, tmp_path):
+def test_clips_go_up_once_and_the_merge_comes_back_next_to_the_blend(run_scenario, train_tiny_pair, tmp_path):
     clips, engine_ws, project = tmp_path / "clips", tmp_path / "engine_ws", tmp_path / "project"
     clips.mkdir()
     project.mkdir()
-    source, shot = _engine_with_a_model(engine_ws, clips)
+    source, shot = _clips(clips)
+    train_tiny_pair(engine_ws, source, shot)
     out = run_scenario("remote_transfers", source, shot, engine_ws, project, timeout=900)
     digests = {hashlib.sha256(p.read_bytes()).hexdigest(): p.name for p in (source, shot)}
 
