@@ -27,6 +27,18 @@ settings.source_faceset, settings.destination_faceset, settings.model = "s2", "d
 settings.face_size = 128
 st = bpy.context.window_manager.swapline
 out = {"upload_lines": []}
+_apply_transfer = results.apply_transfer
+
+
+def _recording_apply(status, message):
+    """Every line an upload posts, as the drain applies it (a fast upload's lines are replaced
+    within one drain, so sampling the job list would miss them)."""
+    if message.key.startswith("upload") and message.message not in out["upload_lines"]:
+        out["upload_lines"].append(message.message)
+    return _apply_transfer(status, message)
+
+
+results.apply_transfer = _recording_apply  # sync calls it through the module
 bpy.ops.wm.save_as_mainfile(filepath=os.path.join(project, "edit.blend"))
 for strip, role in ((src, "SOURCE"), (shot, "DESTINATION")):
     editor.active_strip = strip
@@ -49,9 +61,6 @@ def extract(which):
     deadline = time.monotonic() + 300
     while sync._busy("extract") and time.monotonic() < deadline:
         sync.drain(budget=None)
-        for item in st.jobs:
-            if item.job_id.startswith("upload-") and item.message not in out["upload_lines"]:
-                out["upload_lines"].append(item.message)
         time.sleep(0.01)
     jobs = sync.wait_for_jobs("extract", timeout=60)
     return [[j["state"], j["params"]["video"], (j.get("result") or {}).get("faces")] for j in jobs], \
