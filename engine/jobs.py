@@ -155,6 +155,11 @@ class JobRunner:
         with self._lock:
             return [dict(j) for j in sorted(self._jobs.values(), key=lambda j: j["created"], reverse=True)]
 
+    def count(self, *states: str) -> int:
+        """How many jobs are in one of `states` (no copy of the job list: engine.info asks on every call)."""
+        with self._lock:
+            return sum(j["state"] in states for j in self._jobs.values())
+
     def cancel(self, job_id: str) -> dict:
         with self._lock:
             job = self._jobs.get(job_id)

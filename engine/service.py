@@ -60,8 +60,7 @@ class EngineService:
 
     def load(self) -> dict:
         """How busy this engine is, for the add-on's engine list: jobs running and waiting."""
-        states = [job["state"] for job in self.jobs.list()]
-        return {"running": sum(s in ("running", "paused") for s in states), "queued": states.count("queued")}
+        return {"running": self.jobs.count("running", "paused"), "queued": self.jobs.count("queued")}
 
     def _job_changed(self, job: dict) -> None:
         self.server.broadcast({"event": "job", "job": job})
