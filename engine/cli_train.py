@@ -32,6 +32,8 @@ def add_train_parser(sub) -> None:
     t.add_argument("--minutes", type=float, help="stop after this long")
     t.add_argument("--resolution", type=int)
     t.add_argument("--batch-size", type=int)
+    t.add_argument("--holdout", type=float, help="share of each faceset's last faces never trained on, for "
+                                                  "`evaluate --model` (chosen on the first run, e.g. 0.05)")
     e = sub.add_parser("export-dfm", help="write a trained model as a DeepFaceLab .dfm (ONNX) file")
     e.add_argument("--workspace", required=True)
     e.add_argument("--model", required=True)
@@ -62,6 +64,7 @@ def train_params(args: argparse.Namespace) -> tuple[str, dict]:
         params["preset"] = args.preset
     for key, value in (("iterations", args.iterations), ("resolution", args.resolution),
                        ("batch_size", args.batch_size), ("phase", args.phase),
+                       ("holdout", args.holdout),
                        ("max_seconds", args.minutes * 60 if args.minutes else None)):
         if value is not None:
             params[key] = value

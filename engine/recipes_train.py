@@ -30,7 +30,8 @@ def check_name(value, what: str) -> str:
     return value
 
 
-def load_samples(ws: Workspace, faceset: str, face_type: str | None = None, max_size: int | None = None):
+def load_samples(ws: Workspace, faceset: str, face_type: str | None = None, max_size: int | None = None,
+                 exclude: frozenset[int] | set[int] = frozenset()):
     """A faceset's chosen faces and their landmarks in crop pixels, as the trainer takes them.
 
     With a `face_type` narrower than the faceset's, each crop is re-cut from the stored one (from
@@ -38,11 +39,12 @@ def load_samples(ws: Workspace, faceset: str, face_type: str | None = None, max_
     model needs, so a 512 px faceset does not fill memory for a 64 px model. When any face has a
     drawn, learned or imported mask, every face brings its mask (the hull where it has none). Each
     face's yaw comes along, so training can spread its batches evenly over poses (uniform_yaw).
+    Faces in `exclude` (held back for the quality report, engine/holdout.py) are left out.
     """
     from .train.samples import FaceSamples
 
     fs = ws.facesets.get(faceset)
-    records = ws.facesets.faces(faceset)
+    records = [r for r in ws.facesets.faces(faceset) if r.id not in exclude]
     if not records:
         raise EngineError("no_faces", f"faceset {faceset!r} is empty; extract faces into it first")
     stored, kind = fs["size"], face_type or fs["face_type"]
@@ -110,10 +112,13 @@ def _train(ws: Workspace, params: dict, ctx: JobContext, pretrain: bool) -> dict
     from .train.distributed import is_main_process
     from .train.loop import train_pair  # torch loads only when a job needs it
 
+    from .holdout import check_share, held_back
+
     params = dict(params)
     model = check_name(params.pop("model", None), "model")
     source = check_name(params.pop("source", None), "source")
     destination = params.pop("destination", None)
+    share = check_share(params.pop("holdout", 0.0))
     settings = train_settings(params, pretrain)
     if destination is None and settings.pretrain:
         destination = source  # pretraining learns faces in general: one faceset feeds both sides
@@ -121,8 +126,12 @@ def _train(ws: Workspace, params: dict, ctx: JobContext, pretrain: bool) -> dict
     if not settings.face_type:  # the model remembers its crop, so merging cuts the same one
         settings = dataclasses.replace(settings, face_type=ws.facesets.get(source)["face_type"])
     work = settings.resolution  # the sampler shrinks to this anyway: larger crops only cost memory
-    src = load_samples(ws, source, settings.face_type, work)
-    dst = src if destination == source else load_samples(ws, destination, settings.face_type, work)
+    held = held_back(ws, ws.model_dir(model), source, destination, share)
+    skip_src = frozenset(held["source"]["faces"]) if held and held["source"]["faceset"] == source else frozenset()
+    skip_dst = frozenset(held["destination"]["faces"]) if held and held["destination"]["faceset"] == destination \
+        else frozenset()
+    src = load_samples(ws, source, settings.face_type, work, skip_src)
+    dst = src if destination == source else load_samples(ws, destination, settings.face_type, work, skip_dst)
     what = "pretraining" if settings.pretrain else "training"
     ctx.report(0.0, f"{what} on {len(src.images)} source and {len(dst.images)} destination faces")
     result = train_pair(src, dst, ws.model_dir(model), settings, ctx.report, ctx.should_stop,
