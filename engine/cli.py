@@ -1,5 +1,5 @@
 """Service layer: the engine's command line (`python -m engine ...`): serve, extract, train, export-dfm,
-merge, bench, faceset, mask."""
+merge, evaluate, bench, faceset, mask."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from .cli_bench import add_bench_parser, run_bench
+from .cli_evaluate import add_evaluate_parser, run_evaluate
 from .cli_farm import add_farm_parser, run_farm
 from .cli_masks import add_mask_parser, run_mask
 from .cli_merge import add_merge_parser, run_merge
@@ -235,11 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_merge_parser(sub)
     add_farm_parser(sub)
 
-    b = sub.add_parser("bench", help="run benchmarks and print medians against a reference")
-    b.add_argument("name", nargs="?", default="all")
-    b.add_argument("--seconds", type=float, default=10.0)
-    for flag in ("--workspace", "--model", "--faceset", "--video"):  # flicker: measure a real shot
-        b.add_argument(flag, help="bench flicker: a trained shot to measure instead of a quick one")
+    add_bench_parser(sub)
+    add_evaluate_parser(sub)
 
     _faceset_parser(sub)
     add_mask_parser(sub)
@@ -263,10 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "farm-merge":
             return run_farm(args)
         if args.command == "bench":
-            from .bench import run_benchmarks
-
-            shot = {k: getattr(args, k) for k in ("workspace", "model", "faceset", "video") if getattr(args, k)}
-            return run_benchmarks(args.name, args.seconds, shot)
+            return run_bench(args)
+        if args.command == "evaluate":
+            return run_evaluate(args)
         if args.command == "faceset":
             return _faceset(args)
         if args.command == "mask":

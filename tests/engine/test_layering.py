@@ -1,5 +1,6 @@
 """Dependencies point one way: engine never imports addon; only the server and CLI touch bridge;
-a stage never reaches into another stage."""
+a stage never reaches into another stage; the quality report (engine/evaluate) composes stages
+like a benchmark does, and is used by the service layer, never the other way round."""
 
 import ast
 from pathlib import Path
@@ -43,4 +44,9 @@ def test_engine_layering():
             if stage in STAGES | {"models", "geometry", "media", "colour"} and top[0] == "engine" and len(top) > 1 \
                     and top[1] in ("service", "cli", "recipes", "jobs"):
                 problems.append(f"{rel} imports the service layer ({name})")
+            if stage == "evaluate" and top[0] == "engine" and len(top) > 1 \
+                    and top[1] in ("service", "cli", "recipes", "jobs", "bench"):
+                problems.append(f"{rel} imports the service layer ({name}): the report is called by it")
+            if stage in STAGES | {"models", "geometry", "media", "colour"} and name.startswith("engine.evaluate"):
+                problems.append(f"{rel} imports the quality report ({name}): it measures stages, not the reverse")
     assert not problems, "\n".join(problems)
