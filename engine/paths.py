@@ -45,6 +45,8 @@ JOB_PATHS: dict[str, dict[str, str | None]] = {
     "export_faceset": {"output": ""},
     "export_dfm": {"output": "exports"},  # a bare file name lands in <workspace>/exports
     "train": {}, "pretrain": {}, "mask_train": {}, "mask_apply": {},
+    # the report reads models/<model> and the source faceset by name (checked by its recipe)
+    "evaluate": {"source_video": "", "destination": "", "result": "", "output": "", "model": NAME},
 }
 
 

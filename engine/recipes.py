@@ -11,6 +11,7 @@ from pathlib import Path
 from .errors import EngineError
 from .faces.extract import ExtractParams, extract_faces
 from .jobs import JobContext
+from .recipes_evaluate import EVALUATE_STAGES
 from .recipes_masks import MASK_STAGES
 from .recipes_train import TRAIN_STAGES
 from .service_args import settings
@@ -66,4 +67,4 @@ def _pick(params: dict, required: tuple[str, ...], optional: dict) -> dict:
 
 
 STAGES = {"extract": extract, "merge": merge, "import_faceset": import_faceset, "export_faceset": export_faceset,
-          **TRAIN_STAGES, **MASK_STAGES}
+          **TRAIN_STAGES, **MASK_STAGES, **EVALUATE_STAGES}
