@@ -1,24 +1,30 @@
 """Service layer: `python -m engine bench [name]`, figures with a reference measured in the same run.
 
 These machines are noisy, so every figure is the median of several runs, printed with min and max,
-next to a reference (pure decode speed, or fp32 training speed) and the ratio to it (engine/benchstats.py).
+next to a reference measured in the same run (decode speed, the bf16 convolution peak, a raw loopback
+copy, the destination's own flicker, raw landmark jitter) and the ratio to it (engine/benchstats.py).
+Each bench's result carries a "headline" in one shape (figure, reference, ratio); the run ends with
+a table of them and a JSON record that `bench compare` reads (engine/bench_record.py).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import statistics
 import tempfile
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Callable
 
+from . import bench_record
 from .bench_bridge import bench_bridge
 from .bench_load import bench_load
-from .benchstats import decode_rate, measure, scaled_clip
+from .benchstats import brief, decode_rate, headline, measure, scaled_clip, summary
 
 RUNS = 3
 
@@ -305,24 +311,183 @@ def bench_occlusion(seconds: float) -> dict:
 
 
 BENCHMARKS: dict[str, Callable[[float], dict]] = {
-    "extract": bench_extract, "jitter": bench_jitter, "recall": bench_recall, "train": bench_train,
+    "extraction": bench_extract, "jitter": bench_jitter, "recall": bench_recall, "training": bench_train,
     "merge": bench_merge, "flicker": bench_flicker, "preview": bench_preview, "mask-temporal": bench_mask_temporal,
     "occlusion": bench_occlusion,
     "bridge": bench_bridge,
     "load": bench_load,
 }
+ALIASES = {"extract": "extraction", "train": "training"}  # the names before the issue named them
 
 
-def run_benchmarks(name: str, seconds: float, shot: dict | None = None) -> int:
-    """`shot` (workspace, model, faceset, video) points bench flicker at a real trained shot."""
-    names = list(BENCHMARKS) if name == "all" else [name]
-    unknown = [n for n in names if n not in BENCHMARKS]
-    if unknown:
-        print(f"unknown benchmark {unknown[0]!r}; choose from: all, {', '.join(BENCHMARKS)}")
+# Headlines: the one figure each bench leads with, its same-run reference and the ratio -----------------
+
+def _finite(values) -> list[float]:
+    return [float(v) for v in values if v is not None and math.isfinite(v)]
+
+
+def _over(values) -> dict | None:
+    """summary of the finite values (over clips or windows rather than runs), None if there are none."""
+    values = _finite(values)
+    return summary(values) if values else None
+
+
+def _ratio(figure: dict | None, reference: dict | None) -> float | None:
+    if not figure or not reference or not reference["median"]:
+        return None
+    return figure["median"] / reference["median"]
+
+
+def _figure_headline(name: str, r: dict, unit: str, **notes) -> dict:
+    """The shape the extraction and merge benches already have: figure, reference, ratio."""
+    return headline(name, unit, r["figure"], {"unit": unit, **r["reference"]}, r["ratio"], **notes)
+
+
+def _headline_extraction(r: dict) -> dict:
+    clip = next(iter(r))  # the first clip: the real 720p one when ../shared is here
+    return _figure_headline(f"extraction {clip}", r[clip], "frames/s", ratio_of="extraction / decoding alone")
+
+
+def _headline_training(r: dict) -> dict:
+    preset, p = next(iter(r["presets"].items()))  # quick: the preset the issue's figures use
+    peak = {"name": "bf16 conv peak", "unit": "GFLOP/s", **brief(p["peak_flops_per_s"], 1e-9)}
+    return headline(f"training {preset}", "samples/s", p["samples_per_s"], peak, p["ratio_to_peak"]["median"],
+                    ratio_of="the step's counted FLOP/s / the peak (median of paired runs)")
+
+
+def _headline_merge(r: dict) -> dict:
+    return _figure_headline(f"merge {r['size']}", r, "frames/s", ratio_of="merge / decode + H.264 encode")
+
+
+def _headline_bridge(r: dict) -> dict:
+    return headline("bridge upload", "MB/s", r["upload"], r["reference"], r["upload_ratio"],
+                    ratio_of="upload through the bridge / raw loopback copy")
+
+
+def _headline_flicker(r: dict) -> dict:
+    unit = "mean |F_t - F_t-1| in the face"
+    own = {"name": "destination's own", "unit": unit, **summary([r["reference"]["value"]])}
+    return headline("flicker merged", unit, summary([r["figure"]]), own, r["ratio"], better="lower",
+                    ratio_of="merged / untouched destination (1.0: no flicker added; target <= 1.2)")
+
+
+def _headline_jitter(r: dict) -> dict:
+    rows, unit = r["clips"], "% of face size per frame"
+    raw = _over(row["raw"] for row in rows)
+    ratios = _finite(row["ratio"] for row in rows)
+    return headline("jitter steadied", unit, _over(row["smoothed"] for row in rows),
+                    raw and {"name": "raw landmarks", "unit": unit, **raw},
+                    statistics.median(ratios) if ratios else None, better="lower",
+                    ratio_of="steadied / raw (median over clips)", over=f"{len(rows)} clips")
+
+
+def _headline_recall(r: dict) -> dict:
+    return headline("recall", "% of frames with a face", _over(100 * row["recall"] for row in r["clips"]),
+                    over=f"{len(r['clips'])} clips")
+
+
+def _headline_preview(r: dict) -> dict:
+    return headline("preview scrubbing", "ms", r["sequential"]["ms"], better="lower")
+
+
+def _headline_mask_temporal(r: dict) -> dict:
+    rows, unit = r["clips"], "px of mask edge per frame"
+    figure = _over(row["steadied"]["change_smoothed_px"] for row in rows)
+    plain = _over(row["steadied"]["change_none_px"] for row in rows)
+    ratios = _finite(row["steadied"]["change_smoothed_px"] / row["steadied"]["change_none_px"] for row in rows
+                     if row["steadied"]["change_none_px"])
+    reference = plain and {"name": "no smoothing", "unit": unit, **plain}
+    return headline("mask edge change, smoothed", unit, figure, reference,
+                    statistics.median(ratios) if ratios else None, better="lower",
+                    ratio_of="smoothed / unsmoothed (median over clips)", over=f"{len(rows)} clips")
+
+
+def _headline_occlusion(r: dict) -> dict:
+    if "skipped" in r:
+        return headline("learned mask IoU", "IoU", None, skipped=r["skipped"])
+    learned = summary([d["seen_people"]["learned_iou"] for d in r["details"]])
+    hull = summary([d["seen_people"]["hull_iou"] for d in r["details"]])
+    return headline("learned mask IoU", "IoU", learned, {"name": "landmark hull", "unit": "IoU", **hull},
+                    _ratio(learned, hull), ratio_of="learned / hull")
+
+
+def _headline_load(r: dict) -> dict:
+    unit = "iterations/s"
+    base = {"name": "no clients", "unit": unit, **summary([b["train_rate"] for b in r["baselines"]])}
+    paced = r["paced"]
+    return headline(f"training under {r['clients']} polling clients", unit, summary([paced["train_rate"]]), base,
+                    paced["train_rate"] / paced["train_baseline"] if paced["train_baseline"] else None,
+                    ratio_of="under load / the baselines either side")
+
+
+HEADLINES: dict[str, Callable[[dict], dict]] = {
+    "extraction": _headline_extraction, "training": _headline_training, "merge": _headline_merge,
+    "bridge": _headline_bridge, "flicker": _headline_flicker, "jitter": _headline_jitter,
+    "recall": _headline_recall, "preview": _headline_preview, "mask-temporal": _headline_mask_temporal,
+    "occlusion": _headline_occlusion, "load": _headline_load,
+}
+
+
+def headline_of(name: str, result: dict) -> dict:
+    """The bench's headline; a bench without its own reads the common figure/reference/ratio shape."""
+    if name in HEADLINES:
+        return HEADLINES[name](result)
+    figure, reference = result.get("figure"), result.get("reference")
+    whole = lambda d: isinstance(d, dict) and all(k in d for k in ("median", "min", "max"))  # noqa: E731
+    unit = result.get("unit", "")
+    return headline(name, unit, figure if whole(figure) else None,
+                    {"unit": unit, **reference} if whole(reference) and "name" in reference else None,
+                    result.get("ratio") if isinstance(result.get("ratio"), (int, float)) else None)
+
+
+def resolve(name: str) -> list[str] | None:
+    """The benches a command-line name runs: every one for "all", None for an unknown name."""
+    if name == "all":
+        return list(BENCHMARKS)
+    name = ALIASES.get(name, name)
+    return [name] if name in BENCHMARKS else None
+
+
+def run_one(name: str, seconds: float, shot: dict | None = None) -> dict:
+    """One bench's full result with its "headline". A bench that fails gives {"error": ...} and a
+    headline without a figure, so one broken bench does not lose the others' hour of figures; a
+    headline that cannot be read off a result keeps the result."""
+    try:
+        result = BENCHMARKS[name](seconds, **shot) if shot and name == "flicker" else BENCHMARKS[name](seconds)
+    except Exception as exc:  # noqa: BLE001 - reported in the record, the table and the exit code
+        traceback.print_exc()
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+        return {**result, "headline": headline(name, "", None, error=result["error"])}
+    try:
+        h = headline_of(name, result)
+    except (KeyError, TypeError, ValueError, StopIteration, ZeroDivisionError) as exc:
+        traceback.print_exc()
+        h = headline(name, "", None, error=f"no headline: {type(exc).__name__}: {exc}")
+    return {**result, "headline": h}
+
+
+def run_benchmarks(name: str, seconds: float, shot: dict | None = None, record: str | Path | None = None,
+                   write: bool = True) -> int:
+    """Run one bench (by name or alias) or all; print each result, the end table, and write the
+    JSON record (engine/bench_record.py) after every bench, to `record` or bench_records/ under the
+    current folder. `shot` (workspace, model, faceset, video) points bench flicker at a real trained
+    shot. Exit code: 0, 1 when a bench failed, 2 for an unknown name."""
+    names = resolve(name)
+    if names is None:
+        print(f"unknown benchmark {name!r}; choose from: all, {', '.join(BENCHMARKS)} "
+              f"(aliases: {', '.join(f'{a} = {n}' for a, n in ALIASES.items())}), or compare OLD.json NEW.json")
         return 2
-    results = {}
+    rec = bench_record.new_record({"bench": name, "benches": names, "seconds": seconds, "runs": RUNS,
+                                   "shot": shot or None})
+    path = Path(record) if record else bench_record.default_path(rec)
     for n in names:
-        results[n] = r = BENCHMARKS[n](seconds, **shot) if shot and n == "flicker" else BENCHMARKS[n](seconds)
-        print(f"{n}: {json.dumps(r, default=float)}")
-    Path("bench_results.json").write_text(json.dumps(results, indent=2, default=float))
-    return 0
+        result = run_one(n, seconds, shot)
+        bench_record.add_result(rec, n, result)
+        print(f"{n}: {json.dumps(result, default=float)}", flush=True)
+        if write:
+            bench_record.write_record(rec, path)
+    print()
+    print(bench_record.table(rec["headlines"]))
+    if write:
+        print(f"\nrecord: {path}")
+    return 1 if any("error" in rec["results"][n] for n in names) else 0

@@ -24,7 +24,7 @@ from pathlib import Path
 from bridge import BridgeClient
 from bridge.transfer import download_files, file_hash, upload_file
 
-from .benchstats import measure, summary
+from .benchstats import measure, p99, summary
 
 RUNS = 3
 FILE_MB = 200      # at the default 10 s; a shorter --seconds scales it (and the call count) down
@@ -84,10 +84,9 @@ def _latency(client: BridgeClient, calls: int) -> dict:
         start = time.perf_counter()
         client.call("engine.info")
         times.append((time.perf_counter() - start) * 1000)
-    ordered = sorted(times)
     stats = summary(times)
     del stats["values"]  # thousands of numbers say less than their percentiles
-    return {**stats, "p99": ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))], "unit": "ms"}
+    return {**stats, "p99": p99(sorted(times)), "unit": "ms"}
 
 
 def bench_bridge(seconds: float) -> dict:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bridge import BridgeClient, BridgeError
 
-from .benchstats import summary
+from .benchstats import p99, summary
 
 CLIENTS = 32
 RATE = 10.0  # requests/s per client when paced: a Blender add-on polls at most this often
@@ -93,7 +93,7 @@ def generate(port: int, token: str, job_id: str, clients: int, rate: float, seco
     ordered = sorted(latencies) or [float("nan")]
     lat = summary(ordered)
     del lat["values"]  # tens of thousands of numbers say less than their percentiles
-    lat["p99"] = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    lat["p99"] = p99(ordered)
     lat["mean"] = statistics.fmean(ordered)
     return {"requests": len(latencies), "requests_per_s": len(latencies) / seconds, "latency_ms": lat,
             "failed": sum(failed.values()), "failed_by_code": failed,

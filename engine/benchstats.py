@@ -1,7 +1,9 @@
 """Shared piece: what every benchmark reports and measures against.
 
 - summary/measure: the median of several runs with min, max and p90 (these machines are noisy,
-  so one run says little), the run count and the values themselves;
+  so one run says little), the run count and the values themselves; percentile (p99 of latencies);
+- headline: the one figure each bench leads with, in one shape for all of them (the end table and
+  `bench compare` read only these);
 - decode_rate: the reference pass over a clip, decoding alone or decoding and H.264-encoding again;
 - scaled_clip: a clip enlarged to a bigger frame size (stretched, or as a square inset on a blurred
   copy of itself), for benches that need 1080p from the small real clips in ../shared.
@@ -27,9 +29,45 @@ def summary(values: Iterable[float]) -> dict[str, Any]:
     if not values:
         raise ValueError("a benchmark summary needs at least one run")
     ordered = sorted(values)
-    p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
-    return {"median": statistics.median(values), "min": ordered[0], "max": ordered[-1], "p90": p90,
-            "runs": len(values), "values": values}
+    return {"median": statistics.median(values), "min": ordered[0], "max": ordered[-1],
+            "p90": percentile(ordered, 0.9), "runs": len(values), "values": values}
+
+
+def percentile(ordered: list[float], share: float) -> float:
+    """The value `share` (0..1) of the way up the already sorted values: the nearest rank, no
+    interpolation, so it is always a measured value."""
+    if not ordered:
+        raise ValueError("a percentile needs at least one value")
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def p99(ordered: list[float]) -> float:
+    """The 99th percentile of sorted latencies: the slow tail a user meets once a hundred calls."""
+    return percentile(ordered, 0.99)
+
+
+def brief(figure: dict[str, Any], scale: float = 1.0) -> dict[str, Any]:
+    """A summary's median, min, max and run count (times `scale`, for a change of unit): what a
+    headline keeps of it; the bench's own result keeps everything."""
+    return {"median": figure["median"] * scale, "min": figure["min"] * scale, "max": figure["max"] * scale,
+            "runs": figure.get("runs", 1)}
+
+
+def headline(name: str, unit: str, figure: dict[str, Any] | None, reference: dict[str, Any] | None = None,
+             ratio: float | None = None, better: str = "higher", **notes: Any) -> dict[str, Any]:
+    """The uniform headline of one bench.
+
+    figure: a summary (see brief) in `unit`, None when the bench measured nothing (skipped, failed);
+    reference: {"name", "unit", median, min, max, runs} measured in the same run, or None where the
+    bench has none; ratio: figure against reference as the bench defines it (the figure that
+    survives a noisy or different machine); better: "higher" or "lower", which way is an improvement.
+    `notes` (what the ratio means, why a figure is missing) are kept beside them."""
+    if better not in ("higher", "lower"):
+        raise ValueError(f"better must be 'higher' or 'lower', not {better!r}")
+    return {"name": name, "unit": unit, "figure": None if figure is None else brief(figure),
+            "reference": None if reference is None else {"name": reference["name"], "unit": reference["unit"],
+                                                         **brief(reference)},
+            "ratio": None if ratio is None or ratio != ratio else float(ratio), "better": better, **notes}
 
 
 def measure(fn: Callable[[], float], runs: int) -> dict[str, Any]:
