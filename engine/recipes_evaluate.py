@@ -28,8 +28,10 @@ def evaluate(ws: Workspace, params: dict, ctx: JobContext) -> dict:
         ws.facesets.get(p.source_faceset)  # not_found before the long pass
     if p.model is not None:
         check_plain_name(p.model, "model")
-        if not ws.model_dir(p.model).is_dir():
-            raise EngineError("not_found", f"no model named {p.model!r} in this workspace")
+        from .models.checkpoint import has_checkpoint  # torch loads only for a report with a model
+
+        if not has_checkpoint(ws.model_dir(p.model)):  # refused now, not after the long pass
+            raise EngineError("not_found", f"no trained model named {p.model!r} in this workspace")
     output = Path(p.output) if p.output else ws.root / "reports" / ctx.job_id
     return run_report(replace(p, output=str(output)), ws, ctx.report, ctx.should_stop)
 

@@ -128,6 +128,7 @@ def evaluate(params: EvaluateParams, ws=None, report_progress: Progress = lambda
     report_progress(0.97, "summary sheet")
     from .sheet import summary_sheet
 
+    report["seconds"] = round(time.monotonic() - started, 3)  # the sheet shows it: the time to measure
     sheet = summary_sheet(report, samples, out_dir / "summary.png")
     report["seconds"] = round(time.monotonic() - started, 3)
     path = out_dir / "report.json"
@@ -229,11 +230,11 @@ def _measure(shot: Shot, identity: bool, samples: int, should_stop, progress) ->
         counts["result"] += r is not None
         counts["both"] += d is not None and r is not None
         mask = matte if matte is not None and matte.any() else _hull(d, dst.shape)
-        region = mask > 0 if mask is not None else None
+        region = mask > 0 if mask is not None else np.zeros(dst.shape[:2], bool)  # no face: the step is skipped
         per_frame.append({
             "frame": index, "identity": None,
             "expression": expression_row(d, r) if d is not None and r is not None else None,
-            "flicker": flicker.step(index, dst, res, region) if region is not None else None,
+            "flicker": flicker.step(index, dst, res, region),
             "seams": seam_row(dst, res, mask, _face_size(d, mask)) if mask is not None else None,
         })
         observed.append((d, r))
@@ -258,7 +259,7 @@ def _identity(passed: dict, source_embeddings, identity: bool) -> dict:
 
     if not identity:
         return {"available": False, "reason": "the identity extra is not installed "
-                                              "(pip install 'swapline-engine[identity]')"}
+                                              "(pip install 'swapline[identity]')"}
     source_ref = identity_reference(source_embeddings) if source_embeddings is not None else None
     if source_ref is None:
         return {"available": False, "reason": "no face of the source person could be measured"}
