@@ -19,7 +19,6 @@ import numpy as np
 
 from engine.errors import EngineError
 from engine.files import atomic_write
-from engine.evaluate.types import HEADLINE_KEYS
 
 WIDTH = 1600
 MARGIN = 24
@@ -38,43 +37,27 @@ SOURCE = (190, 110, 250)  # pink: the source identity
 GREEN, AMBER, RED = (110, 200, 90), (40, 190, 245), (80, 80, 235)
 EXTRA = (120, 220, 230)  # a third series (pitch)
 
-# The rough guide behind each card's dot: (good, fair) bounds and which way is better. A guide for
-# the eye, not a verdict: dlib calls two faces the same person below 0.6; 2.3 dE is about the
-# smallest colour step people notice; a ratio of 1 means "as the destination itself was".
-RATINGS = {
-    "closer_to_source": ("high", 0.9, 0.6),
-    "identity_to_source": ("low", 0.6, 0.7),
-    "identity_to_destination": ("high", 0.6, 0.5),
-    "landmark_distance": ("low", 0.05, 0.10),
-    "yaw_difference": ("low", 3.0, 6.0),
-    "pitch_difference": ("low", 3.0, 6.0),
-    "roll_difference": ("low", 3.0, 6.0),
-    "flicker_ratio": ("low", 1.25, 2.0),
-    "seam_gradient_ratio": ("near1", 1.25, 1.6),
-    "ssim_source_held_back": ("high", 0.8, 0.6),
-    "ssim_destination_held_back": ("high", 0.8, 0.6),
-    "faces_found": ("high", 0.95, 0.8),
-}
-
-# headline key -> (card label, unit, group); groups share a stripe colour on the cards
+# headline key -> (card label, unit, group, rough guide behind the card's dot: which way is better,
+# the good and the fair bound). A guide for the eye, not a verdict: dlib calls two faces the same
+# person below 0.6; 2.3 dE is about the smallest colour step people notice, so the swap's seam is
+# judged by how much it adds to the destination's own step; a ratio of 1 is "as the destination was".
 CARDS = {
-    "closer_to_source": ("closer to source", "%", "identity"),
-    "identity_to_source": ("distance to source", "", "identity"),
-    "identity_to_destination": ("distance to dest.", "", "identity"),
-    "faces_found": ("faces found", "%", "identity"),
-    "landmark_distance": ("landmark distance", "IOD", "expression"),
-    "yaw_difference": ("yaw difference", "deg", "expression"),
-    "pitch_difference": ("pitch difference", "deg", "expression"),
-    "roll_difference": ("roll difference", "deg", "expression"),
-    "flicker_ratio": ("flicker ratio", "x", "stability"),
-    "seam_colour": ("seam colour step", "dE", "stability"),
-    "seam_colour_destination": ("seam colour (dest.)", "dE", "stability"),
-    "seam_gradient_ratio": ("seam gradient ratio", "x", "stability"),
-    "ssim_source_held_back": ("SSIM source unseen", "", "reconstruction"),
-    "ssim_destination_held_back": ("SSIM dest. unseen", "", "reconstruction"),
+    "closer_to_source": ("closer to source", "%", "identity", ("high", 0.9, 0.6)),
+    "identity_to_source": ("distance to source", "", "identity", ("low", 0.6, 0.7)),
+    "identity_to_destination": ("distance to dest.", "", "identity", ("high", 0.6, 0.5)),
+    "faces_found": ("faces found", "%", "identity", ("high", 0.95, 0.8)),
+    "landmark_distance": ("landmark distance", "IOD", "expression", ("low", 0.05, 0.10)),
+    "yaw_difference": ("yaw difference", "deg", "expression", ("low", 3.0, 6.0)),
+    "pitch_difference": ("pitch difference", "deg", "expression", ("low", 3.0, 6.0)),
+    "roll_difference": ("roll difference", "deg", "expression", ("low", 3.0, 6.0)),
+    "flicker_ratio": ("flicker ratio", "x", "stability", ("low", 1.25, 2.0)),
+    "seam_colour": ("seam colour step", "dE", "stability", ("added", 2.3, 5.0)),
+    "seam_colour_destination": ("seam colour (dest.)", "dE", "stability", None),
+    "seam_gradient_ratio": ("seam gradient ratio", "x", "stability", ("near1", 1.25, 1.6)),
+    "ssim_source_held_back": ("SSIM source unseen", "", "reconstruction", ("high", 0.8, 0.6)),
+    "ssim_destination_held_back": ("SSIM dest. unseen", "", "reconstruction", ("high", 0.8, 0.6)),
 }
 GROUP_COLOURS = {"identity": SOURCE, "expression": EXTRA, "stability": RESULT, "reconstruction": GREEN}
-assert set(CARDS) == set(HEADLINE_KEYS), "every headline figure needs a card"
 
 
 @dataclass
@@ -184,18 +167,17 @@ def _number(value, unit: str = "", decimals: int | None = None) -> str:
 
 
 def _rating(key: str, value, headline: dict) -> tuple[int, int, int] | None:
-    if value is None or not math.isfinite(float(value)):
+    """The card's dot colour by CARDS' rough guide; None where there is nothing to judge by."""
+    guide = CARDS.get(key, ("", "", "", None))[3]
+    if guide is None or value is None or not math.isfinite(float(value)):
         return None
-    if key == "seam_colour":  # judged against the destination's own step at the same border
+    way, good, fair = guide
+    v = float(value)
+    if way == "added":  # judged against the destination's own step at the same border
         base = headline.get("seam_colour_destination")
         if base is None:
             return None
-        excess = float(value) - float(base)
-        return GREEN if excess <= 2.3 else AMBER if excess <= 5.0 else RED
-    if key not in RATINGS:
-        return None
-    way, good, fair = RATINGS[key]
-    v = float(value)
+        v -= float(base)
     if way == "near1":
         v = max(v, 1 / v) if v > 0 else math.inf
     if way == "high":
@@ -221,7 +203,8 @@ def _draw_header(image: np.ndarray, report: dict) -> int:
     first, count = frames.get("first"), frames.get("count")
     span = f"frames {first}-{first + count - 1} ({count})" if first is not None and count else "no frames"
     when = str(report.get("created") or "")[:19].replace("T", " ")
-    took = f"   {report['seconds']:.0f} s" if isinstance(report.get("seconds"), (int, float)) else ""
+    seconds = report.get("seconds")
+    took = f"   {seconds:.0f} s" if isinstance(seconds, (int, float)) and seconds > 0 else ""
     right = f"{span}   {when} UTC{took}" if when else span
     _text(image, right, (WIDTH - MARGIN - _width(right, 0.55), 44), 0.55, DIM)
     # the inputs on one line; a long path loses its middle (its end names the file) before the others shrink
@@ -267,12 +250,12 @@ def _card_note(key: str, report: dict) -> str:
     if key == "seam_gradient_ratio":
         return "1.00 = as the destination"
     if key.startswith("ssim_"):
-        side = (metrics.get("reconstruction") or {}).get(key.split("_")[1]) or {}
-        seen = (side.get("seen") or {}).get("ssim") or {}
-        held = side.get("held_back") or {}
-        if seen.get("median") is None:
-            return "no held-back faces" if not held.get("faces") else ""
-        return f"seen: {_number(seen['median'])} ({held.get('faces', 0)} unseen)"
+        recon = metrics.get("reconstruction") or {}
+        side = recon.get(key.split("_")[1]) or {}
+        seen = ((side.get("seen") or {}).get("ssim") or {}).get("median")
+        if seen is None:
+            return recon.get("reason") or side.get("reason") or "no held-back faces"
+        return f"seen: {_number(seen)} ({(side.get('held_back') or {}).get('faces', 0)} unseen)"
     return ""
 
 
@@ -281,7 +264,7 @@ def _draw_cards(image: np.ndarray, report: dict, y: int) -> int:
     per_row, gap, h = 7, 12, 104
     w = (WIDTH - 2 * MARGIN - (per_row - 1) * gap) // per_row
     for i, key in enumerate(CARDS):
-        label, unit, group = CARDS[key]
+        label, unit, group, _ = CARDS[key]
         x0, y0 = MARGIN + (i % per_row) * (w + gap), y + (i // per_row) * (h + gap)
         cv2.rectangle(image, (x0, y0), (x0 + w, y0 + h), PANEL, -1)
         cv2.rectangle(image, (x0, y0), (x0 + w, y0 + 3), GROUP_COLOURS[group], -1)
@@ -336,10 +319,12 @@ def _frame_lines(row: dict | None) -> list[tuple[str, str]]:
                   if exp else "n/a (no face in one of the frames)"))
     lines.append(("pose diff", "  ".join(f"{k} {_number(exp.get(k), 'deg')}" for k in ("yaw", "pitch", "roll"))
                   if exp else "n/a"))
-    lines.append(("flicker", f"swapped {_number(fl.get('result'), decimals=2)}, destination {_number(fl.get('destination'), decimals=2)}"
+    lines.append(("flicker", f"swapped {_number(fl.get('result'), decimals=2)}, "
+                             f"destination {_number(fl.get('destination'), decimals=2)}"
                   if fl else "n/a (first frame, cut or gap)"))
-    lines.append(("seam", f"colour {_number(sm.get('colour'), 'dE')} (dest. {_number(sm.get('colour_destination'), 'dE')}),"
-                          f" gradient {_number(sm.get('gradient_ratio'), 'x')}" if sm else "n/a"))
+    lines.append(("seam", f"colour {_number(sm.get('colour'), 'dE')} "
+                          f"(dest. {_number(sm.get('colour_destination'), 'dE')}), "
+                          f"gradient {_number(sm.get('gradient_ratio'), 'x')}" if sm else "n/a"))
     return lines
 
 

@@ -156,3 +156,7 @@ def test_series_split_at_missing_values_and_skipped_frames():
     rows = [{"frame": 0, "seams": {"colour": 1.0}}, {"frame": 1, "seams": None}, {"frame": 2, "seams": {"colour": 2.0}}]
     runs = sheet._series(rows, sheet.Series("seams", "colour", "x", (0, 0, 0)))
     assert [[int(f) for f, _ in run] for run in runs] == [[0], [2]]
+
+
+def test_every_headline_figure_has_a_card():
+    assert list(sheet.CARDS) != [] and set(sheet.CARDS) == set(HEADLINE_KEYS)
