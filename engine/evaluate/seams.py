@@ -106,7 +106,10 @@ def seam_row(destination_bgr: np.ndarray, result_bgr: np.ndarray, mask_u8: np.nd
              face_size: float) -> dict | None:
     """The seam figures of one frame: {"colour", "colour_destination" (delta E), "gradient",
     "gradient_destination" (L per pixel), "gradient_ratio", "width" (band px), "sectors" (measured)};
-    None when the mask is empty, covers the whole frame, or no sector has pixels on both sides."""
+    None when the mask is empty, covers the whole frame, or no sector has pixels on both sides.
+    The border is the mask's half-way line (uint8 0..255 from 128, float 0..1 from 0.5, or bool):
+    for a feathered matte, the middle of its fade. `face_size` (frame px, e.g. the face box's longer
+    side) sets the bands' width."""
     if destination_bgr.shape != result_bgr.shape or destination_bgr.ndim != 3:
         raise EngineError("bad_request", f"seams: the result frame is {result_bgr.shape[1::-1]}, "
                                          f"the destination's {destination_bgr.shape[1::-1]} (BGR frames of one size)")

@@ -8,6 +8,8 @@ import pytest
 from engine.errors import EngineError
 from engine.evaluate.seams import border_mask, seam_row, seam_summary
 from engine.evaluate.temporal import CutDetector, FlickerMeter, ratio
+from engine.geometry.align import FACE_TYPES, template_points
+from engine.geometry.hull import feather, hull_mask
 from engine.media.decode import iter_frames
 
 OBAMA = "styletalk__samples_source_video_video_Obama_clip1.mp4"
@@ -163,6 +165,22 @@ def test_pasted_patch_with_a_colour_offset_shows_a_seam(shared_clip):
     blended = seam_row(frame, _offset(frame, soft, (-12, 8, 20)), mask, face_size=160)
     assert blended["gradient_ratio"] < row["gradient_ratio"] - 0.3
     assert blended["colour"] < row["colour"]
+
+
+def test_another_face_pasted_through_a_feathered_hull(shared_clip):
+    """A merge-like paste: another person's face blended in through the feathered face hull,
+    measured at the matte the merge would have used (its half-way line)."""
+    destination = _frames(shared_clip(OBAMA), 1, start=30)[0]
+    other = _frames(shared_clip(NOEM), 1, start=30)[0]
+    landmarks = template_points(destination.shape[0], FACE_TYPES["full"])
+    matte = feather(hull_mask(landmarks, destination.shape[:2]), 4, 4)
+    result = (destination * (1 - matte[..., None]) + other * matte[..., None]).astype(np.uint8)
+    face_size = float(np.ptp(landmarks[:, 0]))
+    row = seam_row(destination, result, (matte * 255).astype(np.uint8), face_size)
+    assert row["colour"] > row["colour_destination"] + 5
+    assert row["gradient_ratio"] > 1.5
+    untouched = seam_row(destination, destination, matte, face_size)  # the float matte as it is
+    assert untouched["gradient_ratio"] == 1.0 and untouched["colour"] == untouched["colour_destination"]
 
 
 def test_sectors_keep_opposite_mismatches_from_cancelling(monkeypatch):
