@@ -1,0 +1,100 @@
+"""Evaluate in the add-on: after a merge, the quality report runs as an engine job on the shot's merge,
+never blocking Blender (a timer drain follows it); its sheet lands as an image and its headline
+figures on the shot, drawn in the Quality panel. Against a recording link (every path of the drain),
+then end to end against a real engine on a tiny trained model."""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+HEADLINE = {"closer_to_source": 0.875, "identity_to_source": 0.512, "identity_to_destination": 0.734,
+            "landmark_distance": 0.0412, "yaw_difference": 2.14, "pitch_difference": 1.3, "roll_difference": 0.81,
+            "flicker_ratio": 1.12, "seam_colour": 3.21, "seam_colour_destination": 2.9, "seam_gradient_ratio": 1.05,
+            "ssim_source_held_back": None, "ssim_destination_held_back": 0.6912, "faces_found": 1.0}
+
+
+def _sheet(folder: Path, size=(320, 200)) -> None:
+    image = np.zeros((size[1], size[0], 3), np.uint8)
+    image[:, : size[0] // 2] = (40, 160, 220)
+    cv2.imwrite(str(folder / "summary.png"), image)
+    (folder / "report.json").write_text(json.dumps({"schema": 1, "headline": HEADLINE}))
+
+
+def test_evaluate_with_a_recording_link(run_scenario, tiny_clips, tmp_path):
+    from engine.evaluate.types import HEADLINE_KEYS
+
+    _sheet(tmp_path)
+    out = run_scenario("evaluate_addon", tiny_clips["a"], tmp_path, json.dumps(HEADLINE), timeout=120)
+    assert out["problems"] == [], out["problems"]
+    assert ["swapline.evaluate", {}] in out["first_draw"]
+    result, error = out["no_merge_op"]
+    assert result is None and "has no merge result: press Merge Shot first" in error
+
+    # the face layer's merge job is unknown to the engine: nothing sent, failed with why
+    assert out["unknown"] == [["FINISHED"], ["FAILED", "No merge m1 on this engine: press Merge Shot first", ""]]
+    # a merge still running: Evaluate waits for it (one evaluation at a time), then sends
+    assert out["waiting"] == [["FINISHED"], ["WAITING", "Waiting for the merge to finish…", ""], []]
+    assert out["again_while_waiting"][0] is None and "being evaluated already" in out["again_while_waiting"][1]
+    assert "Waiting for the merge to finish…" in out["waiting_draw"]["labels"]
+    op, args, tag = out["sent"]
+    params = args["params"]
+    assert op == "job.start" and args["kind"] == "evaluate"
+    # the merge's own paths (as the engine knows them), the model, the model's training source faceset
+    assert params["destination"] == "/engine/side/shot.mp4" and params["result"] == str(tmp_path / "merge")
+    assert params["model"] == "m" and params["source_faceset"] == "src"
+    assert params["output"].startswith("reports/Scene_Shot_") and len(params["output"]) == len("reports/Scene_Shot_") + 8
+    assert set(params) == {"destination", "result", "model", "source_faceset", "output"}
+    assert tag["purpose"] == "evaluate" and tag["kind"] == "evaluate" and tag["label"] == "Evaluate Shot"
+    assert out["after_send"] == ["RUNNING", "Sent to the engine", ""]
+
+    # followed through the job list: queued, running (progress bar and cancel), done
+    assert out["queued"] == ["RUNNING", "queued", "e1"] and out["running"] == ["RUNNING", "frame 4/10", "e1"]
+    assert "progress" in out["running_draw"]["calls"] and "frame 4/10" in out["running_draw"]["labels"]
+    assert out["running_draw"]["cancel"] == [{"job_id": "e1", "kind": "evaluate"}]
+    done = out["done"]
+    assert done["state"] == ["DONE", "", "e1"] and out["changed"] == 1
+    assert done["sheet"] == str(tmp_path / "ws" / params["output"] / "summary.png")
+    assert done["report"].endswith("report.json")
+    assert done["image"] == "Swapline evaluation Shot" and done["size"] == [320, 200] and done["preview"]
+    assert done["headline"] == HEADLINE and done["merge_job"] == "m1"
+    assert "swapline.evaluate_open" in out["done_draw"]["operators"]
+    assert out["open"] == ["FINISHED"] and out["open_shows"] == ["Swapline evaluation Shot"], "Open Sheet shows it"
+
+    # the panel shows every headline figure of the report, each once; missing ones read n/a
+    assert sorted(out["figure_keys"]) == sorted(HEADLINE_KEYS)
+    lines = dict(map(tuple, out["figure_lines"]))
+    assert lines["Closer to source"] == "88 % of frames"
+    assert lines["Identity distance"] == "source 0.51 · destination 0.73 (same person < 0.6)"
+    assert lines["Landmarks"] == "0.041 × eye distance"
+    assert lines["Pose difference"] == "yaw 2.1° · pitch 1.3° · roll 0.8°"
+    assert lines["Flicker"] == "1.12 × the shot's own" and lines["Seam colour"] == "ΔE 3.2 (shot 2.9)"
+    assert lines["SSIM held back"] == "source n/a · destination 0.691" and lines["Faces found"] == "100 %"
+    labels = out["done_draw"]["labels"]
+    assert all(label in labels and text in labels for label, text in lines.items())
+    assert all("n/a" in text for _, text in out["empty_lines"])
+    assert out["timer_after_done"] and out["timer_tick"] is None, "the timer ends once nothing is under way"
+    assert out["stale_draw"], "a newer merge on the shot is pointed out"
+
+    # remote engine: its output folder comes down into <blend>_swapline/results/<job id> first, once
+    state, download = out["fetching"]
+    assert state == ["FETCHING", "Downloading the report…", "e2"]
+    assert download[:3] == ["e2", "evaluate", "Evaluate Shot"] and download[3].startswith("/remote/ws/reports/")
+    assert download[4] == out["remote_done"]["local"] and download[4].endswith("results/e2")
+    assert out["one_download"] == 1
+    remote = out["remote_done"]
+    assert remote["state"] == ["DONE", "", "e2"] and remote["sheet"] == str(Path(remote["local"]) / "summary.png")
+    assert remote["flicker"] == 2.5 and remote["image"] == "Swapline evaluation Shot"
+    assert out["download_failed"] == ["FAILED", "Could not fetch the report: disk full", "e3"]
+
+    # failures end the evaluation with why
+    assert out["job_failed"] == ["FAILED", "no face in the shot", "e4"]
+    assert out["refused"][0] == "FAILED" and "unknown param 'x'" in out["refused"][1]
+    assert out["failed_draw"]
+
+    # saved with the file; an evaluation under way is followed again after loading
+    assert out["reloaded"] == {"state": "RUNNING", "headline": True, "image": True, "timer": True}
