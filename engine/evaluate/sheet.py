@@ -346,7 +346,8 @@ def _draw_samples(image: np.ndarray, report: dict, samples: list[dict], y: int) 
             crop = _fit(sample.get(key), frame)
             if crop is None:
                 cv2.rectangle(image, (x, y), (x + CROP - 1, y + CROP - 1), PANEL, -1)
-                _text(image, "no face", (x + (CROP - _width("no face", 0.6)) // 2, y + CROP // 2), 0.6, DIM)
+                gone = "no source face" if key == "source" else "no face found"
+                _text(image, gone, (x + (CROP - _width(gone, 0.6)) // 2, y + CROP // 2), 0.6, DIM)
             else:
                 image[y:y + CROP, x:x + CROP] = crop
         _text(image, f"#{n}  frame {frame}", (text_x, y + 32), 0.85, TEXT, 2, font=BOLD)
@@ -467,17 +468,22 @@ def _draw_plot(panel: np.ndarray, plot: Plot, rows: list[dict], sample_frames: l
         if frame is not None and x_lo <= frame <= x_hi:
             fx = round(px(frame, 0)[0])
             _dashed(panel, (fx, ay0), (fx, ay1), AXIS, 3)
-            _text(panel, f"#{n}", (fx + 3, ay0 + 12), 0.4, DIM)
+            tag = f"#{n}"
+            tx = fx + 3 if fx + 3 + _width(tag, 0.4) < w - 2 else fx - 3 - _width(tag, 0.4)
+            _text(panel, tag, (tx, ay0 + 12), 0.4, DIM)
     if plot.reference:
         ry = round(px(x_lo, plot.reference[0])[1])
         _dashed(panel, (ax0, ry), (ax1, ry), DIM)
-    for s in plot.series:
+    # the first series (the swap's own figure) goes on top and thinnest, so where it equals the
+    # destination's the wider line beneath still shows as an edge around it
+    for k, s in reversed(list(enumerate(plot.series))):
         for run in runs[s.label]:
             pts = np.array([px(f, v) for f, v in run]) * 16  # 4 fractional bits: smooth anti-aliased lines
             if len(run) == 1:
-                cv2.circle(panel, tuple(int(v) for v in pts[0]), 3 * 16, s.colour, -1, cv2.LINE_AA, 4)
+                cv2.circle(panel, tuple(int(v) for v in pts[0]), (3 + k) * 16, s.colour, -1, cv2.LINE_AA, 4)
             else:
-                cv2.polylines(panel, [np.round(pts).astype(np.int32)], False, s.colour, 2, cv2.LINE_AA, 4)
+                cv2.polylines(panel, [np.round(pts).astype(np.int32)], False, s.colour, 2 + (k > 0),
+                              cv2.LINE_AA, 4)
     if not values:
         msg = missing
         _text(panel, msg, (max(ax0 + 8, (ax0 + ax1 - _width(msg, 0.55)) // 2), (ay0 + ay1) // 2), 0.55, DIM,
