@@ -68,7 +68,7 @@ def _run_here(params: dict) -> int:
     from .evaluate.report import EvaluateParams, evaluate
     from .service_args import settings
 
-    show = _progress_printer()
+    show = _progress_printer(sys.stderr)  # the stream of now (a caller may have redirected it)
     state = {"progress": 0.0, "message": "starting", "state": "running"}
 
     def progress(value: float, message: str = "", stats: dict | None = None) -> None:
