@@ -14,7 +14,8 @@ def add_bench_parser(sub) -> None:
                    help="all (default), extraction, training, merge, bridge, flicker, jitter, recall, preview, "
                         "mask-temporal, occlusion, load; or compare")
     b.add_argument("records", nargs="*", help="bench compare: the OLD and the NEW record")
-    b.add_argument("--seconds", type=float, default=10.0)
+    b.add_argument("--seconds", type=float, default=10.0,
+                   help="how long each bench measures (its windows, file sizes and quick model scale with it)")
     b.add_argument("--record", help="where the run's JSON record goes "
                                     "(default bench_records/<UTC time>-<commit>.json under the current folder)")
     b.add_argument("--no-record", action="store_true", help="print the figures only")
