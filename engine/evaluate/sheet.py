@@ -130,12 +130,10 @@ def render_sheet(report: dict, samples: list[dict]) -> np.ndarray:
     return image
 
 
-# ---- text ---------------------------------------------------------------------------------------
-
 def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float = 0.5,
           colour=TEXT, thickness: int = 1, max_width: int = 0, font: int = FONT) -> int:
     """Anti-aliased text, elided with "..." to fit max_width; returns the width drawn."""
-    text = _ascii(text)
+    text = str(text).encode("ascii", "replace").decode("ascii")  # Hershey fonts draw ASCII only
     if max_width > 0 and _width(text, scale, thickness, font) > max_width:
         while len(text) > 1 and _width(text + "...", scale, thickness, font) > max_width:
             text = text[:-1]
@@ -146,10 +144,6 @@ def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float = 
 
 def _width(text: str, scale: float, thickness: int = 1, font: int = FONT) -> int:
     return cv2.getTextSize(text, font, scale, thickness)[0][0]
-
-
-def _ascii(text: str) -> str:
-    return str(text).encode("ascii", "replace").decode("ascii")
 
 
 def _number(value, unit: str = "", decimals: int | None = None) -> str:
@@ -185,15 +179,13 @@ def _rating(key: str, value, headline: dict) -> tuple[int, int, int] | None:
     return GREEN if v <= good else AMBER if v <= fair else RED
 
 
-# ---- header and cards ---------------------------------------------------------------------------
-
 def _draw_header(image: np.ndarray, report: dict) -> int:
     _text(image, "Swapline quality report", (MARGIN, 44), 1.1, TEXT, 2, font=BOLD)
     inputs = report.get("inputs") or {}
     frames = report.get("frames") or {}
     source = inputs.get("source") or {}
     src = source.get("name") or Path(str(source.get("path") or "?")).name
-    src = f"{source.get('kind', 'source')} {src}" + (f" ({source['faces']} faces)" if source.get("faces") else "")
+    src = f"{source.get('kind', '')} {src}".strip() + (f" ({source['faces']} faces)" if source.get("faces") else "")
     result = inputs.get("result") or {}
     res = f"{result.get('kind', '')} {Path(str(result.get('path') or '?')).name}".strip()
     parts = [f"source: {src}", f"destination: {Path(str(inputs.get('destination') or '?')).name}",
@@ -270,16 +262,14 @@ def _draw_cards(image: np.ndarray, report: dict, y: int) -> int:
         cv2.rectangle(image, (x0, y0), (x0 + w, y0 + 3), GROUP_COLOURS[group], -1)
         _text(image, label, (x0 + 12, y0 + 26), 0.5, DIM, max_width=w - 36)
         value = headline.get(key)
-        _text(image, _number(value, unit), (x0 + 12, y0 + 64), 0.95, TEXT if value is not None else DIM, 2,
-              max_width=w - 24)
+        figure = _number(value, unit)
+        _text(image, figure, (x0 + 12, y0 + 64), 0.95, DIM if figure == "n/a" else TEXT, 2, max_width=w - 24)
         _text(image, _card_note(key, report), (x0 + 12, y0 + 90), 0.42, DIM, max_width=w - 24)
         dot = _rating(key, value, headline)
         if dot is not None:
             cv2.circle(image, (x0 + w - 16, y0 + 20), 7, dot, -1, cv2.LINE_AA)
     return y + 2 * (h + gap)
 
-
-# ---- samples ------------------------------------------------------------------------------------
 
 def _fit(crop, frame) -> np.ndarray | None:
     """A crop as a CROP x CROP BGR square (letterboxed if it is not square)."""
@@ -358,8 +348,6 @@ def _draw_samples(image: np.ndarray, report: dict, samples: list[dict], y: int) 
         y += CROP + 16
     return y
 
-
-# ---- plots --------------------------------------------------------------------------------------
 
 def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     """Round tick values (1, 2, 2.5, 5 x 10^n steps) covering lo..hi."""
@@ -485,9 +473,9 @@ def _draw_plot(panel: np.ndarray, plot: Plot, rows: list[dict], sample_frames: l
                 cv2.polylines(panel, [np.round(pts).astype(np.int32)], False, s.colour, 2 + (k > 0),
                               cv2.LINE_AA, 4)
     if not values:
-        msg = missing
-        _text(panel, msg, (max(ax0 + 8, (ax0 + ax1 - _width(msg, 0.55)) // 2), (ay0 + ay1) // 2), 0.55, DIM,
-              max_width=ax1 - ax0 - 16)
+        mx, my = max(ax0 + 8, (ax0 + ax1 - _width(missing, 0.55)) // 2), (ay0 + ay1) // 2 - 20
+        cv2.rectangle(panel, (mx - 8, my - 20), (min(ax1 - 4, mx + _width(missing, 0.55) + 8), my + 10), PANEL, -1)
+        _text(panel, missing, (mx, my), 0.55, DIM, max_width=ax1 - ax0 - 16)
 
 
 def _vertical_label(panel: np.ndarray, text: str, x: int, cy: int) -> None:
