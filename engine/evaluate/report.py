@@ -93,9 +93,11 @@ def evaluate(params: EvaluateParams, ws=None, report_progress: Progress = lambda
     identity = identity_available()
     report_progress(0.0, "the source person")
     source = _source(params, ws, identity, should_stop)
+    report_progress(0.1, f"frame 0/{len(shot.frames)}")
     passed = _measure(shot, identity, params.samples, should_stop,
                       lambda p, m: report_progress(0.1 + 0.75 * p, m))
-    metrics = {"identity": _identity(passed, source["embeddings"], identity), **passed["metrics"]}
+    identity_figures, identity_rows = _identity(passed["observed"], source["embeddings"], identity)
+    metrics = {"identity": identity_figures, **passed["metrics"]}
     if params.model:
         from .reconstruct import reconstruction
 
@@ -106,7 +108,7 @@ def evaluate(params: EvaluateParams, ws=None, report_progress: Progress = lambda
     if should_stop():
         raise Cancelled()
     per_frame = passed["per_frame"]
-    for row, identity_row in zip(per_frame, passed["identity_rows"]):
+    for row, identity_row in zip(per_frame, identity_rows):
         row["identity"] = identity_row
     counts = passed["counts"]
     report = _plain({
@@ -246,33 +248,33 @@ def _measure(shot: Shot, identity: bool, samples: int, should_stop, progress) ->
     if not counts["frames"]:
         raise EngineError("bad_media", f"no frame of {shot.result_path.name} could be read with the destination's")
     return {"per_frame": per_frame, "observed": observed, "samples": crops, "counts": counts,
-            "identity_rows": [None] * len(per_frame),
             "metrics": {"expression": expression_summary([row["expression"] for row in per_frame]),
                         "flicker": flicker.summary(),
                         "seams": seam_summary([row["seams"] for row in per_frame])}}
 
 
-def _identity(passed: dict, source_embeddings, identity: bool) -> dict:
-    """The identity summary; fills passed["identity_rows"]. The destination's identity is the mean of
-    its own faces in the frames judged; their distance to the source is the context figure."""
+def _identity(observed: list, source_embeddings, identity: bool) -> tuple[dict, list]:
+    """The identity summary and per-frame rows of the (destination, result) observations. The
+    destination's identity is the mean of its own faces in the frames judged; their distance to the
+    source is the context figure."""
     from .identity import identity_reference, identity_row, identity_summary
 
+    none = [None] * len(observed)
     if not identity:
         return {"available": False, "reason": "the identity extra is not installed "
-                                              "(pip install 'swapline[identity]')"}
+                                              "(pip install 'swapline[identity]')"}, none
     source_ref = identity_reference(source_embeddings) if source_embeddings is not None else None
     if source_ref is None:
-        return {"available": False, "reason": "no face of the source person could be measured"}
-    destinations = [d.embedding for d, _ in passed["observed"] if d is not None and d.embedding is not None]
+        return {"available": False, "reason": "no face of the source person could be measured"}, none
+    destinations = [d.embedding for d, _ in observed if d is not None and d.embedding is not None]
     destination_ref = identity_reference(np.stack(destinations)) if destinations else None
     if destination_ref is None:
-        return {"available": False, "reason": "no face of the destination could be measured"}
-    rows = [identity_row(r, source_ref, destination_ref) if r is not None else None for _, r in passed["observed"]]
-    passed["identity_rows"] = rows
+        return {"available": False, "reason": "no face of the destination could be measured"}, none
+    rows = [identity_row(r, source_ref, destination_ref) for _, r in observed]
     baseline = [row["to_source"] for row in
-                (identity_row(d, source_ref, destination_ref) for d, _ in passed["observed"] if d is not None)
+                (identity_row(d, source_ref, destination_ref) for d, _ in observed)
                 if row is not None]
-    return identity_summary(rows, baseline)
+    return identity_summary(rows, baseline), rows
 
 
 def _hull(face: FaceObservation | None, shape) -> np.ndarray | None:

@@ -200,7 +200,7 @@ def test_the_untouched_destination_judged_as_its_own_swap(shared_clip, fast_iden
         assert h["closer_to_source"] is None and "identity extra" in report["metrics"]["identity"]["reason"]
     sheet = cv2.imread(out["sheet"])
     assert sheet is not None and sheet.shape[1] >= 1200
-    assert [m for _, m in seen if m.startswith("frame")] == [f"frame {i}/6" for i in range(1, 7)]
+    assert [m for _, m in seen if m.startswith("frame")] == [f"frame {i}/6" for i in range(7)]
     assert [p for p, _ in seen] == sorted(p for p, _ in seen) and seen[-1][0] == 1.0
 
 
