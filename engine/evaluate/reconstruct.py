@@ -127,7 +127,8 @@ def reconstruction(ws, model: str, should_stop: Callable[[], bool] = lambda: Fal
     bf16 = native_bf16(where)
     settings = state.get("settings") or {}
     size = config.resolution
-    result: dict = {"available": True, "resolution": size, "share": held.get("share")}
+    result: dict = {"available": True, "resolution": size, "face_type": settings.get("face_type"),
+                    "share": held.get("share")}
     for side in SIDES:
         name = held[side]["faceset"]
         try:
@@ -136,8 +137,7 @@ def reconstruction(ws, model: str, should_stop: Callable[[], bool] = lambda: Fal
             none = {"ssim": aggregate([]), "faces": 0}
             result[side] = {"faceset": name, "reason": exc.message, "held_back": none, "seen": dict(none)}
             continue
-        face_type = settings.get("face_type") or fs["face_type"]
-        result["face_type"] = face_type
+        face_type = result["face_type"] = settings.get("face_type") or fs["face_type"]  # train's own fallback
         figures = {"faceset": name}
         for part, records in (("held_back", held_faces), ("seen", seen_faces)):
             images, landmarks, kept = model_crops(records, fs["size"], fs["face_type"], face_type, size)
