@@ -1,0 +1,66 @@
+"""Evaluate end to end against a real local engine: Merge Shot with the tiny model, then Evaluate; the
+engine's evaluate job runs while the drain is driven here (timers never fire in bpy-module runs),
+each main-thread step timed; its sheet lands as an image and its headline on the shot."""
+
+import json
+import sys
+import time
+
+import bpy
+
+import _blender
+import _layout
+
+clip, workspace = sys.argv[1], sys.argv[2]
+sync = _blender.enable()
+ev = _blender.submodule("evaluate_operators")
+panel = _blender.submodule("evaluate_panel")
+scene = _blender.new_scene(fps=12)
+editor = scene.sequence_editor
+shot = editor.strips.new_movie(name="Shot", filepath=clip, channel=2, frame_start=1)
+shot.swapline_role = "DESTINATION"
+editor.active_strip = shot
+settings = scene.swapline
+settings.workspace = workspace
+settings.model, settings.source_faceset, settings.destination_faceset = "m", "src", "dst"
+scene.render.resolution_x, scene.render.resolution_y = shot.elements[0].orig_width, shot.elements[0].orig_height
+wm = bpy.context.window_manager
+out = {}
+
+bpy.ops.swapline.connect()
+sync.wait_for_connection(timeout=180)
+out["merge"] = sorted(bpy.ops.swapline.merge_shot())
+[merged] = sync.wait_for_jobs("merge", timeout=400)
+out["merged"] = {k: merged[k] for k in ("state", "result", "error")}
+
+steps = []  # seconds of each main-thread step: the operator, then every drain
+t = time.monotonic()
+out["evaluate"] = sorted(bpy.ops.swapline.evaluate())
+steps.append(time.monotonic() - t)
+evaluation = editor.strips_all["Shot"].swapline_evaluation
+states, t0 = [], time.monotonic()
+while evaluation.state in ev.PENDING and time.monotonic() - t0 < 400:
+    t = time.monotonic()
+    sync.drain()  # the timer's own budget
+    ev.drain()
+    steps.append(time.monotonic() - t)
+    if not states or states[-1] != evaluation.state:
+        states.append(evaluation.state)
+    time.sleep(0.02)
+out["evaluate_s"] = time.monotonic() - t0
+out["states"] = states
+out["steps"] = {"count": len(steps), "max_s": max(steps), "operator_s": steps[0]}
+job = next(j for j in sync.jobs("evaluate") if j["id"] == evaluation.job_id) if evaluation.job_id else None
+image = bpy.data.images.get(evaluation.image)
+out["evaluation"] = {"state": evaluation.state, "message": evaluation.message, "sheet": evaluation.sheet,
+                     "report": evaluation.report, "headline": json.loads(evaluation.headline or "{}"),
+                     "image": evaluation.image, "size": list(image.size) if image else None,
+                     "merge_job": evaluation.merge_job}
+out["job"] = {k: job[k] for k in ("state", "params", "result", "error")} if job else None
+out["merge_id"] = merged["id"]
+recording = _layout.Recording().draw(panel.SEQUENCER_PT_swapline_quality)
+out["draw"] = {"problems": recording.problems, "labels": recording.labels}
+out["last_error"] = wm.swapline.last_error
+bpy.ops.swapline.disconnect()
+sync.drain(budget=None)
+_blender.emit(**out)
