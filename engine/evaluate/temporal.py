@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ..errors import EngineError
+from ..faces.cuts import CutDetector
 from ..faces.track import TrackSettings
 from ..merge.temporal import flicker
 from .types import aggregate
@@ -26,40 +27,11 @@ from .types import aggregate
 UNIT = "mean |F_t - F_t-1| in the face region (0..255)"
 
 
-class CutDetector:
-    """Says whether a frame starts a new shot: the thumbnail's layout and its colour histogram
-    both change (the face tracker's test, engine/faces/track.py, with its thresholds: fast camera
-    motion or a light change alters only one of the two)."""
-
-    def __init__(self, settings: TrackSettings = TrackSettings()) -> None:
-        self.layout_change = settings.cut_threshold
-        self.colour_change = settings.cut_colour_change
-        self._previous: tuple[np.ndarray, np.ndarray] | None = None
-
-    def reset(self) -> None:
-        """Forget the previous frame (after a gap: the next frame is compared with nothing)."""
-        self._previous = None
-
-    def step(self, frame_bgr: np.ndarray) -> bool:
-        """True when `frame_bgr` is cut from the frame given before it; False for the first frame."""
-        stride = max(1, min(frame_bgr.shape[:2]) // 72)  # a strided view: area-resizing a whole frame is slow
-        small = np.ascontiguousarray(frame_bgr[::stride, ::stride])
-        thumb = cv2.resize(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (32, 18), interpolation=cv2.INTER_AREA)
-        thumb = thumb.astype(np.float32)
-        thumb -= thumb.mean()  # a camera flash brightens the frame without cutting
-        hist = cv2.calcHist([cv2.cvtColor(small, cv2.COLOR_BGR2HSV)], [0, 1], None, [16, 8], [0, 180, 0, 256])
-        cv2.normalize(hist, hist, 1, 0, cv2.NORM_L1)
-        previous, self._previous = self._previous, (thumb, hist)
-        if previous is None or float(np.abs(thumb - previous[0]).mean()) <= self.layout_change:
-            return False
-        return cv2.compareHist(previous[1], hist, cv2.HISTCMP_BHATTACHARYYA) > self.colour_change
-
-
 class FlickerMeter:
     """Streams (destination, result, face region) frames in order and measures each step's flicker."""
 
     def __init__(self) -> None:
-        self._cuts = CutDetector()
+        self._cuts = CutDetector(TrackSettings().cut_threshold, TrackSettings().cut_colour_change)
         self._previous: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
         self.rows: list[dict] = []
 

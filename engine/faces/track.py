@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from .blazeface import BlazeFace, Detection
+from .cuts import CutDetector
 from .landmarks import LandmarkModel, Mesh, region_from_landmarks, region_from_points
 from .smooth import FaceSmoothing, LandmarkSmoother
 
@@ -81,14 +82,14 @@ class FaceTracker:
         self._tracks: list[_Track] = []
         self._next_id = first_track
         self._frames = 0
-        self._thumb: tuple[np.ndarray, np.ndarray] | None = None
+        self._cuts = CutDetector(settings.cut_threshold, settings.cut_colour_change)
         self.detections = 0  # how many frames ran the detector (for progress figures)
 
     def step(self, frame_bgr: np.ndarray, t: float) -> list[TrackedFace]:
         """The faces of the next frame, largest first; `t` is its time in seconds."""
         index = self._frames
         self._frames += 1
-        if self._is_cut(frame_bgr):
+        if self._cuts.step(frame_bgr):
             # across a cut, whoever stands where a face was is someone else: every track ends
             self._tracks = []
         live = [tr for tr in self._tracks if not tr.lost]
@@ -114,22 +115,6 @@ class FaceTracker:
             out.append(TrackedFace(tr.id, tr.box, tr.score, tr.raw, points))
         out.sort(key=lambda f: -f.size)
         return out[: self.s.max_faces]
-
-    def _is_cut(self, frame_bgr: np.ndarray) -> bool:
-        """A cut changes both the picture's layout and its colours; fast camera motion or a light
-        change alters only one of them (measured on clips: talking heads stay under 0.12 of colour
-        change, cuts go over 0.6)."""
-        step = max(1, min(frame_bgr.shape[:2]) // 72)  # a strided view first: area-resizing a whole frame costs 1.4 ms
-        small = frame_bgr[::step, ::step]
-        thumb = cv2.resize(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (32, 18), interpolation=cv2.INTER_AREA)
-        thumb = thumb.astype(np.float32)
-        thumb -= thumb.mean()  # a camera flash brightens the frame without cutting
-        hist = cv2.calcHist([cv2.cvtColor(small, cv2.COLOR_BGR2HSV)], [0, 1], None, [16, 8], [0, 180, 0, 256])
-        cv2.normalize(hist, hist, 1, 0, cv2.NORM_L1)
-        previous, self._thumb = self._thumb, (thumb, hist)
-        if previous is None or float(np.abs(thumb - previous[0]).mean()) <= self.s.cut_threshold:
-            return False
-        return cv2.compareHist(previous[1], hist, cv2.HISTCMP_BHATTACHARYYA) > self.s.cut_colour_change
 
     def _find_new(self, frame_bgr: np.ndarray, index: int, live: list[_Track]) -> None:
         self.detections += 1

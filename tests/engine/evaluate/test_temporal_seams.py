@@ -7,7 +7,8 @@ import pytest
 
 from engine.errors import EngineError
 from engine.evaluate.seams import border_mask, seam_row, seam_summary
-from engine.evaluate.temporal import CutDetector, FlickerMeter, ratio
+from engine.evaluate.temporal import FlickerMeter, ratio
+from engine.faces.cuts import CutDetector
 from engine.geometry.align import FACE_TYPES, template_points
 from engine.geometry.hull import feather, hull_mask
 from engine.media.decode import iter_frames
