@@ -157,6 +157,12 @@ def drain() -> int:
 
 def _advance(scene, shot, evaluation) -> None:
     link = sync.link()
+    if link.state not in (CONNECTING, CONNECTED):
+        if evaluation.state == "WAITING":  # pressed, and the engine could not be reached
+            _fail(evaluation, "The engine is not connected")
+        else:  # the engine keeps the job: followed again once connected (a file loaded, say)
+            _set(evaluation, message="Connect the engine to follow the evaluation")
+        return
     if evaluation.state == "WAITING":
         _send(scene, shot, evaluation, link)
         return
@@ -166,17 +172,15 @@ def _advance(scene, shot, evaluation) -> None:
         if asked or link.state == CONNECTING or (link.state == CONNECTED and _attaching(link)):
             _missing_since.pop(evaluation.output, None)
             return
-        if link.state != CONNECTED:
-            _fail(evaluation, "The engine is not connected: connect it to follow the evaluation")
-        elif time.monotonic() - _missing_since.setdefault(evaluation.output, time.monotonic()) > GRACE:
+        if time.monotonic() - _missing_since.setdefault(evaluation.output, time.monotonic()) > GRACE:
             error = sync.status().last_error
             _fail(evaluation, error if error.startswith(evaluation.label) else
                   f"{evaluation.label}: the engine has no such job (its request failed)")
         return
-    evaluation.job_id = str(job["id"])
+    _set(evaluation, job_id=str(job["id"]))
     state = job.get("state")
     if state in mirror.ACTIVE:
-        evaluation.state, evaluation.message = "RUNNING", str(job.get("message") or state)
+        _set(evaluation, state="RUNNING", message=str(job.get("message") or state))
     elif state != "done":
         error = job.get("error") or {}
         _fail(evaluation, str(error.get("message") or error.get("code") or state))
@@ -192,25 +196,25 @@ def _attaching(link) -> bool:
 
 def _send(scene, shot, evaluation, link) -> None:
     """WAITING: send the job once the engine's jobs are here and the merge is done."""
-    if link.state not in (CONNECTING, CONNECTED):
-        _fail(evaluation, "The engine is not connected")
-        return
     key = f"{scene.name}/{shot.name}"
     if link.state != CONNECTED or _attaching(link):
-        evaluation.message = "Waiting for the engine…"
+        _set(evaluation, message="Waiting for the engine…")
         _missing_since.pop(key, None)
         return
     merge = merge_of(scene, shot, evaluation.merge_job)
-    if merge is None or merge.get("state") not in (*mirror.ACTIVE, "done"):
+    if merge is not None and merge.get("state") not in (*mirror.ACTIVE, "done"):
+        _fail(evaluation, f"The merge {merge['id']} {merge.get('state')}: merge the shot again first")
+        return
+    if merge is None:
         if time.monotonic() - _missing_since.setdefault(key, time.monotonic()) > GRACE:
             _missing_since.pop(key, None)
             what = f"merge {evaluation.merge_job}" if evaluation.merge_job else f"finished merge of '{shot.name}'"
             _fail(evaluation, f"No {what} on this engine: press Merge Shot first")
         return
     _missing_since.pop(key, None)
-    evaluation.merge_job = str(merge["id"])
+    _set(evaluation, merge_job=str(merge["id"]))
     if merge.get("state") != "done":
-        evaluation.message = "Waiting for the merge to finish…"
+        _set(evaluation, message="Waiting for the merge to finish…")
         return
     params = job_params(scene, merge, evaluation.output)
     tag = {"purpose": KIND, "kind": KIND, "label": evaluation.label, "scene": scene.name, "shot": shot.name,
@@ -261,6 +265,13 @@ def _finish(shot, evaluation, result: dict) -> None:
     sync._report("INFO", f"Evaluated '{shot.name}': {sheet}")
 
 
+def _set(evaluation, **values) -> None:
+    """Write only what changed: the drain runs often, and every write of a property redraws."""
+    for name, value in values.items():
+        if getattr(evaluation, name) != value:
+            setattr(evaluation, name, value)
+
+
 def _fail(evaluation, text: str) -> None:
     evaluation.state, evaluation.message = "FAILED", text
     _missing_since.pop(evaluation.output, None)
@@ -291,7 +302,9 @@ def _timer() -> float | None:
         drain()
     except Exception as exc:  # noqa: BLE001 - an exception would drop the timer with evaluations under way
         print(f"Swapline: evaluation drain failed: {exc}")
-    return INTERVAL if any(True for _ in _pending()) else None
+    if not any(True for _ in _pending()):
+        return None
+    return INTERVAL if sync.link().state in (CONNECTING, CONNECTED) else 1.0
 
 
 def start_timer() -> None:
@@ -304,6 +317,10 @@ def _on_load_post(*_args) -> None:
     # a file saved while an evaluation ran: follow it again (the engine keeps the job)
     if any(True for _ in _pending()):
         start_timer()
+    for image in {s.swapline_evaluation.image for scene in bpy.data.scenes for s in strips.all_strips(scene)
+                  if s.type == "MOVIE" and s.swapline_evaluation.image}:
+        if image in bpy.data.images:
+            bpy.data.images[image].preview_ensure()  # the panel's picture of the sheet
 
 
 # Operators ---------------------------------------------------------------------------------------

@@ -36,7 +36,8 @@ FIGURES = (
      lambda v: f"ΔE {_number(v[0], 1)} (shot {_number(v[1], 1)})"),
     ("Seam gradient", ("seam_gradient_ratio",), lambda v: f"{_number(v[0])} × the shot's"),
     ("SSIM held back", ("ssim_source_held_back", "ssim_destination_held_back"),
-     lambda v: f"source {_number(v[0], 3)} · destination {_number(v[1], 3)}"),
+     lambda v: f"source {_number(v[0], 3)} · destination {_number(v[1], 3)}" if v != [None, None] else
+     "n/a (needs a model trained with faces held back)"),
     ("Faces found", ("faces_found",), lambda v: _share(v[0])),
 )
 

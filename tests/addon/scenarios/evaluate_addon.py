@@ -191,6 +191,14 @@ drain()
 out["refused"] = state()
 out["failed_draw"] = [t for t in draw().labels if "unknown param" in t]
 
+# the merge on show failed: said at once
+layer = strips_mod.results_of(scene, shot)[0]
+layer.swapline_job = "m9"
+sync.apply(EL.JobUpdate(job("m9", "merge", "failed", merge_params, error={"code": "internal", "message": "x"})))
+bpy.ops.swapline.evaluate()
+out["merge_failed"] = state()
+layer.swapline_job = "m1"
+
 # saved with the .blend: the outcome stays; one under way is followed again after loading
 bpy.ops.swapline.evaluate()  # RUNNING, sent
 path = os.path.join(folder, "evaluated.blend")
@@ -200,6 +208,9 @@ bpy.ops.wm.open_mainfile(filepath=path)
 e = bpy.context.scene.sequence_editor.strips_all["Shot"].swapline_evaluation
 out["reloaded"] = {"state": e.state, "headline": bool(e.headline), "image": e.image in bpy.data.images,
                    "timer": bpy.app.timers.is_registered(ev._timer)}
-link.state = EL.DISCONNECTED
+link.state = EL.DISCONNECTED  # the evaluation waits for the engine, followed less often
+ev.drain()
+e = bpy.context.scene.sequence_editor.strips_all["Shot"].swapline_evaluation
+out["disconnected"] = [e.state, e.message, ev._timer()]
 _blender.disable()
 _blender.emit(**out)
