@@ -35,7 +35,7 @@ from .types import HEADLINE_KEYS, SCHEMA, FaceObservation
 
 CROP = 256  # side of the sample crops handed to the sheet
 CROP_MARGIN = 1.6  # a sample crop is this many face boxes wide: the mask border shows
-IDENTITY_LIMIT = 64  # source faces (or frames) averaged into the source identity
+IDENTITY_LIMIT = 64  # faces (or frames) averaged into the source and the destination identity
 MAX_SAMPLES = 16
 
 
@@ -212,11 +212,14 @@ def _measure(shot: Shot, identity: bool, samples: int, should_stop, progress) ->
     """The streaming pass: per-frame expression, flicker and seam rows, the observations' embeddings
     (for the identity rows after it) and the sample crops."""
     from .expression import expression_row, expression_summary
-    from .observe import FaceObserver
+    from .observe import FaceObserver, embed_face
     from .seams import seam_row, seam_summary
     from .temporal import FlickerMeter
 
-    destination_faces, result_faces = FaceObserver(identity=identity), FaceObserver(identity=identity)
+    # every swapped face is identified (its own per-frame row); the destination's identity is only
+    # the reference, and a spread sample of its faces gives it at half the cost of a long clip
+    destination_faces, result_faces = FaceObserver(identity=False), FaceObserver(identity=identity)
+    identify = set(_spread(list(shot.frames), IDENTITY_LIMIT)) if identity else set()
     flicker = FlickerMeter()
     wanted = set(_spread(list(shot.frames), samples))
     per_frame, observed, crops = [], [], []
@@ -226,6 +229,8 @@ def _measure(shot: Shot, identity: bool, samples: int, should_stop, progress) ->
         if should_stop():
             raise Cancelled()
         d = destination_faces.step(index, dst)
+        if d is not None and index in identify:
+            d.embedding = embed_face(dst, d.landmarks68)
         r = result_faces.step(index, res, near=d.box if d is not None else None)
         counts["frames"] += 1
         counts["destination"] += d is not None
@@ -255,8 +260,8 @@ def _measure(shot: Shot, identity: bool, samples: int, should_stop, progress) ->
 
 def _identity(observed: list, source_embeddings, identity: bool) -> tuple[dict, list]:
     """The identity summary and per-frame rows of the (destination, result) observations. The
-    destination's identity is the mean of its own faces in the frames judged; their distance to the
-    source is the context figure."""
+    destination's identity is the mean of its own faces in a spread sample of the frames judged;
+    their distance to the source is the context figure."""
     from .identity import identity_reference, identity_row, identity_summary
 
     none = [None] * len(observed)
