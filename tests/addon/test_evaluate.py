@@ -105,28 +105,39 @@ def test_evaluate_with_a_recording_link(run_scenario, tiny_clips, tmp_path):
 
 
 @pytest.mark.skipif(not (REPO / ".venv" / "bin" / "python").is_file(), reason="no .venv with the engine")
-def test_evaluate_a_tiny_merge_against_the_engine(run_scenario, train_tiny_pair, tmp_path):
-    """Last: a real local engine merges the shot with the tiny model and evaluates the merge."""
+@pytest.mark.parametrize("mode", ["local", "remote"])
+def test_evaluate_a_tiny_merge_against_the_engine(run_scenario, train_tiny_pair, tmp_path, mode):
+    """Last: a real engine merges the shot with the tiny model and evaluates the merge; a remote one
+    (loopback `engine serve`) gets the clip uploaded and sends the merge and the report back."""
+    import hashlib
+
     from engine.evaluate.types import HEADLINE_KEYS, SCHEMA
     from engine.media.synthetic import make_clip
 
-    clips, workspace = tmp_path / "clips", tmp_path / "workspace"
+    clips, workspace, project = tmp_path / "clips", tmp_path / "workspace", tmp_path / "project"
     clips.mkdir()
+    project.mkdir()
     source = make_clip("hopper", clips / "hopper.mp4", seconds=1.0, fps=12, size=(320, 240))
     shot = make_clip("astronaut", clips / "shot.mp4", seconds=1.0, fps=12, size=(320, 240), seed=1)
     t = time.monotonic()
     train_tiny_pair(workspace, source, shot)
     trained = time.monotonic() - t
-    out = run_scenario("evaluate_engine", shot, workspace, timeout=600)
-    print(f"tiny model {trained:.0f} s, the add-on's merge and evaluation {time.monotonic() - t - trained:.0f} s")
+    out = run_scenario("evaluate_engine", shot, workspace, mode, project, timeout=600)
+    print(f"{mode}: tiny model {trained:.0f} s, the add-on's merge and evaluation {time.monotonic() - t - trained:.0f} s")
     assert out["merge"] == ["FINISHED"] and out["merged"]["state"] == "done", out["merged"]["error"]
     assert out["evaluate"] == ["FINISHED"]
     evaluation, job = out["evaluation"], out["job"]
     assert evaluation["state"] == "DONE", (evaluation["message"], out["last_error"], out["_output"][-3000:])
-    assert out["states"][0] == "RUNNING" and out["states"][-1] == "DONE"
-    # the job judged the merge the add-on made, with the model and its training source faceset
+    assert out["states"] == (["RUNNING", "DONE"] if mode == "local" else ["RUNNING", "FETCHING", "DONE"])
+    # the job judged the merge the add-on made (as the engine knows its files), with the model and the
+    # faceset it was trained from
     params = job["params"]
-    assert params["result"] == out["merged"]["result"]["directory"] and params["destination"] == str(shot)
+    assert params["result"] == out["merged"]["result"]["directory"]
+    if mode == "local":
+        assert params["destination"] == str(shot)
+    else:  # the clip went up by content hash
+        digest = hashlib.sha256(shot.read_bytes()).hexdigest()
+        assert params["destination"] == str(workspace / "media" / f"{digest}.mp4")
     assert params["model"] == "m" and params["source_faceset"] == "src"
     assert params["output"] == str(workspace / "reports" / Path(params["output"]).name)
     assert evaluation["merge_job"] == out["merge_id"]
@@ -135,15 +146,20 @@ def test_evaluate_a_tiny_merge_against_the_engine(run_scenario, train_tiny_pair,
     print(f"evaluate through the add-on: {out['evaluate_s']:.1f} s, {steps['count']} main-thread steps, longest "
           f"{steps['max_s'] * 1000:.0f} ms (the press {steps['operator_s'] * 1000:.0f} ms)")
     assert steps["operator_s"] < 0.25 and steps["max_s"] < 0.5, steps
-    # the sheet is the job's own, loaded as an image; the headline is the report's
-    assert evaluation["sheet"] == job["result"]["sheet"] and Path(evaluation["sheet"]).is_file()
+    # the sheet is the job's own (a remote engine's: downloaded next to the .blend), loaded as an image
+    if mode == "local":
+        assert evaluation["sheet"] == job["result"]["sheet"]
+    else:
+        assert out["results_folder"] == str(project / "edit_swapline" / "results" / evaluation["job_id"])
+        assert evaluation["sheet"] == str(Path(out["results_folder"]) / "summary.png")
+        assert Path(evaluation["sheet"]).read_bytes() == Path(job["result"]["sheet"]).read_bytes()
     sheet = cv2.imread(evaluation["sheet"])
     assert evaluation["image"] == "Swapline evaluation Shot" and evaluation["size"] == [sheet.shape[1], sheet.shape[0]]
     report = json.loads(Path(evaluation["report"]).read_text())
     assert report["schema"] == SCHEMA and report["inputs"]["model"] == "m"
     assert evaluation["headline"] == report["headline"] == job["result"]["headline"]
     assert set(evaluation["headline"]) == set(HEADLINE_KEYS)
-    assert report["frames"]["count"] == 12 and evaluation["headline"]["faces_found"] is not None
+    assert report["frames"]["count"] == 12
     # 12 iterations make no face a detector finds: the frame figures are there, the face ones n/a
     figures = evaluation["headline"]
     assert 0.0 <= figures["faces_found"] <= 1.0
