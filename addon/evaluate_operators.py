@@ -4,7 +4,7 @@ Evaluate asks the engine for an `evaluate` job on the shot's merge (engine/recip
 model's source faceset, the shot's video and the merge's output folder as the engine knows them
 (the merge job's own params and result, so a remote engine's upload paths too), and the model for
 its held-back reconstruction SSIM. The job writes report.json and summary.png into an output folder
-named here (`reports/<shot>_<token>` in the engine's workspace), which is how a job found in the
+named here (`reports/<scene>_<shot>_<token>` in the engine's workspace), which is how a job found in the
 engine's job list is known to be this shot's evaluation, also after Blender was restarted.
 
 What the shot's evaluation is and what came of it lives on the shot strip (`strip.swapline_evaluation`,
@@ -24,7 +24,7 @@ import uuid
 
 import bpy
 from bpy.app.handlers import persistent
-from bpy.props import EnumProperty, FloatProperty, PointerProperty, StringProperty
+from bpy.props import EnumProperty, PointerProperty, StringProperty
 
 from . import live_preview, mask_editor, mirror, remote_results, strips, sync
 from .engine_link import CONNECTED, CONNECTING
@@ -58,15 +58,10 @@ class SwaplineEvaluation(bpy.types.PropertyGroup):
     output: StringProperty(description="The output folder named in the request (workspace-relative)")
     label: StringProperty()
     message: StringProperty()
-    requested: FloatProperty(description="time.time() of the press")
     sheet: StringProperty(subtype="FILE_PATH", description="summary.png on this machine")
     report: StringProperty(subtype="FILE_PATH", description="report.json on this machine")
     image: StringProperty(description="The sheet's image datablock")
     headline: StringProperty(description="The report's headline figures (JSON)")
-
-
-def evaluation_of(shot):
-    return shot.swapline_evaluation
 
 
 def headline(evaluation) -> dict:
@@ -354,7 +349,7 @@ class SWAPLINE_OT_evaluate(bpy.types.Operator):
         # a merge of the shot still running is the one to evaluate (once done), else the one on show
         evaluation.merge_job = merging[-1] if merging else layer.swapline_job if layer is not None else ""
         evaluation.output = f"reports/{_safe(scene.name)}_{_safe(shot.name)}_{uuid.uuid4().hex[:8]}"
-        evaluation.label, evaluation.requested = f"Evaluate {shot.name}", time.time()
+        evaluation.label = f"Evaluate {shot.name}"
         drain()  # sends at once when the engine is connected and the merge done
         start_timer()
         self.report({"INFO"}, f"Evaluating '{shot.name}'")
