@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from engine.errors import EngineError
-from engine.evaluate import sheet
+from engine.evaluate import canvas, plots, sheet
 from engine.evaluate.types import HEADLINE_KEYS, SCHEMA, aggregate
 
 FRAMES = 120
@@ -54,8 +54,8 @@ def _samples() -> list[dict]:
 def _plot_origin(image_height: int, index: int, samples: int) -> tuple[int, int]:
     """Top-left of plot `index` on the sheet (mirrors render_sheet's layout)."""
     y = 96 + 2 * (104 + 12) + 12 + (66 + samples * (sheet.CROP + 16) if samples else 0) + 12
-    w = (sheet.WIDTH - 3 * sheet.MARGIN) // 2
-    return sheet.MARGIN + (index % 2) * (w + sheet.MARGIN), y + (index // 2) * (sheet.PLOT_H + sheet.MARGIN)
+    w = (canvas.WIDTH - 3 * canvas.MARGIN) // 2
+    return canvas.MARGIN + (index % 2) * (w + canvas.MARGIN), y + (index // 2) * (plots.PLOT_H + canvas.MARGIN)
 
 
 def _near(image: np.ndarray, colour, tol: int = 40) -> np.ndarray:
@@ -65,28 +65,28 @@ def _near(image: np.ndarray, colour, tol: int = 40) -> np.ndarray:
 def test_sheet_writes_a_readable_png(tmp_path):
     path = sheet.summary_sheet(_report(), _samples(), tmp_path / "out" / "summary.png")
     image = cv2.imread(str(path))
-    assert image is not None and image.shape[1] == sheet.WIDTH and image.shape[0] > 1500
+    assert image is not None and image.shape[1] == canvas.WIDTH and image.shape[0] > 1500
     assert [p.name for p in path.parent.iterdir()] == ["summary.png"]  # written atomically: no temp left
     # the sample rows hold the crops, resized to one size (the first destination crop was 256 px of noise)
     y0 = 96 + 2 * (104 + 12) + 12 + 66
-    x_dst = sheet.MARGIN + sheet.CROP + 8
+    x_dst = canvas.MARGIN + sheet.CROP + 8
     assert image[y0:y0 + sheet.CROP, x_dst:x_dst + sheet.CROP].std() > 50
     # the second sample has no source: a placeholder panel, not noise
     y1 = y0 + sheet.CROP + 16
-    assert image[y1 + 10:y1 + 100, sheet.MARGIN + 10:sheet.MARGIN + 100].std() < 5
+    assert image[y1 + 10:y1 + 100, canvas.MARGIN + 10:canvas.MARGIN + 100].std() < 5
 
 
 def test_plots_draw_their_series_and_leave_gaps(tmp_path):
     full = sheet.render_sheet(_report(), _samples())
     empty = sheet.render_sheet(_report(per_frame=False), _samples())
     assert full.shape == empty.shape
-    w = (sheet.WIDTH - 3 * sheet.MARGIN) // 2
-    for i, plot in enumerate(sheet.PLOTS):
+    w = (canvas.WIDTH - 3 * canvas.MARGIN) // 2
+    for i, plot in enumerate(plots.PLOTS):
         x0, y0 = _plot_origin(full.shape[0], i, 2)
-        a = full[y0:y0 + sheet.PLOT_H, x0:x0 + w]
-        b = empty[y0:y0 + sheet.PLOT_H, x0:x0 + w]
+        a = full[y0:y0 + plots.PLOT_H, x0:x0 + w]
+        b = empty[y0:y0 + plots.PLOT_H, x0:x0 + w]
         assert (a != b).any(axis=-1).sum() > 500, plot.title  # the lines are there
-        area = a[68:sheet.PLOT_H - 44, 74:w - 18]  # the plot area inside the axes
+        area = a[68:plots.PLOT_H - 44, 74:w - 18]  # the plot area inside the axes
         colour = plot.series[0].colour
         assert _near(area, colour).sum() > 200, plot.title
         # frames 10..129 map onto the area's width; the gap (frames 60..79) holds none of the series' colour
@@ -101,16 +101,16 @@ def test_plots_draw_their_series_and_leave_gaps(tmp_path):
 def test_missing_identity_says_why_instead_of_plotting():
     image = sheet.render_sheet(_report(identity=False), [])
     x0, y0 = _plot_origin(image.shape[0], 0, 0)
-    w = (sheet.WIDTH - 3 * sheet.MARGIN) // 2
-    area = image[y0 + 68:y0 + sheet.PLOT_H - 44, x0 + 74:x0 + w - 18]
-    assert not _near(area, sheet.SOURCE, 25).any()  # no identity line
-    assert _near(area, sheet.DIM, 10).sum() > 100  # the reason, written across the plot
-    assert sheet._missing_reason(_report(identity=False), sheet.PLOTS[0]).endswith("not installed")
+    w = (canvas.WIDTH - 3 * canvas.MARGIN) // 2
+    area = image[y0 + 68:y0 + plots.PLOT_H - 44, x0 + 74:x0 + w - 18]
+    assert not _near(area, canvas.SOURCE, 25).any()  # no identity line
+    assert _near(area, canvas.DIM, 10).sum() > 100  # the reason, written across the plot
+    assert plots._missing_reason(_report(identity=False), plots.PLOTS[0]).endswith("not installed")
 
 
 def test_an_empty_report_still_draws():
     image = sheet.render_sheet({}, [])
-    assert image.shape[1] == sheet.WIDTH and image.dtype == np.uint8
+    assert image.shape[1] == canvas.WIDTH and image.dtype == np.uint8
 
 
 def test_crops_of_any_shape_become_one_square_size():
@@ -132,29 +132,29 @@ def test_figures_are_formatted_with_units_and_ratings():
     assert sheet._number(2.04, "deg") == "2.0 deg"
     assert sheet._number(4.56, "dE") == "4.6 dE"
     assert sheet._number(0.0412, "IOD") == "0.041 IOD"
-    assert sheet._rating("closer_to_source", 0.97, {}) == sheet.GREEN
-    assert sheet._rating("identity_to_source", 0.75, {}) == sheet.RED
-    assert sheet._rating("seam_gradient_ratio", 0.7, {}) == sheet.AMBER  # too smooth counts too
-    assert sheet._rating("seam_colour", 4.0, {"seam_colour_destination": 3.0}) == sheet.GREEN
+    assert sheet._rating("closer_to_source", 0.97, {}) == canvas.GREEN
+    assert sheet._rating("identity_to_source", 0.75, {}) == canvas.RED
+    assert sheet._rating("seam_gradient_ratio", 0.7, {}) == canvas.AMBER  # too smooth counts too
+    assert sheet._rating("seam_colour", 4.0, {"seam_colour_destination": 3.0}) == canvas.GREEN
     assert sheet._rating("seam_colour", 4.0, {}) is None  # nothing to compare with
     assert sheet._rating("seam_colour_destination", 3.0, {}) is None
     assert sheet._rating("flicker_ratio", None, {}) is None
 
 
 def test_ticks_are_round_and_cover_the_range():
-    assert sheet._ticks(0, 0.86) == [0, 0.2, 0.4, 0.6, 0.8]
-    assert sheet._ticks(0, 6.5) == [0, 2, 4, 6]
-    ticks = sheet._ticks(10, 129, 8)
+    assert plots._ticks(0, 0.86) == [0, 0.2, 0.4, 0.6, 0.8]
+    assert plots._ticks(0, 6.5) == [0, 2, 4, 6]
+    ticks = plots._ticks(10, 129, 8)
     assert ticks[0] >= 10 and ticks[-1] <= 129 and all(t == int(t) for t in ticks)
-    assert sheet._ticks(3, 3) == [3]
+    assert plots._ticks(3, 3) == [3]
 
 
 def test_series_split_at_missing_values_and_skipped_frames():
     rows = [{"frame": f, "flicker": {"result": 1.0}} for f in (0, 1, 2, 5, 6)]  # frames 3, 4 not analysed
-    runs = sheet._series(rows, sheet.Series("flicker", "result", "x", (0, 0, 0)))
+    runs = plots._series(rows, plots.Series("flicker", "result", "x", (0, 0, 0)))
     assert [[int(f) for f, _ in run] for run in runs] == [[0, 1, 2], [5, 6]]
     rows = [{"frame": 0, "seams": {"colour": 1.0}}, {"frame": 1, "seams": None}, {"frame": 2, "seams": {"colour": 2.0}}]
-    runs = sheet._series(rows, sheet.Series("seams", "colour", "x", (0, 0, 0)))
+    runs = plots._series(rows, plots.Series("seams", "colour", "x", (0, 0, 0)))
     assert [[int(f) for f, _ in run] for run in runs] == [[0], [2]]
 
 
