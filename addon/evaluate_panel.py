@@ -1,5 +1,5 @@
 """Blender layer: the Quality panel under Merge: Evaluate, the summary sheet and the headline figures.
-Panels only draw; what they show is the shot's `swapline_evaluation` (evaluate_operators.py).
+Panels only draw; what they show is the shot's `swapline_evaluation` (evaluate_state.py).
 
 FIGURES says how each headline figure of the report (engine/evaluate/types.py HEADLINE_KEYS) reads
 in the panel: a test checks that it shows every one of them.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import bpy
 
 from . import live_preview, mirror, strips, sync
-from .evaluate_operators import PENDING, headline
+from .evaluate_state import PENDING, headline
 
 SAME_PERSON = 0.6  # dlib's distance under which two faces are taken for one person
 
@@ -37,7 +37,7 @@ FIGURES = (
     ("Seam gradient", ("seam_gradient_ratio",), lambda v: f"{_number(v[0])} × the shot's"),
     ("SSIM held back", ("ssim_source_held_back", "ssim_destination_held_back"),
      lambda v: f"source {_number(v[0], 3)} · destination {_number(v[1], 3)}" if v != [None, None] else
-     "n/a (needs a model trained with faces held back)"),
+     "n/a: train a new model with Hold Back above 0"),
     ("Faces found", ("faces_found",), lambda v: _share(v[0])),
 )
 
@@ -92,7 +92,7 @@ def _draw_result(layout, scene, shot, evaluation) -> None:
     if image is not None and image.preview is not None and image.preview.icon_id:
         box.template_icon(icon_value=image.preview.icon_id, scale=12.0)
     row = box.row(align=True)
-    row.enabled = image is not None
+    row.enabled = image is not None or bool(evaluation.sheet)  # Open Sheet loads it again if the file lost it
     row.operator("swapline.evaluate_open", icon="IMAGE_DATA")
     col = box.column(align=True)
     for label, text in figure_lines(headline(evaluation)):

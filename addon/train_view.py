@@ -16,7 +16,7 @@ import tempfile
 import bpy
 
 from . import thumbnails
-from .train_options import BY_NAME, ON_SCENE, OPTIONS, to_settings
+from .train_options import BY_NAME, ON_SCENE, OPTIONS, job_options, to_settings
 
 KIND = "train_view"  # tag kind of the requests made here (sync.wait_for_jobs waits on it by name)
 TRAIN_KINDS = ("train", "pretrain")
@@ -46,9 +46,11 @@ def option_values(settings) -> dict:
 
 def job_params(settings, source: str, destination: str) -> tuple[str, dict]:
     """The job kind and params Start sends: every option, explicitly (what the panel shows trains)."""
-    values = to_settings(option_values(settings))
+    options = option_values(settings)
+    values = to_settings(options)
     kind = "pretrain" if values.get("pretrain") else "train"
-    params = {"model": settings.model.strip(), "source": source, **values}
+    params = {"model": settings.model.strip(), "source": source, **values,
+              **job_options(options, pretrain=kind == "pretrain")}
     if kind == "train" or destination:
         params["destination"] = destination
     return kind, params
@@ -203,13 +205,15 @@ def _show_images(state, tag: dict, result: dict) -> None:
                     os.remove(old)
                 except OSError:
                     pass
-        _load_image(image_name, path)
+        load_image(image_name, path)
         setattr(state, path_prop, path)
         setattr(state, icon_prop, thumbnails.load(GROUP, path))
     state.shown_version = max(state.shown_version, version)
 
 
-def _load_image(name: str, path: str):
+def load_image(name: str, path: str):
+    """The image datablock `name` showing the file at `path`: loaded, or pointed there and reloaded
+    (so an Image Editor showing it keeps showing it). The evaluation's sheet loads through it too."""
     image = bpy.data.images.get(name)
     if image is None:
         image = bpy.data.images.load(path, check_existing=False)

@@ -78,7 +78,7 @@ def test_evaluate_with_a_recording_link(run_scenario, tiny_clips, tmp_path):
     labels = out["done_draw"]["labels"]
     assert all(label in labels and text in labels for label, text in lines.items())
     assert all("n/a" in text for _, text in out["empty_lines"])
-    assert dict(map(tuple, out["empty_lines"]))["SSIM held back"] == "n/a (needs a model trained with faces held back)"
+    assert dict(map(tuple, out["empty_lines"]))["SSIM held back"] == "n/a: train a new model with Hold Back above 0"
     assert out["timer_after_done"] and out["timer_tick"] is None, "the timer ends once nothing is under way"
     assert out["stale_draw"], "a newer merge on the shot is pointed out"
 
@@ -94,13 +94,13 @@ def test_evaluate_with_a_recording_link(run_scenario, tiny_clips, tmp_path):
     assert out["download_failed"] == ["FAILED", "Could not fetch the report: disk full", "e3"]
 
     # failures end the evaluation with why
-    assert out["job_failed"] == ["FAILED", "no face in the shot", "e4"]
+    assert out["job_failed"] == ["FAILED", "The evaluation failed: no face in the shot", "e4"]
     assert out["refused"][0] == "FAILED" and "unknown param 'x'" in out["refused"][1]
     assert out["failed_draw"]
     assert out["merge_failed"] == ["FAILED", "The merge m9 failed: merge the shot again first", ""]
 
     # saved with the file; an evaluation under way is followed again after loading
-    assert out["reloaded"] == {"state": "RUNNING", "headline": True, "image": True, "timer": True}
+    assert out["reloaded"] == {"state": "RUNNING", "headline": True, "image": True, "preview": True, "timer": True}
     assert out["disconnected"] == ["RUNNING", "Connect the engine to follow the evaluation", 1.0]
 
 

@@ -18,7 +18,7 @@ clip, folder, headline_json = sys.argv[1:4]
 HEADLINE = json.loads(headline_json)
 sync = _blender.enable()
 EL = _blender.submodule("engine_link")
-ev = _blender.submodule("evaluate_operators")
+ev = _blender.submodule("evaluate_drain")
 panel = _blender.submodule("evaluate_panel")
 strips_mod = _blender.submodule("strips")
 ev.GRACE = -1.0  # a request or merge unaccounted for fails at once (no waiting in the test)
@@ -199,15 +199,21 @@ bpy.ops.swapline.evaluate()
 out["merge_failed"] = state()
 layer.swapline_job = "m1"
 
-# saved with the .blend: the outcome stays; one under way is followed again after loading
+# saved with the .blend: the outcome stays; one under way is followed again after loading, and the
+# sheet's image (which Blender does not save when nothing shows it) is loaded again
 bpy.ops.swapline.evaluate()  # RUNNING, sent
+for window in wm.windows:
+    for area in window.screen.areas:
+        if area.type == "IMAGE_EDITOR":
+            area.spaces.active.image = None
 path = os.path.join(folder, "evaluated.blend")
 bpy.ops.wm.save_as_mainfile(filepath=path)
 bpy.app.timers.unregister(ev._timer)
 bpy.ops.wm.open_mainfile(filepath=path)
 e = bpy.context.scene.sequence_editor.strips_all["Shot"].swapline_evaluation
-out["reloaded"] = {"state": e.state, "headline": bool(e.headline), "image": e.image in bpy.data.images,
-                   "timer": bpy.app.timers.is_registered(ev._timer)}
+image = bpy.data.images.get(e.image)
+out["reloaded"] = {"state": e.state, "headline": bool(e.headline), "image": image is not None,
+                   "preview": bool(image and image.preview), "timer": bpy.app.timers.is_registered(ev._timer)}
 link.state = EL.DISCONNECTED  # the evaluation waits for the engine, followed less often
 ev.drain()
 e = bpy.context.scene.sequence_editor.strips_all["Shot"].swapline_evaluation

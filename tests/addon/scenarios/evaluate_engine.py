@@ -17,7 +17,8 @@ from _serve import free_port, serve
 
 clip, workspace, mode, project = sys.argv[1:5]
 sync = _blender.enable()
-ev = _blender.submodule("evaluate_operators")
+ev = _blender.submodule("evaluate_drain")
+PENDING = _blender.submodule("evaluate_state").PENDING
 panel = _blender.submodule("evaluate_panel")
 scene = _blender.new_scene(fps=12)
 editor = scene.sequence_editor
@@ -54,7 +55,7 @@ out["evaluate"] = sorted(bpy.ops.swapline.evaluate())
 steps.append(time.monotonic() - t)
 evaluation = editor.strips_all["Shot"].swapline_evaluation
 states, t0 = [], time.monotonic()
-while evaluation.state in ev.PENDING and time.monotonic() - t0 < 400:
+while evaluation.state in PENDING and time.monotonic() - t0 < 400:
     t = time.monotonic()
     sync.drain()  # the timer's own budget
     ev.drain()
