@@ -2,8 +2,9 @@
 option values map to the engine's training settings (and a preset's settings back onto them).
 
 One table: properties.py builds the Blender properties from it, the panels draw it group by group,
-the operators turn property values into a `train` job's params with `to_settings`, and a test
-checks it against the engine's TrainSettings (same fields, same defaults, same soft options).
+the operators turn property values into a `train` job's params with `to_settings` (and
+`job_options`, for the few options that are job params rather than settings), and a test checks it
+against the engine's TrainSettings (same fields, same defaults, same soft options).
 """
 
 from __future__ import annotations
@@ -80,6 +81,13 @@ OPTIONS: tuple[Option, ...] = (
            {"min": 8, "max": 512}),
     Option("d_mask_dims", "Model", 8, "Mask Decoder Width", "Channels of the mask decoder. A third of the decoder "
            "width is plenty", {"min": 4, "max": 256}),
+    # Hold Back defaults to 0: DeepFaceLab users expect every face to train, and the held-back block
+    # is the end of each clip, so the destination's last frames would merge from faces never learned.
+    Option("holdout", "Model", 0.0, "Hold Back", "Share of each faceset's last faces the model never trains "
+           "on (0.05 = the last 5%), so Evaluate can measure how well it rebuilds faces it has not seen "
+           "(SSIM held back). 0 trains on every face. Those last frames of the shot then merge from faces "
+           "the model never learned. Ignored when pretraining. Fixed once trained",
+           {"min": 0.0, "max": 0.5, "soft_max": 0.2, "step": 1, "precision": 2}),
     Option("grayscale", "Model", False, "Grayscale", "Train on luminance only: about 3x faster; the colour comes from "
            "the destination at merge. For previews and weak hardware"),
     # --- Losses
@@ -172,6 +180,9 @@ PRESET_ITEMS = [("quick", "Quick CPU Preview", "64 px, small model: minutes on a
                 ("192", "192 px", "Sharper; for medium shots on a GPU with 8+ GB"),
                 ("256_wf", "256 Whole Face", "Close-ups with forehead and hairline; a large GPU and days")]
 _COMPOSED = {"arch_base", "arch_u", "arch_d", "arch_t", "phase_mode", "time_budget", "face_type", "seed"}
+# Options that are params of the `train` job itself, not TrainSettings fields (engine/recipes_train.py):
+# the share of faces held back (engine/holdout.py) is chosen per model, beside its weights.
+JOB_OPTIONS = ("holdout",)
 
 
 def group(name: str) -> list[Option]:
@@ -180,7 +191,8 @@ def group(name: str) -> list[Option]:
 
 def to_settings(values: dict[str, Any], soft_only: bool = False) -> dict[str, Any]:
     """TrainSettings fields from option values (by option name); `soft_only`: those a running job may change."""
-    out = {o.name: values[o.name] for o in OPTIONS if o.name not in _COMPOSED and (o.soft or not soft_only)}
+    out = {o.name: values[o.name] for o in OPTIONS
+           if o.name not in _COMPOSED and o.name not in JOB_OPTIONS and (o.soft or not soft_only)}
     out["auto_phases"] = values["phase_mode"] == "AUTO"
     out["max_seconds"] = float(values["time_budget"]) * 60.0 if values["time_budget"] > 0 else None
     if not soft_only:
@@ -189,6 +201,12 @@ def to_settings(values: dict[str, Any], soft_only: bool = False) -> dict[str, An
         out["face_type"] = "" if values["face_type"] == "auto" else values["face_type"]
         out["seed"] = None if values["seed"] < 0 else int(values["seed"])
     return out
+
+
+def job_options(values: dict[str, Any], pretrain: bool) -> dict[str, Any]:
+    """The `train` job's params that are not settings. Pretraining holds nothing back: it learns faces
+    in general, and the pair trained on after it must be free to choose its own faces to hold back."""
+    return {} if pretrain else {name: values[name] for name in JOB_OPTIONS}
 
 
 def from_settings(settings: dict[str, Any]) -> dict[str, Any]:

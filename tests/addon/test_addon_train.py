@@ -33,6 +33,13 @@ def test_the_option_table_is_the_engines_settings():
         assert TrainSettings.from_dict(options.to_settings(values)) == TrainSettings.from_preset(name), name
     assert all(len(o.tip) > 30 for o in options.OPTIONS), "every option says what it does and when"
     assert {o.group for o in options.OPTIONS} == set(options.GROUPS)
+    # Hold Back is a param of the train job, not a setting: every face trains unless asked, up to the
+    # share the engine takes, and pretraining holds nothing back
+    from engine.holdout import MAX_SHARE
+
+    assert options.BY_NAME["holdout"].default == 0.0 and options.BY_NAME["holdout"].extra["max"] == MAX_SHARE
+    assert options.job_options(defaults, pretrain=False) == {"holdout": 0.0}
+    assert options.job_options(dict(defaults, holdout=0.05), pretrain=True) == {}
 
 
 def _facesets(workspace: Path) -> None:
@@ -67,10 +74,17 @@ def test_training_panel_against_the_engine(run_scenario, tmp_path):
         "model": "m", "source": "src", "destination": "dst", "resolution": 32, "arch": "df", "ae_dims": 32,
         "batch_size": 2, "iterations": 100_000, "max_seconds": 180.0, "face_type": "", "seed": 0,
         "auto_phases": False, "workers": 0}
+    from engine.holdout import read_holdout
     from engine.train.settings import TrainSettings
 
-    assert set(params) - {"model", "source", "destination"} == set(TrainSettings().to_dict()), \
+    assert set(params) - {"model", "source", "destination", "holdout"} == set(TrainSettings().to_dict()), \
         "every training setting is sent"
+    # Hold Back reached the engine: the model keeps the last of each faceset's 4 faces unseen
+    assert params["holdout"] == pytest.approx(0.25)
+    held = read_holdout(workspace / "models" / "m")
+    assert held["share"] == pytest.approx(0.25)
+    assert held["source"]["faceset"] == "src" and held["destination"]["faceset"] == "dst"
+    assert len(held["source"]["faces"]) == len(held["destination"]["faces"]) == 1
 
     preview, graph, icon, asked = out["images"]
     assert preview[0] > 32 and preview[1] > 32 and graph == [640, 240] and icon == preview and asked

@@ -63,6 +63,7 @@ settings.resolution, settings.batch_size, settings.iterations, settings.time_bud
 options.face_type, options.arch_base, options.arch_u, options.arch_d, options.arch_t = "auto", "df", False, False, False
 options.ae_dims, options.e_dims, options.d_dims, options.d_mask_dims = 32, 8, 8, 4
 options.workers, options.device, options.seed = 0, "cpu", 0
+options.holdout = 0.25  # of 4 faces a side: the last one never trains
 options.preview_every_s, options.report_every_s, options.save_every_s = 0.3, 0.05, 600.0
 out["idle_buttons"] = [op for op, _ in draw().operators]
 out["start"] = sorted(bpy.ops.swapline.train())
