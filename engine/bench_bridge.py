@@ -1,4 +1,5 @@
-"""Service layer: `python -m engine bench bridge`, the bridge's own figures against raw loopback TCP.
+"""Service layer: `python -m engine bench bridge`, the bridge's own figures against raw loopback TCP,
+and the engine subprocess that it, bench preview and bench load talk to (start_engine, served).
 
 An engine subprocess (so the client's interpreter lock is not the server's) serves a fresh
 workspace on loopback; one client measures (a) the round trip of `engine.info`, median and p99 over
@@ -19,32 +20,55 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from bridge import BridgeClient
 from bridge.transfer import download_files, file_hash, upload_file
 
 from .benchstats import measure, p99, summary
 
-RUNS = 3
+ROOT = Path(__file__).resolve().parents[1]  # where `python -m engine` runs from
 FILE_MB = 200      # at the default 10 s; a shorter --seconds scales it (and the call count) down
 CALLS = 2000
 MB = 1e6
 
 
+# The engine the benches talk to: `engine serve` on a free port, read off its first line ---------------
+
 def start_engine(workspace: Path, auth: list[str], bench: str = "bench bridge") -> tuple[subprocess.Popen, int]:
-    """`engine serve` on a free loopback port with `auth` (["--token", t] or ["--token-file", f]); (process, port)."""
+    """`engine serve` on a free loopback port with `auth` (["--token", t] or ["--token-file", f]); (process, port).
+    `bench` names the caller in the error when the engine exits before it listens."""
     proc = subprocess.Popen([sys.executable, "-m", "engine", "serve", "--workspace", str(workspace), "--port", "0",
-                             *auth], cwd=Path(__file__).resolve().parents[1],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                             *auth], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     for line in proc.stdout:  # the engine prints what it listens on once it is ready
         if match := re.search(r"listening on \S+:(\d+)", line):
-            # the rest is read away: a full pipe would stall the engine
             threading.Thread(target=shutil.copyfileobj, args=(proc.stdout, open(os.devnull, "w")), daemon=True).start()
             return proc, int(match.group(1))
     proc.wait(timeout=30)
     raise RuntimeError(f"{bench}: the engine did not start (exit code {proc.returncode})")
 
+
+@contextmanager
+def served(workspace: Path, bench: str) -> Iterator[BridgeClient]:
+    """A connected client of an engine subprocess serving `workspace`; the engine stops on leaving."""
+    token = secrets.token_urlsafe(16)
+    proc, port = start_engine(workspace, ["--token", token], bench)
+    client = None
+    try:
+        client = BridgeClient("127.0.0.1", port, token, client_name="bench", timeout=300)
+        client.connect()
+        client.start()
+        yield client
+    finally:
+        if client is not None:
+            client.close()
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+# bench bridge ----------------------------------------------------------------------------------------
 
 def _write_random(path: Path, size: int) -> None:
     with open(path, "wb") as f:  # random bytes: nothing on the way can compress them
@@ -94,18 +118,12 @@ def bench_bridge(seconds: float) -> dict:
     scale = min(1.0, seconds / 10.0)
     size = max(2**20, int(FILE_MB * MB * scale))
     calls = max(50, int(CALLS * scale))
-    token = secrets.token_urlsafe(16)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         workspace, source, back = tmp / "ws", tmp / "bench.bin", tmp / "back"
         _write_random(source, size)
         digest = file_hash(source)
-        proc, port = start_engine(workspace, ["--token", token])
-        client = None
-        try:
-            client = BridgeClient("127.0.0.1", port, token, client_name="bench", timeout=300)
-            client.connect()
-            client.start()
+        with served(workspace, "bench bridge") as client:
             latency = _latency(client, calls)
             print(f"  engine.info round trip: median {latency['median']:.3f} ms, p99 {latency['p99']:.3f} ms "
                   f"(min {latency['min']:.3f}, max {latency['max']:.3f}) over {calls} calls")
@@ -128,14 +146,9 @@ def bench_bridge(seconds: float) -> dict:
                     raise RuntimeError("bench bridge: the downloaded file differs from the uploaded one")
                 return rate
 
-            up, down = measure(upload, RUNS), measure(download, RUNS)
-        finally:
-            if client is not None:
-                client.close()
-            proc.terminate()
-            proc.wait(timeout=30)
+            up, down = measure(upload), measure(download)
         data = source.read_bytes()
-        reference = measure(lambda: loopback_copy(data), RUNS)
+        reference = measure(lambda: loopback_copy(data))
     result = {"size_mb": size / MB, "latency": latency, "upload": {"unit": "MB/s", **up},
               "download": {"unit": "MB/s", **down},
               "reference": {"name": "raw loopback TCP", "unit": "MB/s", **reference},

@@ -1,7 +1,8 @@
 """Shared piece: what every benchmark reports and measures against.
 
-- summary/measure: the median of several runs with min, max and p90 (these machines are noisy,
-  so one run says little), the run count and the values themselves; percentile (p99 of latencies);
+- summary/measure: the median of several runs (RUNS unless a bench says otherwise) with min, max
+  and p90 (these machines are noisy, so one run says little), the run count and the values
+  themselves; percentile (p99 of latencies);
 - headline: the one figure each bench leads with, in one shape for all of them (the end table and
   `bench compare` read only these);
 - decode_rate: the reference pass over a clip, decoding alone or decoding and H.264-encoding again;
@@ -21,6 +22,10 @@ import numpy as np
 
 from .media.decode import iter_frames, probe
 from .media.encode import write_video
+
+# Runs a timed figure is measured over. One knob for every bench (a test sets it to 2): read when a
+# bench runs, not when it is defined, so setting it here reaches them all.
+RUNS = 3
 
 
 def summary(values: Iterable[float]) -> dict[str, Any]:
@@ -70,9 +75,9 @@ def headline(name: str, unit: str, figure: dict[str, Any] | None, reference: dic
             "ratio": None if ratio is None or ratio != ratio else float(ratio), "better": better, **notes}
 
 
-def measure(fn: Callable[[], float], runs: int) -> dict[str, Any]:
-    """summary of `runs` calls of fn (each returns its figure)."""
-    return summary(fn() for _ in range(runs))
+def measure(fn: Callable[[], float], runs: int | None = None) -> dict[str, Any]:
+    """summary of `runs` (default RUNS) calls of fn (each returns its figure)."""
+    return summary(fn() for _ in range(RUNS if runs is None else runs))
 
 
 def decode_rate(clip: Path, frames: int | None = None, encode_to: Path | None = None) -> float:

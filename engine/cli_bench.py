@@ -27,7 +27,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.name == "compare":
         if len(args.records) != 2:
             raise EngineError("bad_request", "bench compare needs two records: OLD.json NEW.json")
-        from .bench_record import main_compare
+        from .bench_tables import main_compare
 
         return main_compare(*args.records)
     if args.records:

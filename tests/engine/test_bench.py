@@ -6,31 +6,32 @@ import cv2
 import numpy as np
 import pytest
 
-from engine import bench
+from engine import bench, bench_faces, bench_headlines, bench_shot, benchstats
+from engine import bench_merge as merge_benches
 from engine.media.decode import iter_frames, probe
 
 
 def test_extract_bench_reports_median_reference_and_ratio(monkeypatch, portrait_clips, tmp_path):
-    monkeypatch.setattr(bench, "_extract_clips", lambda d: {"small": portrait_clips["hopper"]})  # 12 frames
-    monkeypatch.setattr(bench, "RUNS", 2)
-    r = bench.bench_extract(seconds=1)["small"]
+    monkeypatch.setattr(bench_faces, "extract_clips", lambda d: {"small": portrait_clips["hopper"]})  # 12 frames
+    monkeypatch.setattr(benchstats, "RUNS", 2)
+    r = bench_faces.bench_extraction(seconds=1)["small"]
     fig, ref = r["figure"], r["reference"]
     assert fig["min"] <= fig["median"] <= fig["max"] and fig["median"] > 0
     assert ref["name"] == "decode only" and ref["median"] > fig["median"]  # extraction cannot beat decoding
     assert r["ratio"] == fig["median"] / ref["median"]
     assert r["decode_over_extract"] == 1 / r["ratio"]
-    h = bench.headline_of("extraction", {"small": r})
+    h = bench_headlines.headline_of("extraction", {"small": r})
     assert h["figure"]["median"] == fig["median"] and h["reference"]["median"] == ref["median"]
     assert h["ratio"] == r["ratio"] and h["unit"] == h["reference"]["unit"] == "frames/s"
 
 
 def test_jitter_bench_measures_raw_and_smoothed(monkeypatch, portrait_clips):
-    monkeypatch.setattr(bench, "SHARED_FACES", portrait_clips["hopper"].parent / "nowhere")
-    monkeypatch.setattr(bench, "_clip", lambda d: portrait_clips["hopper"])
-    (row,) = bench.bench_jitter(seconds=1)["clips"]
+    monkeypatch.setattr(bench_faces, "SHARED_FACES", portrait_clips["hopper"].parent / "nowhere")
+    monkeypatch.setattr(bench_faces, "synthetic_clip", lambda d: portrait_clips["hopper"])
+    (row,) = bench_faces.bench_jitter(seconds=1)["clips"]
     assert row["found"] == row["frames"] == 12
     assert 0 < row["smoothed"] < row["raw"]
-    h = bench.headline_of("jitter", {"clips": [row]})
+    h = bench_headlines.headline_of("jitter", {"clips": [row]})
     assert h["figure"]["median"] == row["smoothed"] and h["reference"]["median"] == row["raw"]
     assert h["ratio"] == row["ratio"] and h["better"] == "lower"
 
@@ -51,11 +52,12 @@ def test_unknown_benchmark_is_refused_names_and_aliases_run_and_results_are_reco
 
     def fake(seconds):
         ran.append(seconds)
-        return {"unit": "frames/s", "figure": {"median": seconds, "min": 1.0, "max": 4.0, "runs": 3, "values": [1, 3, 4]},
+        return {"unit": "frames/s",
+                "figure": {"median": seconds, "min": 1.0, "max": 4.0, "runs": 3, "values": [1, 3, 4]},
                 "reference": {"name": "decode only", "median": 2 * seconds, "min": 5.0, "max": 7.0, "runs": 3},
                 "ratio": 0.5}
     monkeypatch.setitem(bench.BENCHMARKS, "training", fake)
-    monkeypatch.delitem(bench.HEADLINES, "training")  # the common figure/reference/ratio shape instead
+    monkeypatch.delitem(bench_headlines.HEADLINES, "training")  # the common figure/reference/ratio shape instead
     assert bench.run_benchmarks("train", 3.0) == 0 and ran == [3.0]
     out = capsys.readouterr().out
     (path,) = (tmp_path / "bench_records").glob("*.json")
@@ -97,14 +99,15 @@ def test_headlines_of_every_bench_share_one_shape():
     assert set(results) == set(bench.BENCHMARKS)
     keys = {"name", "unit", "figure", "reference", "ratio", "better"}
     for name, result in results.items():
-        h = bench.headline_of(name, result)
+        h = bench_headlines.headline_of(name, result)
         assert keys <= set(h), name
         assert set(h["figure"]) == {"median", "min", "max", "runs"}, name
         assert h["reference"] is None or {"name", "unit", "median", "min", "max"} <= set(h["reference"]), name
         json.dumps(h)
-    h = {n: bench.headline_of(n, r) for n, r in results.items()}
+    h = {n: bench_headlines.headline_of(n, r) for n, r in results.items()}
     assert h["extraction"]["name"] == "extraction 720p" and h["extraction"]["reference"]["name"] == "decode only"
-    assert h["training"]["reference"]["median"] == pytest.approx(2000.0) and h["training"]["reference"]["unit"] == "GFLOP/s"
+    peak = h["training"]["reference"]
+    assert peak["median"] == pytest.approx(2000.0) and peak["unit"] == "GFLOP/s"
     assert h["training"]["ratio"] == 0.3
     assert h["bridge"]["reference"]["name"] == "raw loopback TCP" and h["bridge"]["ratio"] == 0.4
     assert h["flicker"]["figure"]["median"] == 1.5 and h["flicker"]["reference"]["median"] == 1.0
@@ -114,7 +117,7 @@ def test_headlines_of_every_bench_share_one_shape():
     assert h["recall"]["reference"] is None and h["recall"]["ratio"] is None
     assert h["mask-temporal"]["ratio"] == pytest.approx(0.375)
     assert h["occlusion"]["ratio"] == pytest.approx(0.9 / 0.8) and h["load"]["ratio"] == 0.9
-    skipped = bench.headline_of("occlusion", {"skipped": "no clips"})
+    skipped = bench_headlines.headline_of("occlusion", {"skipped": "no clips"})
     assert skipped["figure"] is None and skipped["skipped"] == "no clips"
 
 
@@ -138,14 +141,14 @@ TINY_MODEL = {"resolution": 32, "ae_dims": 32, "e_dims": 8, "d_dims": 8, "d_mask
 
 
 def test_merge_flicker_and_preview_benches_on_a_tiny_shot(monkeypatch, portrait_clips):
-    monkeypatch.setattr(bench, "_merge_clip", lambda d: portrait_clips["astronaut"])  # 12 frames, 320x240
-    monkeypatch.setattr(bench, "MERGE_FRAMES", 12)
-    monkeypatch.setattr(bench, "MERGE_TRAIN", TINY_MODEL)
-    monkeypatch.setattr(bench, "RUNS", 2)
-    monkeypatch.setattr(bench, "PREVIEW_CHANGES", 6)
-    monkeypatch.setattr(bench, "_merge_shots", {})
+    monkeypatch.setattr(bench_shot, "merge_clip", lambda d: portrait_clips["astronaut"])  # 12 frames, 320x240
+    monkeypatch.setattr(bench_shot, "MERGE_FRAMES", 12)
+    monkeypatch.setattr(bench_shot, "MERGE_TRAIN", TINY_MODEL)
+    monkeypatch.setattr(benchstats, "RUNS", 2)
+    monkeypatch.setattr(merge_benches, "PREVIEW_CHANGES", 6)
+    monkeypatch.setattr(bench_shot, "_shots", {})
 
-    merge = bench.bench_merge(4.0)  # seconds of training: model build and data workers come out of it
+    merge = merge_benches.bench_merge(4.0)  # seconds of training: model build and data workers come out of it
     fig, ref = merge["figure"], merge["reference"]
     assert merge["frames"] == merge["swapped"] == 12 and merge["size"] == "320x240"
     assert fig["runs"] == ref["runs"] == 2 and fig["min"] <= fig["median"] <= fig["max"] and fig["median"] > 0
@@ -153,24 +156,24 @@ def test_merge_flicker_and_preview_benches_on_a_tiny_shot(monkeypatch, portrait_
     assert merge["model"]["iterations"] > 0
     # 12 frames are too few to time from the first written one: the output says the whole run was timed
     assert merge["timed"].startswith("the whole run") and merge["frames_timed"] == 12
-    h = bench.headline_of("merge", merge)
+    h = bench_headlines.headline_of("merge", merge)
     assert h["name"] == "merge 320x240" and h["ratio"] == merge["ratio"]
     assert h["reference"]["name"] == "decode + H.264 encode" and h["reference"]["runs"] == 2
 
-    flicker = bench.bench_flicker(4.0)  # the same shot, trained once
+    flicker = merge_benches.bench_flicker(4.0)  # the same shot, trained once
     assert flicker["frames"] == 12
     assert flicker["figure"] > 0 and flicker["reference"]["value"] > 0  # the camera drifts: faces change
     assert flicker["ratio"] == flicker["figure"] / flicker["reference"]["value"]
-    h = bench.headline_of("flicker", flicker)
+    h = bench_headlines.headline_of("flicker", flicker)
     assert h["figure"]["median"] == flicker["figure"] and h["reference"]["median"] == flicker["reference"]["value"]
     assert h["ratio"] == flicker["ratio"] and h["better"] == "lower"
-    shot = bench._merge_shots[4.0]  # the same shot named as a user's real one: the same figures
-    given = bench.bench_flicker(0, workspace=str(shot.workspace), model="m", faceset="f", video=str(shot.video))
+    shot = bench_shot._shots[4.0]  # the same shot named as a user's real one: the same figures
+    given = merge_benches.bench_flicker(0, workspace=str(shot.workspace), model="m", faceset="f", video=str(shot.video))
     assert given["figure"] == pytest.approx(flicker["figure"]) and given["frames"] == 12
     with pytest.raises(ValueError):
-        bench.bench_flicker(0, workspace=str(shot.workspace), model="m")
+        merge_benches.bench_flicker(0, workspace=str(shot.workspace), model="m")
 
-    preview = bench.bench_preview(4.0)
+    preview = merge_benches.bench_preview(4.0)
     for name in ("sequential", "random"):
         row = preview[name]
         assert row["ms"]["runs"] == 3 and row["cached"] == 0  # every change is a frame not shown before
@@ -182,7 +185,6 @@ def test_merge_flicker_and_preview_benches_on_a_tiny_shot(monkeypatch, portrait_
 
 
 def test_bench_stats_and_the_merge_timing_from_the_first_written_frame(monkeypatch, tmp_path, portrait_clips):
-    from engine import benchstats
     from engine.merge import bench as merge_bench
 
     s = benchstats.summary([3.0, 1.0, 2.0])
@@ -222,7 +224,7 @@ def test_bench_stats_and_the_merge_timing_from_the_first_written_frame(monkeypat
 def test_bridge_bench_measures_latency_and_transfers_against_raw_loopback(monkeypatch, capsys):
     from engine import bench_bridge
 
-    monkeypatch.setattr(bench_bridge, "RUNS", 2)
+    monkeypatch.setattr(benchstats, "RUNS", 2)
     assert bench.BENCHMARKS["bridge"] is bench_bridge.bench_bridge
     r = bench_bridge.bench_bridge(0.1)  # a tiny --seconds: a 2 MB file and 50 calls against a real engine
     assert r["size_mb"] == 2.0
@@ -236,6 +238,6 @@ def test_bridge_bench_measures_latency_and_transfers_against_raw_loopback(monkey
     out = capsys.readouterr().out
     assert "engine.info round trip: median" in out and "transfer / raw loopback" in out
     json.dumps(r)  # run_benchmarks records it as it is
-    h = bench.headline_of("bridge", r)
+    h = bench_headlines.headline_of("bridge", r)
     assert h["figure"]["median"] == r["upload"]["median"] and h["reference"]["median"] == r["reference"]["median"]
     assert h["reference"]["unit"] == "MB/s" and h["ratio"] == r["upload_ratio"]

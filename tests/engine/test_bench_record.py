@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from engine import bench, bench_record
+from engine import bench, bench_faces, bench_record, bench_tables, benchstats
 from engine.cli import main
 from engine.errors import EngineError
 
@@ -86,7 +86,7 @@ def test_compare_flags_only_changes_beyond_both_runs_spread(tmp_path, capsys):
         "flicker": _headline(1.8, 1.8, 1.8, 1.8, better="lower", unit="mean |F_t - F_t-1| in the face"),  # worse
         "skipped": {**_headline(0, 0, 0, None), "figure": None, "reference": None},
         "added": _headline(1.0, 1.0, 1.0, 1.0)}, commit="b" * 40)
-    rows = {r["bench"]: r for r in bench_record.compare(bench_record.read_record(old), bench_record.read_record(new))}
+    rows = {r["bench"]: r for r in bench_tables.compare(bench_record.read_record(old), bench_record.read_record(new))}
     assert rows["merge"]["verdict"] == "within spread" and rows["merge"]["change_pct"] == pytest.approx(10.0)
     assert rows["merge"]["old_ratio"] == 0.30 and rows["merge"]["new_ratio"] == 0.33
     assert rows["merge"]["ratio_change_pct"] == pytest.approx(10.0)
@@ -117,8 +117,8 @@ def test_the_cli_runs_a_small_real_bench_by_alias_and_compares_two_runs(monkeypa
     from engine.media.synthetic import make_clip
 
     make_clip("hopper", clip, seconds=0.5, fps=12, size=(320, 240))
-    monkeypatch.setattr(bench, "_extract_clips", lambda d: {"small": clip})
-    monkeypatch.setattr(bench, "RUNS", 2)
+    monkeypatch.setattr(bench_faces, "extract_clips", lambda d: {"small": clip})
+    monkeypatch.setattr(benchstats, "RUNS", 2)
     monkeypatch.chdir(tmp_path)
     paths = [tmp_path / "a.json", tmp_path / "b.json"]
     for path in paths:
