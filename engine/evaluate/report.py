@@ -30,6 +30,7 @@ from ..errors import Cancelled, EngineError
 from ..files import atomic_write
 from ..geometry.hull import hull_mask
 from ..media.decode import iter_frames_at, probe
+from .crops import evenly_spaced
 from .inputs import Shot, open_shot
 from .types import HEADLINE_KEYS, SCHEMA, FaceObservation
 
@@ -181,8 +182,8 @@ def _source(params: EvaluateParams, ws, identity: bool, should_stop) -> dict:
         records = ws.facesets.faces(params.source_faceset)
         if not records:
             raise EngineError("no_faces", f"the faceset {params.source_faceset!r} has no faces of its person")
-        embeddings = faceset_embeddings(records, IDENTITY_LIMIT) if identity else None
-        crops = [c for c in (cv2.imread(str(r.image)) for r in _spread(records, count)) if c is not None]
+        embeddings = faceset_embeddings(records, IDENTITY_LIMIT, should_stop) if identity else None
+        crops = [c for c in (cv2.imread(str(r.image)) for r in evenly_spaced(records, count)) if c is not None]
         crops = [cv2.resize(c, (CROP, CROP), interpolation=cv2.INTER_AREA) for c in crops]
         description = {"kind": "faceset", "name": params.source_faceset, "faces": len(records)}
     else:
@@ -201,7 +202,7 @@ def _video_crops(info, count: int) -> list[np.ndarray]:
 
     observer = FaceObserver(identity=False)
     crops = []
-    for index, frame in iter_frames_at(info.path, _spread(list(range(info.frames)), count)):
+    for index, frame in iter_frames_at(info.path, evenly_spaced(list(range(info.frames)), count)):
         face = observer.step(index, frame)
         if face is not None:
             crops.append(_crop(frame, _window(face.box, frame.shape)))
@@ -219,9 +220,9 @@ def _measure(shot: Shot, identity: bool, samples: int, should_stop, progress) ->
     # every swapped face is identified (its own per-frame row); the destination's identity is only
     # the reference, and a spread sample of its faces gives it at half the cost of a long clip
     destination_faces, result_faces = FaceObserver(identity=False), FaceObserver(identity=identity)
-    identify = set(_spread(list(shot.frames), IDENTITY_LIMIT)) if identity else set()
+    identify = set(evenly_spaced(list(shot.frames), IDENTITY_LIMIT)) if identity else set()
     flicker = FlickerMeter()
-    wanted = set(_spread(list(shot.frames), samples))
+    wanted = set(evenly_spaced(list(shot.frames), samples))
     per_frame, observed, crops = [], [], []
     counts = {"frames": 0, "destination": 0, "result": 0, "both": 0}
     total, every = len(shot.frames), max(1, len(shot.frames) // 50)
@@ -323,15 +324,6 @@ def _crop(frame: np.ndarray, window: tuple[float, float, float]) -> np.ndarray:
         part[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = frame[sy0:sy1, sx0:sx1]
     interp = cv2.INTER_AREA if 2 * half > CROP else cv2.INTER_LINEAR
     return cv2.resize(part, (CROP, CROP), interpolation=interp)
-
-
-def _spread(items: list, count: int) -> list:
-    """Up to `count` items evenly spaced over the list, first and last included."""
-    if count <= 0 or not items:
-        return []
-    if count >= len(items):
-        return list(items)
-    return [items[int(round(k * (len(items) - 1) / max(count - 1, 1)))] for k in range(count)]
 
 
 def _plain(value):

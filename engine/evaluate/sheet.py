@@ -160,8 +160,14 @@ def _card_note(key: str, report: dict) -> str:
         inner = ((metrics.get("expression") or {}).get("inner") or {}).get("median")
         return f"without jaw: {_number(inner)}"
     if key.endswith("_difference"):
-        p90 = ((metrics.get("expression") or {}).get(key.split("_")[0]) or {}).get("p90")
-        return f"90th pct: {_number(p90, 'deg')}"
+        # a steady offset is the swapped face's shape read as pose (expression.py), not a lost head turn
+        axis = key.split("_")[0]
+        expression = metrics.get("expression") or {}
+        p90 = (expression.get(axis) or {}).get("p90")
+        offset = (expression.get("offset") or {}).get(axis)
+        if offset is None:
+            return f"90th pct: {_number(p90, 'deg')}"
+        return f"offset {offset:+.1f}, p90 {_number(p90, 'deg')}"
     if key == "flicker_ratio":
         f = metrics.get("flicker") or {}
         r, d = (f.get("result") or {}).get("mean"), (f.get("destination") or {}).get("mean")

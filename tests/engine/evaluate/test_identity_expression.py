@@ -63,12 +63,14 @@ def test_expression_rows_in_inter_ocular_distances():
     io = dest.inter_ocular
     assert io > 20
     same = expression_row(dest, dest)
-    assert same == {"landmarks": 0.0, "inner": 0.0, "yaw": 0.0, "pitch": 0.0, "roll": 0.0}
+    assert same == {"landmarks": 0.0, "inner": 0.0, "yaw": 0.0, "pitch": 0.0, "roll": 0.0,
+                    "signed": {"yaw": 0.0, "pitch": 0.0, "roll": 0.0}}
     moved = _face(lm=dest.landmarks68 + [3.0, 4.0], pose=(-5.0, 5.0, -178.0))
     row = expression_row(dest, moved)
     assert row["landmarks"] == pytest.approx(5.0 / io) and row["inner"] == pytest.approx(5.0 / io)
     assert row["yaw"] == pytest.approx(15.0) and row["pitch"] == pytest.approx(10.0)
     assert row["roll"] == pytest.approx(3.0)  # 179 and -178 are 3 degrees apart, not 357
+    assert row["signed"] == pytest.approx({"yaw": -15.0, "pitch": 10.0, "roll": 3.0})  # result - destination
     jaw = dest.landmarks68.copy()
     jaw[:17, 1] += 6.8  # a dropped jaw line alone: the inner points (the expression) did not move
     row = expression_row(dest, _face(lm=jaw))
@@ -78,10 +80,25 @@ def test_expression_rows_in_inter_ocular_distances():
     assert expression_row(flat, dest)["landmarks"] is None  # no scale to measure by
 
     summary = expression_summary([same, None, expression_row(dest, moved)])
-    assert set(summary) == {"landmarks", "inner", "yaw", "pitch", "roll"}
+    assert set(summary) == {"landmarks", "inner", "yaw", "pitch", "roll", "offset", "centred"}
     assert summary["yaw"]["count"] == 2 and summary["yaw"]["max"] == pytest.approx(15.0)
     assert summary["landmarks"]["median"] == pytest.approx(2.5 / io)
-    assert expression_summary([])["roll"]["median"] is None
+    empty = expression_summary([])
+    assert empty["roll"]["median"] is None and empty["offset"]["pitch"] is None
+    assert empty["centred"]["pitch"]["count"] == 0
+
+
+def test_a_steady_pose_offset_is_told_apart_from_a_head_not_following():
+    """A swapped face whose shape reads 5 degrees of pitch on every frame: the offset holds the 5,
+    the centred difference only what changes from frame to frame."""
+    dest = _face(pose=(0.0, 0.0, 0.0))
+    rows = [expression_row(dest, _face(lm=dest.landmarks68, pose=(0.0, 5.0 + wobble, 0.0)))
+            for wobble in (-0.5, 0.0, 0.5, 0.0, 3.0)]
+    summary = expression_summary(rows)
+    assert summary["pitch"]["median"] == pytest.approx(5.0)
+    assert summary["offset"] == pytest.approx({"yaw": 0.0, "pitch": 5.0, "roll": 0.0})
+    assert summary["centred"]["pitch"]["median"] == pytest.approx(0.5)  # |-0.5|, 0, 0.5, 0, 3
+    assert summary["centred"]["pitch"]["max"] == pytest.approx(3.0)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +120,8 @@ def test_real_pose_and_landmark_differences(frames):
     observer = FaceObserver(identity=False)
     dest = observer.step(0, clip[0])
     assert expression_row(dest, observer.step(1, clip[0])) == {
-        "landmarks": 0.0, "inner": 0.0, "yaw": 0.0, "pitch": 0.0, "roll": 0.0}
+        "landmarks": 0.0, "inner": 0.0, "yaw": 0.0, "pitch": 0.0, "roll": 0.0,
+        "signed": {"yaw": 0.0, "pitch": 0.0, "roll": 0.0}}
     # the same frame turned 10 degrees about the face: a roll of 10, the same expression once turned back
     turned, m = _turned(clip[0], dest.landmarks68.mean(0), 10.0)
     result = observer.step(2, turned)

@@ -261,3 +261,29 @@ def test_a_source_faceset_or_model_needs_a_workspace(portrait_clips):
         with pytest.raises(EngineError, match="needs a workspace"):
             evaluate(EvaluateParams(destination=str(portrait_clips["astronaut"]),
                                     result=str(portrait_clips["astronaut"]), **extra), None)
+
+
+def test_a_shorter_result_that_loses_the_face_in_some_frames(shared_clip, monkeypatch, tmp_path):
+    """Frames 2..7 of the destination only, the face painted over in 4 and 5 (a swap that lost it):
+    those frames count as found in the destination only, have no expression row, and the rest of
+    the report stands on the frames that have both."""
+    from engine.evaluate import observe
+
+    monkeypatch.setattr(observe, "identity_available", lambda: False)
+    destination = shared_clip(TRAIN.format("KristiNoem"))
+    frames = dict(iter_frames(destination, 2, 8))
+    for i in (4, 5):
+        frames[i] = np.full_like(frames[i], 128)
+    _write(tmp_path / "result", frames)
+    evaluate(EvaluateParams(source_video=str(destination), destination=str(destination),
+                            result=str(tmp_path / "result"), samples=2), None)
+    report = json.loads((tmp_path / "result" / "evaluation" / "report.json").read_text())
+    assert report["frames"] == {"first": 2, "count": 6, "destination_faces": 6, "result_faces": 4}
+    rows = {r["frame"]: r for r in report["per_frame"]}
+    assert sorted(rows) == list(range(2, 8)) and report["samples"] == [2, 7]
+    assert [f for f, r in rows.items() if r["expression"] is None] == [4, 5]
+    assert rows[2]["flicker"] is None and rows[4]["flicker"]["result"] > 10 * rows[4]["flicker"]["destination"]
+    h = report["headline"]
+    assert h["faces_found"] == pytest.approx(4 / 6) and h["landmark_distance"] == 0
+    assert report["metrics"]["expression"]["landmarks"]["count"] == 4
+    assert report["metrics"]["expression"]["offset"] == {"yaw": 0.0, "pitch": 0.0, "roll": 0.0}

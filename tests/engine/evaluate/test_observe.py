@@ -143,9 +143,11 @@ def test_identity_descriptors_from_frames_videos_and_facesets(clips, geometry, t
 
 
 @needs_identity
-def test_video_embeddings_can_be_cancelled(clips):
+def test_video_and_faceset_embeddings_can_be_cancelled(clips, tmp_path):
     with pytest.raises(Cancelled):
         video_embeddings(KRISTI, limit=4, should_stop=lambda: True)
+    with pytest.raises(Cancelled):  # before the first face is read: the records need not exist
+        faceset_embeddings([object()] * 5, limit=4, should_stop=lambda: True)
 
 
 def test_without_the_identity_extra_geometry_still_works(clips, monkeypatch):

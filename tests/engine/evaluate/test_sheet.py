@@ -160,3 +160,10 @@ def test_series_split_at_missing_values_and_skipped_frames():
 
 def test_every_headline_figure_has_a_card():
     assert list(sheet.CARDS) != [] and set(sheet.CARDS) == set(HEADLINE_KEYS)
+
+
+def test_pose_cards_tell_a_steady_offset():
+    report = _report()
+    assert sheet._card_note("pitch_difference", report) == "90th pct: n/a"  # an older report: no offset
+    report["metrics"]["expression"] = {"pitch": aggregate([5.0, 5.5, 7.0]), "offset": {"pitch": 5.5}}
+    assert sheet._card_note("pitch_difference", report) == "offset +5.5, p90 7.0 deg"
