@@ -11,7 +11,9 @@ Obama is the source, Kristi Noem the shot: 40 frames of each extracted, a tiny m
   measure shows up as a wrong number rather than as a plausible one.
 
 A tiny model's swap is a blur, so its figures are only checked to be measured and to differ from
-the anchor's in the direction a changed face must move them.
+the anchor's in the direction a changed face must move them. The source video of the anchor is the
+source clip's first FRAMES frames (the faces the source faceset holds): the identity embedding is
+the report's main cost (~0.2 s a face), and 64 frames of the whole clip would add a third to it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import pytest
 from engine.evaluate.types import HEADLINE_KEYS, SCHEMA
 from engine.holdout import read_holdout
 from engine.jobs import JobRunner
+from engine.media.decode import iter_frames, probe
+from engine.media.encode import write_video
 from engine.recipes import STAGES
 from engine.workspace import Workspace
 
@@ -39,9 +43,12 @@ DESTINATION = CLIPS / "styletalk__samples_source_video_video_KristiNoem.mp4"
 FRAMES = 40
 HOLDOUT = 0.1  # 4 of 40 faces per side
 HELD_BACK = math.ceil(HOLDOUT * FRAMES)
+# A tiny model pushed to a face-like blur fast (no random warp, a high learning rate): with the
+# defaults, 20 iterations leave a pattern no detector calls a face, and the swap's identity and
+# expression figures would all be null; 60 of these give a face in every frame in ~10 s.
 TINY = {"resolution": 32, "ae_dims": 32, "e_dims": 8, "d_dims": 8, "d_mask_dims": 4, "batch_size": 4,
-        "workers": 0}
-ITERATIONS = 20
+        "workers": 0, "random_warp": False, "learning_rate": 2e-3, "seed": 0}
+ITERATIONS = 60
 SAME_PERSON = 0.6  # dlib's descriptors: below this, one person
 
 
@@ -92,12 +99,14 @@ def anchor(pipeline):
     """The untouched destination judged as if it were the swap, from the command line (no workspace:
     the source is its video)."""
     out = pipeline.root / "anchor"
-    run = subprocess.run([sys.executable, "-m", "engine", "evaluate", "--source", str(SOURCE),
+    source = write_video(pipeline.root / "source.mp4", (frame for _, frame in iter_frames(SOURCE, 0, FRAMES)),
+                         probe(SOURCE).fps)
+    run = subprocess.run([sys.executable, "-m", "engine", "evaluate", "--source", str(source),
                           "--destination", str(DESTINATION), "--result", str(DESTINATION),
                           "--frames", str(FRAMES), "--out", str(out)],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    return SimpleNamespace(run=run, out=out, report=json.loads((out / "report.json").read_text()))
+    return SimpleNamespace(run=run, out=out, source=source, report=json.loads((out / "report.json").read_text()))
 
 
 def _finite(value) -> bool:
@@ -140,7 +149,8 @@ def test_the_pipeline_holds_back_faces_and_merges_every_frame(pipeline):
 def test_the_untouched_destination_reads_as_itself(anchor):
     report, h = anchor.report, anchor.report["headline"]
     _check_layout(report, FRAMES)
-    assert report["inputs"]["source"]["kind"] == "video" and report["inputs"]["source"]["faces"] > 0
+    assert report["inputs"]["source"] == {"kind": "video", "path": str(anchor.source), "faces": FRAMES}
+    assert report["inputs"]["destination"] == str(DESTINATION)
     assert report["inputs"]["result"]["kind"] == "video" and report["inputs"]["model"] is None
     assert report["frames"]["result_faces"] == FRAMES and h["faces_found"] == 1.0
     # identity: the "swap" is Noem, nearer her than Obama in every frame, on either side of dlib's threshold
@@ -150,6 +160,7 @@ def test_the_untouched_destination_reads_as_itself(anchor):
     assert h["identity_to_destination"] < SAME_PERSON < h["identity_to_source"]
     assert identity["to_source"]["count"] == FRAMES
     assert identity["destination_to_source"]["median"] > SAME_PERSON  # two people: the context figure
+    assert identity["to_source"] == identity["destination_to_source"]  # the "swap" is that untouched face
     # expression and pose: the same pixels give the same landmarks
     assert h["landmark_distance"] == pytest.approx(0, abs=1e-6)
     for key in ("yaw_difference", "pitch_difference", "roll_difference"):
@@ -183,17 +194,21 @@ def test_the_swap_job_measures_everything(pipeline, swap, anchor):
     for key in ("flicker_ratio", "seam_colour", "seam_colour_destination", "seam_gradient_ratio"):
         assert _finite(h[key]), (key, h[key])
     assert report["metrics"]["seams"]["colour"]["count"] == FRAMES  # every frame was swapped: a matte each
-    # a changed face: flicker and the border's gradient are no longer the destination's own
-    assert h["flicker_ratio"] != pytest.approx(1.0, abs=1e-3)
-    assert h["seam_gradient_ratio"] != pytest.approx(1.0, abs=1e-3)
-    # faces the detector finds in the blurred swap get identity and landmark figures, farther off than the anchor's
-    assert 0 <= h["faces_found"] <= 1 and report["frames"]["result_faces"] == round(h["faces_found"] * FRAMES)
-    if report["frames"]["result_faces"]:
-        for key in ("closer_to_source", "identity_to_source", "identity_to_destination", "landmark_distance",
-                    "yaw_difference", "pitch_difference", "roll_difference"):
-            assert _finite(h[key]), (key, h[key])
-        assert h["identity_to_destination"] > anchor.report["headline"]["identity_to_destination"]
-        assert h["landmark_distance"] > anchor.report["headline"]["landmark_distance"]
+    # a changed face: in every frame the border and the frame-to-frame change are no longer the destination's own
+    seams = [row["seams"] for row in report["per_frame"]]
+    assert all(s["colour"] != s["colour_destination"] and s["gradient"] != s["gradient_destination"] for s in seams)
+    steps = [row["flicker"] for row in report["per_frame"] if row["flicker"] is not None]
+    assert len(steps) == FRAMES - 1 and all(step["result"] != step["destination"] for step in steps)
+    # the blurred face is still found where the destination's is, so identity and landmarks are measured...
+    assert report["frames"]["result_faces"] >= FRAMES // 2
+    assert h["faces_found"] == pytest.approx(report["frames"]["result_faces"] / FRAMES)
+    for key in ("closer_to_source", "identity_to_source", "identity_to_destination", "landmark_distance",
+                "yaw_difference", "pitch_difference", "roll_difference"):
+        assert _finite(h[key]), (key, h[key])
+    assert report["metrics"]["identity"]["to_source"]["count"] == report["frames"]["result_faces"]
+    # ...and are farther from the destination's face than the untouched shot's own
+    assert h["identity_to_destination"] > anchor.report["headline"]["identity_to_destination"]
+    assert h["landmark_distance"] > anchor.report["headline"]["landmark_distance"]
     _check_sheet(Path(result["sheet"]))
 
 
