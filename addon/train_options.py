@@ -204,9 +204,10 @@ def to_settings(values: dict[str, Any], soft_only: bool = False) -> dict[str, An
 
 
 def job_options(values: dict[str, Any], pretrain: bool) -> dict[str, Any]:
-    """The `train` job's params that are not settings. Pretraining holds nothing back: it learns faces
-    in general, and the pair trained on after it must be free to choose its own faces to hold back."""
-    return {} if pretrain else {name: values[name] for name in JOB_OPTIONS}
+    """The `train` job's params that are not settings, those set only (0 holds nothing back, as no
+    param does). Pretraining holds nothing back: it learns faces in general, and the pair trained
+    after it must be free to choose its own faces to hold back."""
+    return {} if pretrain else {name: values[name] for name in JOB_OPTIONS if values[name]}
 
 
 def from_settings(settings: dict[str, Any]) -> dict[str, Any]:

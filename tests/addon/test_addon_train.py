@@ -1,6 +1,6 @@
 """Training in the add-on: the option table matches the engine's settings, and the Train panel
 drives a real engine subprocess (presets, Start, progress and pictures, pause/resume, Apply, Save,
-Backup, Stop, Export .dfm)."""
+Backup, Stop, Export .dfm, Hold Back)."""
 
 import importlib.util
 from pathlib import Path
@@ -38,7 +38,8 @@ def test_the_option_table_is_the_engines_settings():
     from engine.holdout import MAX_SHARE
 
     assert options.BY_NAME["holdout"].default == 0.0 and options.BY_NAME["holdout"].extra["max"] == MAX_SHARE
-    assert options.job_options(defaults, pretrain=False) == {"holdout": 0.0}
+    assert options.job_options(defaults, pretrain=False) == {}
+    assert options.job_options(dict(defaults, holdout=0.05), pretrain=False) == {"holdout": 0.05}
     assert options.job_options(dict(defaults, holdout=0.05), pretrain=True) == {}
 
 
@@ -77,14 +78,9 @@ def test_training_panel_against_the_engine(run_scenario, tmp_path):
     from engine.holdout import read_holdout
     from engine.train.settings import TrainSettings
 
-    assert set(params) - {"model", "source", "destination", "holdout"} == set(TrainSettings().to_dict()), \
-        "every training setting is sent"
-    # Hold Back reached the engine: the model keeps the last of each faceset's 4 faces unseen
-    assert params["holdout"] == pytest.approx(0.25)
-    held = read_holdout(workspace / "models" / "m")
-    assert held["share"] == pytest.approx(0.25)
-    assert held["source"]["faceset"] == "src" and held["destination"]["faceset"] == "dst"
-    assert len(held["source"]["faces"]) == len(held["destination"]["faces"]) == 1
+    assert set(params) - {"model", "source", "destination"} == set(TrainSettings().to_dict()), \
+        "every training setting is sent (Hold Back 0: nothing held back, no param)"
+    assert read_holdout(workspace / "models" / "m") is None
 
     preview, graph, icon, asked = out["images"]
     assert preview[0] > 32 and preview[1] > 32 and graph == [640, 240] and icon == preview and asked
@@ -119,3 +115,13 @@ def test_training_panel_against_the_engine(run_scenario, tmp_path):
     [(state, result, error)] = out["exported"]
     assert state == "done", error
     assert (tmp_path / "m.dfm").stat().st_size > 1000 and result["output"] == str(tmp_path / "m.dfm")
+
+    # Hold Back on a new model reaches the engine: it keeps the last of each faceset's 4 faces unseen
+    op, args = out["held_sent"]
+    assert op == "job.start" and args["params"]["holdout"] == pytest.approx(0.25)
+    [(state, error)] = out["held_trained"]
+    assert state == "done", error
+    held = read_holdout(workspace / "models" / "h")
+    assert held["share"] == pytest.approx(0.25)
+    assert held["source"]["faceset"] == "src" and held["destination"]["faceset"] == "dst"
+    assert len(held["source"]["faces"]) == len(held["destination"]["faces"]) == 1

@@ -1,7 +1,8 @@
 """Training through the add-on against a real local engine: a preset fills the options, Start sends
 them all, progress and the pictures arrive (loaded into Blender images), Pause and Resume change the
 job's state, Apply sends the soft options, Save and Backup go to the job, the preview opens in an
-Image Editor, Stop ends it, and the model exports as .dfm."""
+Image Editor, Stop ends it, and the model exports as .dfm. Then a new model with Hold Back set:
+Start sends it as the job's `holdout`, and the engine keeps those faces out of training."""
 
 import sys
 import time
@@ -63,7 +64,6 @@ settings.resolution, settings.batch_size, settings.iterations, settings.time_bud
 options.face_type, options.arch_base, options.arch_u, options.arch_d, options.arch_t = "auto", "df", False, False, False
 options.ae_dims, options.e_dims, options.d_dims, options.d_mask_dims = 32, 8, 8, 4
 options.workers, options.device, options.seed = 0, "cpu", 0
-options.holdout = 0.25  # of 4 faces a side: the last one never trains
 options.preview_every_s, options.report_every_s, options.save_every_s = 0.3, 0.05, 600.0
 out["idle_buttons"] = [op for op, _ in draw().operators]
 out["start"] = sorted(bpy.ops.swapline.train())
@@ -113,6 +113,12 @@ out["export"] = sorted(bpy.ops.swapline.train_export_dfm())
 out["export_sent"] = sent[-1]
 exported = sync.wait_for_jobs("export_dfm", timeout=180, check=False)
 out["exported"] = [[j["state"], j.get("result"), j.get("error")] for j in exported]
+
+# a new model holding faces back for the quality report: a few iterations
+settings.model, settings.iterations, options.holdout = "h", 2, 0.25  # of 4 faces a side: the last one
+out["held"] = sorted(bpy.ops.swapline.train())
+out["held_sent"] = sent[-1]
+out["held_trained"] = [[j["state"], j.get("error")] for j in sync.wait_for_jobs("train", timeout=180, check=False)]
 out["last_error"] = st.last_error
 bpy.ops.swapline.disconnect()
 sync.drain(budget=None)
