@@ -155,7 +155,12 @@ def _card_note(key: str, report: dict) -> str:
     if key == "closer_to_source":
         return "frames nearer the source"
     if key == "faces_found":
-        return f"{frames.get('result_faces', '?')} of {frames.get('destination_faces', '?')} frames"
+        # the figure counts frames with a face in both; result_faces alone would also count a face
+        # found in a swapped frame whose destination had none ("6 of 5")
+        share, faces = (report.get("headline") or {}).get("faces_found"), frames.get("destination_faces")
+        if share is None or not faces:
+            return "no destination face"
+        return f"{round(share * faces)} of {faces} frames"
     if key == "landmark_distance":
         inner = ((metrics.get("expression") or {}).get("inner") or {}).get("median")
         return f"without jaw: {_number(inner)}"
@@ -167,7 +172,7 @@ def _card_note(key: str, report: dict) -> str:
         offset = (expression.get("offset") or {}).get(axis)
         if offset is None:
             return f"90th pct: {_number(p90, 'deg')}"
-        return f"offset {offset:+.1f}, p90 {_number(p90, 'deg')}"
+        return f"offset {offset:+.1f} deg, p90 {_number(p90, decimals=1)}"
     if key == "flicker_ratio":
         f = metrics.get("flicker") or {}
         r, d = (f.get("result") or {}).get("mean"), (f.get("destination") or {}).get("mean")

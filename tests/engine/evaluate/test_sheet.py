@@ -166,4 +166,13 @@ def test_pose_cards_tell_a_steady_offset():
     report = _report()
     assert sheet._card_note("pitch_difference", report) == "90th pct: n/a"  # an older report: no offset
     report["metrics"]["expression"] = {"pitch": aggregate([5.0, 5.5, 7.0]), "offset": {"pitch": 5.5}}
-    assert sheet._card_note("pitch_difference", report) == "offset +5.5, p90 7.0 deg"
+    assert sheet._card_note("pitch_difference", report) == "offset +5.5 deg, p90 7.0"
+
+
+def test_faces_found_counts_frames_with_a_face_in_both():
+    report = _report()
+    report["frames"] = {"first": 0, "count": 6, "destination_faces": 5, "result_faces": 6}  # one only swapped
+    report["headline"]["faces_found"] = 4 / 5
+    assert sheet._card_note("faces_found", report) == "4 of 5 frames"
+    report["headline"]["faces_found"] = None
+    assert sheet._card_note("faces_found", report) == "no destination face"
