@@ -19,6 +19,7 @@ from .workspace import Workspace
 
 TRAIN_KINDS = ("train", "pretrain")
 COMMANDS = ("save", "backup", "pause", "resume", "phase", "set")  # what a training job obeys (job.control)
+JOB_ONLY = ("model", "source", "destination", "holdout")  # a train job's params that are not training settings
 
 
 def check_name(value, what: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .errors import EngineError
 from .jobs import JobRunner
-from .recipes_train import COMMANDS, TRAIN_KINDS, check_name, train_settings
+from .recipes_train import COMMANDS, JOB_ONLY, TRAIN_KINDS, check_name, train_settings
 from .service_args import arg
 from .workspace import Workspace
 
@@ -32,7 +32,7 @@ def _check_train_command(job: dict, command: dict) -> None:
     options = command.get("options")
     if not isinstance(options, dict) or not options:
         raise EngineError("bad_request", "'set' needs 'options': a map of training settings")
-    params = {k: v for k, v in (job.get("params") or {}).items() if k not in ("model", "source", "destination")}
+    params = {k: v for k, v in (job.get("params") or {}).items() if k not in JOB_ONLY}
     try:
         train_settings(params, job["kind"] == "pretrain").check_soft(options)
     except ValueError as exc:

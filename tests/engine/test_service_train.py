@@ -144,3 +144,13 @@ def test_a_real_training_job_pauses_takes_options_and_leaves_pictures(tmp_path, 
         assert list((ws.model_dir("m") / "backups").iterdir())
     finally:
         runner.shutdown()
+
+
+def test_options_can_be_changed_on_a_job_that_holds_faces_back():
+    from engine.service_train import _check_train_command
+
+    job = {"kind": "train", "params": {"model": "m", "source": "a", "destination": "b", "holdout": 0.1,
+                                       "preset": "quick"}}
+    _check_train_command(job, {"command": "set", "options": {"learning_rate": 1e-4}})  # no "unknown setting holdout"
+    with pytest.raises(EngineError, match="cannot change resolution"):  # and the real checks still run
+        _check_train_command(job, {"command": "set", "options": {"resolution": 128}})
