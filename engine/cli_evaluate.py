@@ -36,6 +36,8 @@ def evaluate_params(args: argparse.Namespace) -> dict:
     source = Path(args.source)
     if source.is_file():
         params = {"source_video": str(source.resolve())}
+    elif len(source.parts) > 1 or source.is_absolute():  # a faceset name is never a path: a video gone missing
+        raise EngineError("not_found", f"--source video not found: {args.source}")
     elif args.workspace:
         params = {"source_faceset": args.source}
     else:

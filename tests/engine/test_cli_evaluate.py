@@ -84,6 +84,7 @@ def test_the_progress_bar_goes_to_stderr_and_json_to_stdout(portrait_clips, tmp_
 
 @pytest.mark.parametrize("argv, words", [
     (["--source", "nobody"], "needs --workspace"),
+    (["--source", "/no/such/source.mp4", "--workspace", "/no/ws"], "--source video not found: /no/such/source.mp4"),
     (["--model", "m"], "--model needs --workspace"),
     (["--destination", "/no/such/shot.mp4"], "video file not found"),
 ])
