@@ -6,6 +6,8 @@ import argparse
 
 from .errors import EngineError
 
+SHOT_FLAGS = ("workspace", "model", "faceset", "video")  # bench flicker on a user's trained shot
+
 
 def add_bench_parser(sub) -> None:
     b = sub.add_parser("bench", help="run benchmarks and print medians against a same-run reference; "
@@ -19,8 +21,9 @@ def add_bench_parser(sub) -> None:
     b.add_argument("--record", help="where the run's JSON record goes "
                                     "(default bench_records/<UTC time>-<commit>.json under the current folder)")
     b.add_argument("--no-record", action="store_true", help="print the figures only")
-    for flag in ("--workspace", "--model", "--faceset", "--video"):  # flicker: measure a real shot
-        b.add_argument(flag, help="bench flicker: a trained shot to measure instead of a quick one")
+    for flag in SHOT_FLAGS:
+        b.add_argument(f"--{flag}", help="bench flicker: a trained shot to measure instead of a quick one "
+                                         "(all four together)")
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -35,5 +38,13 @@ def run_bench(args: argparse.Namespace) -> int:
                                          "did you mean bench compare OLD.json NEW.json?")
     from .bench import run_benchmarks
 
-    shot = {k: getattr(args, k) for k in ("workspace", "model", "faceset", "video") if getattr(args, k)}
+    shot = {k: getattr(args, k) for k in SHOT_FLAGS if getattr(args, k)}
+    if shot:  # said before the run, not an hour into it (bench all runs flicker late)
+        if args.name not in ("flicker", "all"):
+            raise EngineError("bad_request", f"--{' --'.join(shot)} name a shot for bench flicker, "
+                                             f"not bench {args.name}")
+        if len(shot) != len(SHOT_FLAGS):
+            missing = [f"--{k}" for k in SHOT_FLAGS if k not in shot]
+            raise EngineError("bad_request", f"bench flicker on a real shot needs --workspace, --model, --faceset "
+                                             f"and --video; missing {', '.join(missing)}")
     return run_benchmarks(args.name, args.seconds, shot, record=args.record, write=not args.no_record)

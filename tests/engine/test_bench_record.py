@@ -152,3 +152,11 @@ def test_the_help_names_every_bench(monkeypatch, capsys):
     for name in bench.BENCHMARKS:
         assert name in text
     assert "compare" in text and "--record" in text
+
+
+def test_a_real_shot_for_bench_flicker_is_checked_before_anything_runs(capsys):
+    shot = ["--workspace", "ws", "--model", "m", "--faceset", "f", "--video", "v.mp4"]
+    assert main(["bench", "merge", *shot]) == 2  # merge would ignore the shot: said, not run
+    assert "for bench flicker, not bench merge" in capsys.readouterr().err
+    assert main(["bench", "flicker", "--workspace", "ws", "--model", "m"]) == 2
+    assert "missing --faceset, --video" in capsys.readouterr().err
