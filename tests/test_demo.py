@@ -22,6 +22,9 @@ def test_demo_end_to_end(tmp_path):
     assert video.is_file() and video.suffix == ".mp4"
     summary = lines[-1]
     assert re.search(r"\d+ frames, \d+ faces found, \d+ iterations, loss [\d.]+", summary), summary
+    assert "quality report" in lines[-3] and "flicker_ratio" in lines[-3], lines[-3]  # Evaluate ran on the shot
+    sheet = cv2.imread(str(tmp_path / "quality_summary.png"))
+    assert sheet is not None and sheet.shape[1] >= 1200
 
     import av
 

@@ -2,7 +2,8 @@
 
 Two clips (made from bundled public-domain portraits unless --source/--destination are given) go on
 the timeline as movie strips; the add-on launches a local engine, extracts both faces, trains for a
-fixed time budget, merges the swap onto the timeline, and Blender renders the edit to an MP4 with
+fixed time budget, merges the swap onto the timeline, presses Evaluate (the quality report's summary
+sheet lands beside the MP4), and Blender renders the edit to an MP4 with
 the destination's audio. Prints the MP4's path and one summary line.
 """
 
@@ -106,6 +107,29 @@ def compare_sheet(dst: Path, video: Path, out: Path, frame: int) -> Path:
     return sheet
 
 
+def evaluate(shot, out: Path, timeout: float = 600.0) -> str:
+    """Press Evaluate on the merged shot and wait for the quality report; the summary sheet is
+    copied beside the MP4. Headless Blender runs no timers, so this drives the add-on's drain."""
+    import bpy
+    from swapline.addon import evaluate_drain, evaluate_state, sync
+
+    bpy.ops.swapline.evaluate()
+    evaluation = shot.swapline_evaluation
+    deadline = time.monotonic() + timeout
+    while evaluation.state in evaluate_state.PENDING:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"demo: the evaluation did not finish in {timeout:.0f} s")
+        sync.drain(budget=None)
+        evaluate_drain.drain()
+        time.sleep(0.05)
+    if evaluation.state != "DONE":
+        raise SystemExit(f"demo: the evaluation ended {evaluation.state}: {evaluation.message}")
+    shutil.copyfile(evaluation.sheet, out / "quality_summary.png")
+    figures = evaluate_state.headline(evaluation)
+    shown = ", ".join(f"{k} {v:.3g}" for k, v in figures.items() if isinstance(v, (int, float)))
+    return f"{out / 'quality_summary.png'} ({shown})"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--source", type=Path, help="clip of the face to put in")
@@ -162,6 +186,7 @@ def main(argv=None) -> int:
         if not result:
             raise SystemExit("demo: the merge finished but no result strip is on the timeline")
         print(f"demo: result strip {result[0].name!r} on channel {result[0].channel}", flush=True)
+        evaluation = evaluate(dst_strip, out)
         video = render(scene, out)
     finally:
         bpy.ops.swapline.disconnect()
@@ -169,10 +194,12 @@ def main(argv=None) -> int:
     sheet = compare_sheet(dst, video, out, frame=merged["result"]["count"] // 2)
     faces = sum(j["result"]["faces"] for j in extracted)
     frames = sum(j["result"]["frames"] for j in extracted)
+    print(f"swapline demo: quality report {evaluation}")
     print(video)
     print(f"swapline demo: {frames} frames, {faces} faces found, {trained['result']['iterations']} iterations, "
           f"loss {trained['result']['loss']:.4f}, {merged['result']['count']} frames merged, "
           f"wall time {time.monotonic() - t0:.0f} s (side by side: {sheet})")
+
     ext.unregister()
     return 0
 
