@@ -51,21 +51,24 @@ def start_engine(workspace: Path, auth: list[str], bench: str = "bench bridge") 
 
 
 @contextmanager
-def served(workspace: Path, bench: str) -> Iterator[BridgeClient]:
-    """A connected client of an engine subprocess serving `workspace`; the engine stops on leaving."""
-    token = secrets.token_urlsafe(16)
-    proc, port = start_engine(workspace, ["--token", token], bench)
+def served(workspace: Path, bench: str, token_file: Path | None = None, client_name: str = "bench",
+           timeout: float = 300) -> Iterator[tuple[BridgeClient, subprocess.Popen, int]]:
+    """(connected client, engine process, port) of an engine subprocess serving `workspace`, with a
+    fresh token or the one in `token_file` (for a bench whose other clients read it there); the
+    client closes and the engine stops on leaving."""
+    token = token_file.read_text().strip() if token_file else secrets.token_urlsafe(16)
+    proc, port = start_engine(workspace, ["--token-file", str(token_file)] if token_file else ["--token", token], bench)
     client = None
     try:
-        client = BridgeClient("127.0.0.1", port, token, client_name="bench", timeout=300)
+        client = BridgeClient("127.0.0.1", port, token, client_name=client_name, timeout=timeout)
         client.connect()
         client.start()
-        yield client
+        yield client, proc, port
     finally:
         if client is not None:
             client.close()
         proc.terminate()
-        proc.wait(timeout=30)
+        proc.wait(timeout=60)
 
 
 # bench bridge ----------------------------------------------------------------------------------------
@@ -123,7 +126,7 @@ def bench_bridge(seconds: float) -> dict:
         workspace, source, back = tmp / "ws", tmp / "bench.bin", tmp / "back"
         _write_random(source, size)
         digest = file_hash(source)
-        with served(workspace, "bench bridge") as client:
+        with served(workspace, "bench bridge") as (client, _, _):
             latency = _latency(client, calls)
             print(f"  engine.info round trip: median {latency['median']:.3f} ms, p99 {latency['p99']:.3f} ms "
                   f"(min {latency['min']:.3f}, max {latency['max']:.3f}) over {calls} calls")

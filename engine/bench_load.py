@@ -28,7 +28,7 @@ from pathlib import Path
 
 from bridge import BridgeClient
 
-from .bench_bridge import start_engine
+from .bench_bridge import served
 from .bench_load_clients import CLIENTS, RATE
 
 LOAD_FACTOR = 6      # paced load window = 6 x --seconds
@@ -210,12 +210,8 @@ def bench_load(seconds: float, clients: int = CLIENTS, rate: float = RATE, flat_
         faces = _extract_faces(tmp / "ws")
         token_file = tmp / "token"
         token_file.write_text(secrets.token_urlsafe(24))
-        proc, port = start_engine(tmp / "ws", ["--token-file", str(token_file)], "bench load")
-        monitor = None
-        try:
-            monitor = BridgeClient("127.0.0.1", port, token_file.read_text(), client_name="bench-load", timeout=60)
-            monitor.connect()
-            monitor.start()
+        served_engine = served(tmp / "ws", "bench load", token_file, client_name="bench-load", timeout=60)
+        with served_engine as (monitor, proc, port):
             engine = monitor.call("engine.info", timeout=60)
             job = monitor.call("job.start", {"kind": "train", "params": {
                 "model": "m", "source": "f", "destination": "f", **TRAIN}}, timeout=60)
@@ -240,11 +236,6 @@ def bench_load(seconds: float, clients: int = CLIENTS, rate: float = RATE, flat_
             idle.pop("train_rate")
             cpu_ms = idle["engine_cpu_cores"] * 1000 / idle["requests_per_s"] if idle["engine_cpu_cores"] else None
             result["idle_engine"] = {**idle, "engine_cpu_ms_per_request": cpu_ms}
-        finally:
-            if monitor is not None:
-                monitor.close()
-            proc.terminate()
-            proc.wait(timeout=60)
     _print(result)
     return result
 

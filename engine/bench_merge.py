@@ -44,5 +44,5 @@ def bench_preview(seconds: float) -> dict:
     from .merge import bench
 
     shot = merge_shot(seconds)
-    with served(shot.workspace, "bench preview") as client:
+    with served(shot.workspace, "bench preview") as (client, _, _):
         return bench.bench_preview(shot, lambda op, args: client.call(op, args, timeout=300), PREVIEW_CHANGES)
