@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from .errors import EngineError
-from .geometry.align import recrop_transform, transform_points
+from .facecrops import recut
 from .jobs import JobContext
 from .workspace import Workspace
 
@@ -36,7 +36,7 @@ def load_samples(ws: Workspace, faceset: str, face_type: str | None = None, max_
     """A faceset's chosen faces and their landmarks in crop pixels, as the trainer takes them.
 
     With a `face_type` narrower than the faceset's, each crop is re-cut from the stored one (from
-    the same landmarks, so it matches a fresh extraction); `max_size` shrinks crops larger than the
+    the same landmarks, so it matches a fresh extraction: engine/facecrops.py); `max_size` shrinks crops larger than the
     model needs, so a 512 px faceset does not fill memory for a 64 px model. When any face has a
     drawn, learned or imported mask, every face brings its mask (the hull where it has none). Each
     face's yaw comes along, so training can spread its batches evenly over poses (uniform_yaw).
@@ -56,37 +56,17 @@ def load_samples(ws: Workspace, faceset: str, face_type: str | None = None, max_
         img = cv2.imread(str(r.image))
         if img is None:
             continue  # a face file deleted by hand is skipped, not fatal
-        try:  # the re-cut at the stored size, then shrunk: warpAffine has no area filter, and
-            # shrinking 512 -> 64 inside it would alias (a 64 px model trained on it learns the aliasing)
-            m = recrop_transform(r.transform, stored, fs["face_type"], r.landmarks68, stored, kind, r.yaw)
-        except ValueError as exc:
-            raise EngineError("bad_request", str(exc)) from None
-        same = np.allclose(m, IDENTITY)  # the faceset's own face type: nothing to re-cut
-        if not same:
-            img = cv2.warpAffine(img, m, (stored, stored), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-        images.append(_shrink(img, size))
+        cut = recut(r, stored, fs["face_type"], kind, size)
+        images.append(cut.resample(img))
+        landmarks.append(cut.landmarks)
         yaws.append(float(r.yaw))
         if masked:
             mask = np.round(ws.masks.mask_of(r, stored)[0] * 255).astype(np.uint8)
-            if not same:
-                mask = cv2.warpAffine(mask, m, (stored, stored), flags=cv2.INTER_LINEAR)
-            masks.append(_shrink(mask, size))
-        # crop -> frame -> re-cut crop -> shrunk (resize maps pixel centres: x -> (x + 0.5) * s - 0.5)
-        points = transform_points(m, transform_points(r.transform, r.landmarks68))
-        landmarks.append(((points + 0.5) * (size / stored) - 0.5).astype(np.float32))
+            masks.append(cut.resample(mask, cv2.INTER_LINEAR))
     if not images:
         raise EngineError("not_found", f"the face images of faceset {faceset!r} are missing from {ws.root}")
     return FaceSamples(images=np.stack(images), landmarks=np.stack(landmarks),
                        masks=np.stack(masks) if masked else None, yaws=np.asarray(yaws, np.float32))
-
-
-IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-
-
-def _shrink(image: np.ndarray, size: int) -> np.ndarray:
-    if image.shape[0] == size:
-        return image
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def train_settings(params: dict, pretrain: bool = False):
