@@ -12,7 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .benchstats import decode_rate, measure, scaled_clip
+from . import benchstats
+from .benchstats import decode_rate, scaled_clip, summary
 
 SHARED_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 EXTRACT_FRAMES = 150  # frames extracted per clip: 5-6 s of a talking head
@@ -61,8 +62,11 @@ def bench_extraction(seconds: float) -> dict:
                 ws.close()
                 return rate
 
-            figure = measure(extract)
-            reference = measure(lambda: decode_rate(clip, EXTRACT_FRAMES))
+            runs, refs = [], []
+            for _ in range(benchstats.RUNS):  # interleaved: a run and its reference see the same load
+                refs.append(decode_rate(clip, EXTRACT_FRAMES))
+                runs.append(extract())
+            figure, reference = summary(runs), summary(refs)
             ratio = figure["median"] / reference["median"]
             out[name] = result = {"unit": "frames/s", "figure": figure,
                                   "reference": {"name": "decode only", **reference}, "ratio": ratio,
