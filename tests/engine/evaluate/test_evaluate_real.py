@@ -129,7 +129,8 @@ def _check_layout(report: dict, frames: int) -> None:
     for row in report["per_frame"]:
         assert set(row) >= {"frame", "identity", "expression", "flicker", "seams"}
     assert report["sheet"] == "summary.png"
-    assert 1 <= len(report["samples"]) <= 4 and all(0 <= f < frames for f in report["samples"])
+    samples = report["samples"]  # the default 4, spread over the shot, first and last frame included
+    assert len(samples) == 4 and samples == sorted(samples) and samples[0] == 0 and samples[-1] == frames - 1
 
 
 def _check_sheet(path: Path) -> None:
