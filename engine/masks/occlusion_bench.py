@@ -7,7 +7,7 @@ frames of the same clips and clips of other people, get fresh occluders, and the
 intersection-over-union with their truth is set against the plain landmark hull's.
 
 Extraction belongs to the faces stage, which this stage may not import: the service layer
-(engine/bench.py) hands in an `extract(ws, clip, faceset, frames)` function.
+(engine/bench_stages.py) hands in an `extract(ws, clip, faceset, frames)` function.
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ Each figure comes with a reference measured in the same run on the same clip:
 - preview: ms from a `merge.preview` request to its PNG bytes received, over a real bridge to an
   engine subprocess, for frame changes by single steps (scrubbing) and by random jumps.
 
-The stage cannot extract or train (stages do not reach into each other), so the service layer's
-engine/bench.py prepares the `Shot` (a clip, its faces and a briefly trained model) and the bridge
-client, and calls these.
+The stage cannot extract or train (stages do not reach into each other), so the service layer
+prepares the `Shot` (engine/bench_shot.py: a clip, its faces and a briefly trained model) and the
+bridge client (engine/bench_merge.py), and calls these.
 """
 
 from __future__ import annotations

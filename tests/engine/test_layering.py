@@ -7,7 +7,7 @@ from pathlib import Path
 
 ENGINE = Path(__file__).resolve().parents[2] / "engine"
 STAGES = {"faces", "masks", "train", "merge"}
-BRIDGE_USERS = {"service.py", "cli.py", "bench.py", "bench_bridge.py", "cli_farm.py", "cli_farm_loop.py",
+BRIDGE_USERS = {"service.py", "cli.py", "bench_bridge.py", "cli_farm.py", "cli_farm_loop.py",
                 "bench_load.py", "bench_load_clients.py"}  # bench preview measures a real connection
 
 
