@@ -69,13 +69,7 @@ class SWAPLINE_OT_evaluate_open(bpy.types.Operator):
             self.report({"ERROR"}, f"The summary sheet is gone: {evaluation.sheet}" if missing else
                         "No summary sheet yet: press Evaluate after a merge")
             return {"CANCELLED"}
-        area = mask_editor.open_editor(context)
-        if area is None:
-            self.report({"ERROR"}, "No window to open an Image Editor in")
-            return {"CANCELLED"}
-        area.spaces.active.image = image
-        area.tag_redraw()
-        return {"FINISHED"}
+        return mask_editor.open_image(self, context, image)
 
 
 classes = (SWAPLINE_OT_evaluate, SWAPLINE_OT_evaluate_open)

@@ -227,6 +227,17 @@ def open_editor(context):
     return area
 
 
+def open_image(operator, context, image) -> set:
+    """An operator's end that shows `image` full size in an Image Editor (opened as open_editor does)."""
+    area = open_editor(context)
+    if area is None:
+        operator.report({"ERROR"}, "No window to open an Image Editor in")
+        return {"CANCELLED"}
+    area.spaces.active.image = image
+    area.tag_redraw()
+    return {"FINISHED"}
+
+
 def show(wm, image, mask) -> bool:
     """Show `image` with `mask` in Mask mode in the first Image Editor; False when none is open."""
     found = image_editors(wm)

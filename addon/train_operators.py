@@ -189,13 +189,7 @@ class SWAPLINE_OT_train_show_image(bpy.types.Operator):
         if image is None:
             self.report({"ERROR"}, "No training pictures yet: they come while training runs")
             return {"CANCELLED"}
-        area = mask_editor.open_editor(context)
-        if area is None:
-            self.report({"ERROR"}, "No window to open an Image Editor in")
-            return {"CANCELLED"}
-        area.spaces.active.image = image
-        area.tag_redraw()
-        return {"FINISHED"}
+        return mask_editor.open_image(self, context, image)
 
 
 classes = (SWAPLINE_OT_train, SWAPLINE_OT_train_stop, SWAPLINE_OT_train_command, SWAPLINE_OT_train_apply,
