@@ -44,6 +44,19 @@ def fill_faceset():
     return _fill
 
 
+def _wait_job(runner, kind: str, params: dict, state: str = "done", timeout: float = 300) -> dict:
+    """Submit a job to `runner`, wait for it and assert it ended in `state`; the finished job."""
+    job = runner.wait(runner.submit(kind, params)["id"], timeout=timeout)
+    assert job["state"] == state, job["error"]
+    return job
+
+
+@pytest.fixture(scope="session")
+def wait_job():
+    """wait_job(runner, kind, params, state="done", timeout=300) -> the job, asserted to end in `state`."""
+    return _wait_job
+
+
 # the commands that end obedient_stage's job: the tests' ways to finish it
 ENDING_COMMANDS = ("finish", "backup", "whatever")
 

@@ -19,24 +19,18 @@ from engine.workspace import Workspace
 TINY = {"resolution": 32, "ae_dims": 32, "e_dims": 8, "d_dims": 8, "d_mask_dims": 4, "batch_size": 4, "workers": 0}
 
 
-def _run(runner, kind, params, state="done"):
-    job = runner.wait(runner.submit(kind, params)["id"], timeout=300)
-    assert job["state"] == state, job["error"]
-    return job
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, portrait_clips):
+def trained(tmp_path_factory, portrait_clips, wait_job):
     """A workspace with facesets "src" (hopper) and "dst" (astronaut) and a model "m" trained a few
     steps with a fifth of each faceset held back."""
     root = tmp_path_factory.mktemp("evaluate") / "ws"
     ws = Workspace(root)
     runner = JobRunner(ws, STAGES)
     try:
-        _run(runner, "extract", {"video": str(portrait_clips["hopper"]), "faceset": "src", "size": 64})
-        _run(runner, "extract", {"video": str(portrait_clips["astronaut"]), "faceset": "dst", "size": 64})
-        _run(runner, "train", {"model": "m", "source": "src", "destination": "dst", "iterations": 4,
-                               "holdout": 0.2, **TINY})
+        wait_job(runner, "extract", {"video": str(portrait_clips["hopper"]), "faceset": "src", "size": 64})
+        wait_job(runner, "extract", {"video": str(portrait_clips["astronaut"]), "faceset": "dst", "size": 64})
+        wait_job(runner, "train", {"model": "m", "source": "src", "destination": "dst", "iterations": 4,
+                                   "holdout": 0.2, **TINY})
     finally:
         runner.shutdown()
         ws.close()
@@ -121,15 +115,15 @@ def test_a_faceset_and_model_run_as_a_job(trained, portrait_clips, tmp_path, cap
         assert h["closer_to_source"] == 0.0 and h["identity_to_destination"] < h["identity_to_source"]
 
 
-def test_the_job_writes_into_the_workspace_by_default(trained, portrait_clips, monkeypatch):
+def test_the_job_writes_into_the_workspace_by_default(trained, portrait_clips, monkeypatch, wait_job):
     from engine.evaluate import observe
 
     monkeypatch.setattr(observe, "identity_available", lambda: False)
     ws = Workspace(trained)
     runner = JobRunner(ws, STAGES)
     try:
-        job = _run(runner, "evaluate", {"source_faceset": "src", "destination": str(portrait_clips["astronaut"]),
-                                        "result": str(portrait_clips["astronaut"]), "frames": 2, "samples": 1})
+        job = wait_job(runner, "evaluate", {"source_faceset": "src", "destination": str(portrait_clips["astronaut"]),
+                                            "result": str(portrait_clips["astronaut"]), "frames": 2, "samples": 1})
         assert job["result"]["output"] == str(ws.root / "reports" / job["id"])
         assert (ws.root / "reports" / job["id"] / "report.json").is_file()
         assert job["progress"] == 1.0
@@ -147,13 +141,13 @@ def test_the_job_writes_into_the_workspace_by_default(trained, portrait_clips, m
     ({"model": "nomodel"}, "not_found", "no trained model named 'nomodel'"),
     ({"result": "missing.mp4"}, "not_found", "result not found"),
 ])
-def test_job_params_are_strict(trained, portrait_clips, change, code, words):
+def test_job_params_are_strict(trained, portrait_clips, change, code, words, wait_job):
     ws = Workspace(trained)
     runner = JobRunner(ws, STAGES)
     try:
         params = {"source_faceset": "src", "destination": str(portrait_clips["astronaut"]),
                   "result": str(portrait_clips["astronaut"]), **change}
-        job = _run(runner, "evaluate", params, state="failed")
+        job = wait_job(runner, "evaluate", params, state="failed")
         assert job["error"]["code"] == code and words in job["error"]["message"], job["error"]
     finally:
         runner.shutdown()

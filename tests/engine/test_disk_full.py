@@ -95,27 +95,21 @@ def test_a_full_catalog_fails_the_change_and_keeps_the_rest(tmp_path):
     ws.record_model("after", "a", "b", 1, 0.5)  # room again: the catalog takes changes again
 
 
-def _run(runner, kind, params, state="done"):
-    job = runner.wait(runner.submit(kind, params)["id"], timeout=300)
-    assert job["state"] == state, job["error"]
-    return job
-
-
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory, portrait_clips):
+def pair(tmp_path_factory, portrait_clips, wait_job):
     """A workspace with facesets src (hopper) and dst (astronaut) and model m trained 6 iterations."""
     ws = Workspace(tmp_path_factory.mktemp("disk_full") / "ws")
     runner = JobRunner(ws, STAGES)
     try:
-        _run(runner, "extract", {"video": str(portrait_clips["hopper"]), "faceset": "src", "size": 64})
-        _run(runner, "extract", {"video": str(portrait_clips["astronaut"]), "faceset": "dst", "size": 64})
-        _run(runner, "train", {"model": "m", "source": "src", "destination": "dst", "iterations": 6, **TINY})
+        wait_job(runner, "extract", {"video": str(portrait_clips["hopper"]), "faceset": "src", "size": 64})
+        wait_job(runner, "extract", {"video": str(portrait_clips["astronaut"]), "faceset": "dst", "size": 64})
+        wait_job(runner, "train", {"model": "m", "source": "src", "destination": "dst", "iterations": 6, **TINY})
     finally:
         runner.shutdown()
     return ws
 
 
-def test_training_fails_clearly_keeps_its_checkpoint_and_resumes_from_it(pair, monkeypatch):
+def test_training_fails_clearly_keeps_its_checkpoint_and_resumes_from_it(pair, monkeypatch, wait_job):
     model_dir = pair.model_dir("m")
     before = load_checkpoint(model_dir)[2]
     assert before["iteration"] == 6
@@ -123,14 +117,14 @@ def test_training_fails_clearly_keeps_its_checkpoint_and_resumes_from_it(pair, m
     try:
         monkeypatch.setattr(engine.files, "open", FullDisk("model.safetensors"), raising=False)
         params = {"model": "m", "source": "src", "destination": "dst", "iterations": 12, **TINY}
-        job = _run(runner, "train", params, state="failed")
+        job = wait_job(runner, "train", params, state="failed")
         assert job["error"]["code"] == "disk_full", job["error"]
         assert "is full" in job["error"]["message"] and "model.safetensors" in job["error"]["message"]
         _, _, state = load_checkpoint(model_dir)  # the last good checkpoint still loads, as it was
         assert state["iteration"] == 6 and state["history"] == before["history"]
         assert leftovers(model_dir) == []
         monkeypatch.undo()  # room again: the same job resumes from iteration 6, not from zero
-        result = _run(runner, "train", params)["result"]
+        result = wait_job(runner, "train", params)["result"]
         _, _, state = load_checkpoint(model_dir)
         assert result["iterations"] == state["iteration"] == 12
         assert state["history"]["iterations"] == list(range(1, 13))
@@ -139,7 +133,7 @@ def test_training_fails_clearly_keeps_its_checkpoint_and_resumes_from_it(pair, m
         runner.shutdown()
 
 
-def test_merge_fails_clearly_lists_only_whole_frames_and_finishes_after(pair, monkeypatch, portrait_clips):
+def test_merge_fails_clearly_lists_only_whole_frames_and_finishes_after(pair, monkeypatch, portrait_clips, wait_job):
     out = pair.root / "renders" / "full"
     shutil.rmtree(out, ignore_errors=True)
     params = {"model": "m", "video": str(portrait_clips["astronaut"]), "faceset": "dst", "output": str(out),
@@ -147,7 +141,7 @@ def test_merge_fails_clearly_lists_only_whole_frames_and_finishes_after(pair, mo
     runner = JobRunner(pair, STAGES)
     try:
         monkeypatch.setattr(engine.files, "open", FullDisk("frame_", after=7), raising=False)
-        job = _run(runner, "merge", params, state="failed")
+        job = wait_job(runner, "merge", params, state="failed")
         assert job["error"]["code"] == "disk_full", job["error"]
         assert str(out) in job["error"]["message"] and "frame_" in job["error"]["message"]
         state = json.loads((out / "merge.json").read_text())
@@ -158,7 +152,7 @@ def test_merge_fails_clearly_lists_only_whole_frames_and_finishes_after(pair, mo
         assert leftovers(out) == []
         kept = {i: (out / "layer" / f"frame_{i:06d}.png").stat().st_mtime_ns for i in state["done"]}
         monkeypatch.undo()
-        result = _run(runner, "merge", params)["result"]
+        result = wait_job(runner, "merge", params)["result"]
         assert result["merged"] == 12 - len(kept)  # only the missing frames were merged again
         state = json.loads((out / "merge.json").read_text())
         assert state["complete"] and state["done"] == list(range(12))
@@ -170,18 +164,19 @@ def test_merge_fails_clearly_lists_only_whole_frames_and_finishes_after(pair, mo
         runner.shutdown()
 
 
-def test_extraction_fails_clearly_stores_only_whole_faces_and_finishes_after(pair, monkeypatch, portrait_clips):
+def test_extraction_fails_clearly_stores_only_whole_faces_and_finishes_after(pair, monkeypatch, portrait_clips,
+                                                                              wait_job):
     runner = JobRunner(pair, STAGES)
     params = {"video": str(portrait_clips["hopper"]), "faceset": "full", "size": 64}
     try:
         monkeypatch.setattr(engine.files, "open", FullDisk("_f0000", after=5), raising=False)
-        job = _run(runner, "extract", params, state="failed")
+        job = wait_job(runner, "extract", params, state="failed")
         assert job["error"]["code"] == "disk_full" and "was not written" in job["error"]["message"], job["error"]
         for face in pair.facesets.faces("full"):  # every stored face is whole
             assert cv2.imread(str(face.image)) is not None
         assert leftovers(pair.faceset_dir("full")) == []
         monkeypatch.undo()
-        result = _run(runner, "extract", params)["result"]
+        result = wait_job(runner, "extract", params)["result"]
         assert result["faces"] == 12 and [f.frame for f in pair.facesets.faces("full")] == list(range(12))
     finally:
         runner.shutdown()

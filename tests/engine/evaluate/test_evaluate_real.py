@@ -55,14 +55,8 @@ SAME_PERSON = 0.6  # dlib's descriptors: below this, one person
 needs_identity = pytest.mark.skipif(not identity_available(), reason="the identity extra (dlib) is not installed")
 
 
-def _run(runner: JobRunner, kind: str, params: dict, timeout: float = 300) -> dict:
-    job = runner.wait(runner.submit(kind, params)["id"], timeout=timeout)
-    assert job["state"] == "done", job["error"]
-    return job
-
-
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
+def pipeline(tmp_path_factory, wait_job):
     """A workspace with facesets "src" (Obama) and "dst" (Noem, the shot), model "m" trained with a
     holdout, and the shot's first FRAMES frames merged into merged/ (layer, matte and frames)."""
     if not (SOURCE.is_file() and DESTINATION.is_file()):
@@ -72,11 +66,11 @@ def pipeline(tmp_path_factory):
     runner = JobRunner(ws, STAGES, recover=False)
     try:
         for video, name in ((SOURCE, "src"), (DESTINATION, "dst")):
-            _run(runner, "extract", {"video": str(video), "faceset": name, "frame_end": FRAMES, "size": 128})
-        _run(runner, "train", {"model": "m", "source": "src", "destination": "dst", "iterations": ITERATIONS,
-                               "holdout": HOLDOUT, **TINY})
-        _run(runner, "merge", {"model": "m", "video": str(DESTINATION), "faceset": "dst", "frame_end": FRAMES,
-                               "output": str(root / "merged"), "outputs": ["layer", "matte", "frames"]})
+            wait_job(runner, "extract", {"video": str(video), "faceset": name, "frame_end": FRAMES, "size": 128})
+        wait_job(runner, "train", {"model": "m", "source": "src", "destination": "dst", "iterations": ITERATIONS,
+                                   "holdout": HOLDOUT, **TINY})
+        wait_job(runner, "merge", {"model": "m", "video": str(DESTINATION), "faceset": "dst", "frame_end": FRAMES,
+                                   "output": str(root / "merged"), "outputs": ["layer", "matte", "frames"]})
     finally:
         runner.shutdown()
         ws.close()
@@ -84,13 +78,13 @@ def pipeline(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def swap(pipeline):
+def swap(pipeline, wait_job):
     """The swap's report as the add-on asks for it: the "evaluate" job, source faceset, merge folder, model."""
     ws = Workspace(pipeline.workspace)
     runner = JobRunner(ws, STAGES, recover=False)
     try:
-        job = _run(runner, "evaluate", {"source_faceset": "src", "destination": str(DESTINATION),
-                                        "result": str(pipeline.merged), "model": "m"})
+        job = wait_job(runner, "evaluate", {"source_faceset": "src", "destination": str(DESTINATION),
+                                            "result": str(pipeline.merged), "model": "m"})
     finally:
         runner.shutdown()
         ws.close()

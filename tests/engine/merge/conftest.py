@@ -13,23 +13,17 @@ from engine.workspace import Workspace
 TINY = {"resolution": 32, "ae_dims": 32, "e_dims": 8, "d_dims": 8, "d_mask_dims": 4, "batch_size": 4}
 
 
-def _run(runner: JobRunner, kind: str, params: dict) -> dict:
-    job = runner.wait(runner.submit(kind, params)["id"], timeout=300)
-    assert job["state"] == "done", job["error"]
-    return job["result"]
-
-
 @pytest.fixture(scope="session")
-def _tiny_pair(tmp_path_factory, portrait_clips):
+def _tiny_pair(tmp_path_factory, portrait_clips, wait_job):
     root = tmp_path_factory.mktemp("merge_pair") / "ws"
     ws = Workspace(root)
     runner = JobRunner(ws, STAGES)
     try:
-        _run(runner, "extract", {"video": str(portrait_clips["hopper"]), "faceset": "src", "size": 128})
-        _run(runner, "extract", {"video": str(portrait_clips["astronaut"]), "faceset": "dst", "size": 128})
-        _run(runner, "train", {"model": "m", "source": "src", "destination": "dst", "iterations": 12, **TINY})
-        _run(runner, "train", {"model": "gray", "source": "src", "destination": "dst", "iterations": 12,
-                               "grayscale": True, **TINY})
+        wait_job(runner, "extract", {"video": str(portrait_clips["hopper"]), "faceset": "src", "size": 128})
+        wait_job(runner, "extract", {"video": str(portrait_clips["astronaut"]), "faceset": "dst", "size": 128})
+        wait_job(runner, "train", {"model": "m", "source": "src", "destination": "dst", "iterations": 12, **TINY})
+        wait_job(runner, "train", {"model": "gray", "source": "src", "destination": "dst", "iterations": 12,
+                                   "grayscale": True, **TINY})
     finally:
         runner.shutdown()
         ws.close()
