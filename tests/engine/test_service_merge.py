@@ -23,22 +23,16 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = {"resolution": 32, "ae_dims": 32, "e_dims": 8, "d_dims": 8, "d_mask_dims": 4, "batch_size": 4}
 
 
-def _run(runner, kind, params):
-    job = runner.wait(runner.submit(kind, params)["id"], timeout=300)
-    assert job["state"] == "done", job["error"]
-    return job["result"]
-
-
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, portrait_clips):
+def workspace(tmp_path_factory, portrait_clips, wait_job):
     """Two tiny models of one pair, trained in a workspace that is closed again for the engine to open."""
     root = tmp_path_factory.mktemp("ws")
     ws = Workspace(root)
     runner = JobRunner(ws, STAGES)
-    _run(runner, "extract", {"video": str(portrait_clips["hopper"]), "faceset": "src", "size": 128})
-    _run(runner, "extract", {"video": str(portrait_clips["astronaut"]), "faceset": "dst", "size": 128})
+    wait_job(runner, "extract", {"video": str(portrait_clips["hopper"]), "faceset": "src", "size": 128})
+    wait_job(runner, "extract", {"video": str(portrait_clips["astronaut"]), "faceset": "dst", "size": 128})
     for model in ("m", "m2"):
-        _run(runner, "train", {"model": model, "source": "src", "destination": "dst", "iterations": 4, **TINY})
+        wait_job(runner, "train", {"model": model, "source": "src", "destination": "dst", "iterations": 4, **TINY})
     runner.shutdown()
     ws.close()
     return root
