@@ -48,6 +48,20 @@ def new_scene(fps: int = 30):
     return scene
 
 
+def new_shot(clip: str, workspace: str, fps: int):
+    """A new scene at `fps` whose active strip is `clip`, a movie marked as the shot (DESTINATION) on
+    channel 2 from frame 1, with the render at the clip's own size and the scene set to `workspace`:
+    (scene, editor, shot)."""
+    scene = new_scene(fps=fps)
+    editor = scene.sequence_editor
+    shot = editor.strips.new_movie(name="Shot", filepath=clip, channel=2, frame_start=1)
+    shot.swapline_role = "DESTINATION"
+    editor.active_strip = shot
+    scene.swapline.workspace = workspace
+    scene.render.resolution_x, scene.render.resolution_y = shot.elements[0].orig_width, shot.elements[0].orig_height
+    return scene, editor, shot
+
+
 def call(op, **kwargs) -> tuple[set | None, str]:
     """Run an operator; returns (result, error text). Background bpy raises reports of errors."""
     start = time.monotonic()

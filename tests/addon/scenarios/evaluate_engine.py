@@ -20,15 +20,9 @@ sync = _blender.enable()
 ev = _blender.submodule("evaluate_drain")
 PENDING = _blender.submodule("evaluate_state").PENDING
 panel = _blender.submodule("evaluate_panel")
-scene = _blender.new_scene(fps=12)
-editor = scene.sequence_editor
-shot = editor.strips.new_movie(name="Shot", filepath=clip, channel=2, frame_start=1)
-shot.swapline_role = "DESTINATION"
-editor.active_strip = shot
+scene, editor, shot = _blender.new_shot(clip, workspace, fps=12)
 settings = scene.swapline
-settings.workspace = workspace
 settings.model, settings.source_faceset, settings.destination_faceset = "m", "src", "dst"
-scene.render.resolution_x, scene.render.resolution_y = shot.elements[0].orig_width, shot.elements[0].orig_height
 wm = bpy.context.window_manager
 out = {}
 

@@ -20,15 +20,9 @@ clip, workspace, changes = sys.argv[1], sys.argv[2], int(sys.argv[3])
 sync = _blender.enable()
 live_preview = _blender.submodule("live_preview")
 matte = _blender.submodule("matte")
-scene = _blender.new_scene(fps=24)
-editor = scene.sequence_editor
-shot = editor.strips.new_movie(name="Shot", filepath=clip, channel=2, frame_start=1)
-shot.swapline_role = "DESTINATION"
-editor.active_strip = shot
+scene, editor, shot = _blender.new_shot(clip, workspace, fps=24)
 settings = scene.swapline
-settings.workspace = workspace
 settings.model, settings.destination_faceset = "m", "dst"
-scene.render.resolution_x, scene.render.resolution_y = shot.elements[0].orig_width, shot.elements[0].orig_height
 wm = bpy.context.window_manager
 live = wm.swapline_live
 out = {"size": [scene.render.resolution_x, scene.render.resolution_y]}
