@@ -43,7 +43,8 @@ def read_holdout(model_dir: Path) -> dict | None:
         data = json.loads(path.read_text())
         for side in ("source", "destination"):
             data[side]["faces"] = [int(i) for i in data[side]["faces"]]
-            str(data[side]["faceset"])
+            if not isinstance(data[side]["faceset"], str):
+                raise TypeError(f"{side} faceset is not a name")
     except (ValueError, KeyError, TypeError) as exc:
         raise EngineError("corrupt_checkpoint", f"{path} is damaged ({exc}); delete it to choose again") from None
     return data

@@ -21,6 +21,7 @@ from ..faces import identity as face_identity
 from ..faces.blazeface import BlazeFace, Detection
 from ..faces.blazeface import iou as box_iou
 from ..faces.landmarks import LandmarkModel, Mesh, region_from_landmarks, region_from_points
+from ..faces.track import mesh_box
 from ..geometry.align import MESH_TO_68, align_transform, transform_points
 from ..geometry.pose import pose_from_mesh
 from ..media.decode import iter_frames_at, probe
@@ -45,12 +46,6 @@ def _iou(a: Sequence[float], b: Sequence[float]) -> float:
     return float(box_iou(np.asarray(a, np.float64), np.asarray([b], np.float64))[0])
 
 
-def _mesh_box(points: np.ndarray) -> tuple[float, float, float, float]:
-    """The box around a face's mesh points, x0 y0 x1 y1."""
-    lo, hi = points[:, :2].min(0), points[:, :2].max(0)
-    return (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
-
-
 def embed_face(frame_bgr: np.ndarray, landmarks68: np.ndarray) -> np.ndarray:
     """The identity descriptor of the face with these frame landmarks, from an aligned full-face crop."""
     m = align_transform(landmarks68, CROP_SIZE, "full")
@@ -66,9 +61,11 @@ class FaceObserver:
     embedding's cost (a fifth of a second a face on a laptop CPU) when only geometry is wanted.
     """
 
-    def __init__(self, identity: bool = True) -> None:
-        self.detector = BlazeFace(min_score=0.5, min_size=MIN_SIZE)
-        self.mesh = LandmarkModel()
+    def __init__(self, identity: bool = True, like: "FaceObserver | None" = None) -> None:
+        # `like`: an observer whose networks this one shares (loading them costs about a second each);
+        # both must then be stepped from one thread, in turn, as the report's single pass does
+        self.detector = like.detector if like is not None else BlazeFace(min_score=0.5, min_size=MIN_SIZE)
+        self.mesh = like.mesh if like is not None else LandmarkModel()
         self.identity = bool(identity) and identity_available()
         self._previous: tuple[int, np.ndarray] | None = None  # (frame, 468 raw points) of the last face found
 
@@ -86,7 +83,7 @@ class FaceObserver:
         lm68 = mesh.points[_LM68, :2].astype(np.float64)
         embedding = embed_face(frame_bgr, lm68) if self.identity else None
         return FaceObservation(frame=int(index), landmarks68=lm68, pose=pose_from_mesh(mesh.points),
-                               box=_mesh_box(mesh.points), embedding=embedding)
+                               box=mesh_box(mesh.points), embedding=embedding)
 
     def _main_face(self, index: int, frame: np.ndarray, near: tuple | None) -> Mesh | None:
         dets = self.detector.detect(frame, small_faces=False, rotations=False)
@@ -100,7 +97,7 @@ class FaceObserver:
             mesh = self._refine(frame, det)
             if mesh is None:
                 continue
-            if near is None or _iou(_mesh_box(mesh.points), near) >= NEAR_IOU:
+            if near is None or _iou(mesh_box(mesh.points), near) >= NEAR_IOU:
                 return mesh
         return self._follow(index, frame, near)
 
@@ -112,7 +109,7 @@ class FaceObserver:
         if mesh.presence < MIN_PRESENCE:
             return None
         mesh = self.mesh.run(frame, region_from_landmarks(mesh.points))
-        box = _mesh_box(mesh.points)
+        box = mesh_box(mesh.points)
         if mesh.presence < MIN_PRESENCE or max(box[2] - box[0], box[3] - box[1]) < MIN_SIZE:
             return None
         return mesh
@@ -123,10 +120,10 @@ class FaceObserver:
             return None
         before = self._previous[1]
         mesh = self.mesh.run(frame, region_from_landmarks(before))
-        box = _mesh_box(mesh.points)
+        box = mesh_box(mesh.points)
         if mesh.presence < MIN_PRESENCE or max(box[2] - box[0], box[3] - box[1]) < MIN_SIZE:
             return None
-        if _iou(box, _mesh_box(before)) < FOLLOW_IOU:
+        if _iou(box, mesh_box(before)) < FOLLOW_IOU:
             return None
         if near is not None and _iou(box, near) < NEAR_IOU:
             return None

@@ -219,7 +219,8 @@ def _measure(shot: Shot, identity: bool, samples: int, should_stop, progress) ->
 
     # every swapped face is identified (its own per-frame row); the destination's identity is only
     # the reference, and a spread sample of its faces gives it at half the cost of a long clip
-    destination_faces, result_faces = FaceObserver(identity=False), FaceObserver(identity=identity)
+    destination_faces = FaceObserver(identity=False)
+    result_faces = FaceObserver(identity=identity, like=destination_faces)
     identify = set(evenly_spaced(list(shot.frames), IDENTITY_LIMIT)) if identity else set()
     flicker = FlickerMeter()
     wanted = set(evenly_spaced(list(shot.frames), samples))

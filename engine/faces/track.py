@@ -65,7 +65,8 @@ def _iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _mesh_box(points: np.ndarray) -> tuple[float, float, float, float]:
+def mesh_box(points: np.ndarray) -> tuple[float, float, float, float]:
+    """The box around a face's mesh points, x0 y0 x1 y1 (frame pixels)."""
     lo, hi = points[:, :2].min(0), points[:, :2].max(0)
     return (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
 
@@ -95,7 +96,7 @@ class FaceTracker:
         live = [tr for tr in self._tracks if not tr.lost]
         for tr in live:
             mesh = self.mesh.run(frame_bgr, region_from_landmarks(tr.raw))
-            box = _mesh_box(mesh.points)
+            box = mesh_box(mesh.points)
             if mesh.presence < self.s.min_presence or box[2] - box[0] < self.s.min_size:
                 tr.lost = True
                 continue
@@ -129,7 +130,7 @@ class FaceTracker:
             mesh = self._mesh_for(frame_bgr, det)
             if mesh is None:
                 continue
-            box = _mesh_box(mesh.points)
+            box = mesh_box(mesh.points)
             if any(_iou(box, tr.box) > 0.3 for tr in self._tracks if not tr.lost):
                 continue
             self._start(mesh, box, det.score, index)
@@ -167,5 +168,5 @@ class FaceTracker:
         """Follow a face known from the frame before the first one fed (a resumed or extended range)."""
         points = np.zeros((len(landmarks), 3), np.float32)
         points[:, :2] = landmarks[:, :2]
-        self._tracks.append(_Track(track, points, _mesh_box(points), 1.0, LandmarkSmoother(self.smoothing), -1))
+        self._tracks.append(_Track(track, points, mesh_box(points), 1.0, LandmarkSmoother(self.smoothing), -1))
         self._next_id = max(self._next_id, track + 1)

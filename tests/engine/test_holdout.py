@@ -61,3 +61,10 @@ def test_training_without_a_holdout_writes_none(tmp_path, fill_faceset):
     finally:
         runner.shutdown()
         ws.close()
+
+
+def test_a_damaged_holdout_file_is_refused_clearly(tmp_path):
+    (tmp_path / HOLDOUT_FILE).write_text(json.dumps({"share": 0.1, "source": {"faceset": 3, "faces": [1]},
+                                                     "destination": {"faceset": "d", "faces": [2]}}))
+    with pytest.raises(EngineError, match="damaged"):
+        read_holdout(tmp_path)
